@@ -1,0 +1,103 @@
+"""Job and worker records shared by the gateway, the stores and the controller (Runpod v2 words)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    IN_QUEUE = "IN_QUEUE"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+)
+ACTIVE_STATUSES = frozenset({JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS})
+
+# Runpod keeps results 30 min for /run and 1 min for /runsync.
+RUN_RETENTION_S = 30 * 60
+RUNSYNC_RETENTION_S = 60
+
+
+def new_job_id() -> str:
+    # Runpod ids look like "sync-<uuid>-u1"/"<uuid>-u1"; clients only treat them as opaque strings.
+    return f"{uuid.uuid4()}-s1"
+
+
+class JobRecord(BaseModel):
+    id: str
+    endpoint: str
+    status: JobStatus = JobStatus.IN_QUEUE
+    input: Any = None
+    output: Any = None
+    error: Any = None
+    webhook: str | None = None
+    execution_timeout_s: float = 600.0
+    ttl_s: float = 86400.0
+    low_priority: bool = False
+    sync: bool = False
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    completed_at: float | None = None
+    worker_id: str | None = None
+    receipt: str | None = None  # queue receipt of the current delivery, to delete on completion
+    retries: int = 0  # deliveries after the first
+    # When the job must leave its current state: created_at + ttl while queued, started_at +
+    # execution timeout while running, completed_at + retention once final (then it is deleted).
+    deadline_at: float = 0.0
+
+    def client_view(self) -> dict[str, Any]:
+        """The body Runpod returns from /status and /runsync."""
+        body: dict[str, Any] = {"id": self.id, "status": self.status.value}
+        if self.started_at is not None:
+            body["delayTime"] = int((self.started_at - self.created_at) * 1000)
+        if self.completed_at is not None and self.started_at is not None:
+            body["executionTime"] = int((self.completed_at - self.started_at) * 1000)
+        if self.worker_id is not None:
+            body["workerId"] = self.worker_id
+        if self.retries:
+            body["retries"] = self.retries
+        if self.output is not None:
+            body["output"] = self.output
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class WorkerState(StrEnum):
+    INITIALIZING = "initializing"  # launched, has not taken a job yet
+    IDLE = "idle"
+    RUNNING = "running"  # has at least one job in progress
+    DRAINING = "draining"  # chosen to stop: gets no new job
+    UNHEALTHY = "unhealthy"  # stopped pinging
+
+
+class WorkerRecord(BaseModel):
+    id: str
+    endpoint: str
+    state: WorkerState = WorkerState.INITIALIZING
+    launched_at: float = Field(default_factory=time.time)
+    first_take_at: float | None = None  # cold start = first_take_at - launched_at
+    last_seen_at: float = Field(default_factory=time.time)
+    idle_since: float | None = None
+    jobs_in_progress: list[str] = Field(default_factory=list)
+    address: str | None = None  # load_balancer workers: "127.0.0.1:PORT"
+    draining: bool = False
+
+    @property
+    def cold_start_s(self) -> float | None:
+        return None if self.first_take_at is None else self.first_take_at - self.launched_at
