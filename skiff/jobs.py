@@ -56,6 +56,7 @@ class JobRecord(BaseModel):
     worker_id: str | None = None
     receipt: str | None = None  # queue receipt of the current delivery, to delete on completion
     retries: int = 0  # deliveries after the first
+    stream_read: int = 0  # stream items already handed to a /stream caller (Runpod returns only new ones)
     # When the job must leave its current state: created_at + ttl while queued, started_at +
     # execution timeout while running, completed_at + retention once final (then it is deleted).
     deadline_at: float = 0.0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 _MISSING_SERVER = (
-    "skiff: the command line needs the server extras. Install them with:\n"
-    "    pip install 'skiff[server]'\n"
+    "skiff: the command line needs the server extras. Install them with:\n    pip install 'skiff[server]'\n"
 )
 
 

@@ -1,0 +1,1 @@
+"""The gateway: Runpod-compatible client API, worker API and load-balancing proxy (FastAPI)."""

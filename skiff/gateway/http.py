@@ -1,0 +1,73 @@
+"""Request/response helpers shared by the routes: JSON in and out, size limits, API errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+class ApiError(Exception):
+    """Raised anywhere in a route; rendered as `{"error": message}` with the status code."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing with 413 as soon as it exceeds `limit` (before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "invalid Content-Length header") from None
+        if size > limit:
+            raise ApiError(413, _too_large(limit, size))
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, _too_large(limit, None))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, size: int | None) -> str:
+    got = f" (got {size} bytes)" if size is not None else ""
+    return f"request body too large: the limit for this route is {limit // (1024 * 1024)} MB{got}"
+
+
+def parse_json(raw: bytes, *, what: str = "request body") -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
+
+
+def parse_duration_ms(value: Any, field: str) -> float | None:
+    """Runpod's policy fields are integer milliseconds; returns seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ApiError(400, f"{field} must be a positive number of milliseconds")
+    return float(value) / 1000.0

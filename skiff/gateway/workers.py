@@ -1,0 +1,123 @@
+"""What the gateway knows of workers: last contact, jobs in hand, cold start, draining.
+
+Kept in memory on the hot path (job-take/job-done must not write the worker registry per job)
+and flushed to the job store about once a second, where the controller reads it. The draining
+flag travels the other way: the controller sets it in the store, the flush picks it up.
+"""
+
+from __future__ import annotations
+
+import time
+
+from skiff.jobs import WorkerRecord, WorkerState
+from skiff.store.base import JobStore
+
+
+class WorkerTracker:
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._workers: dict[str, WorkerRecord] = {}
+        self._dirty: set[str] = set()
+
+    def _get(self, worker_id: str, endpoint: str) -> WorkerRecord:
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            worker = WorkerRecord(id=worker_id, endpoint=endpoint)
+            self._workers[worker_id] = worker
+            self._dirty.add(worker_id)
+        return worker
+
+    def register(self, worker_id: str, endpoint: str, launched_at: float) -> None:
+        """Called by an orchestrator at launch, so cold start counts from the real start."""
+        worker = self._get(worker_id, endpoint)
+        worker.launched_at = launched_at
+        self._dirty.add(worker_id)
+
+    def seen(self, worker_id: str, endpoint: str, jobs: list[str] | None = None) -> WorkerRecord:
+        worker = self._get(worker_id, endpoint)
+        now = time.time()
+        worker.last_seen_at = now
+        if jobs is not None and set(jobs) != set(worker.jobs_in_progress):
+            worker.jobs_in_progress = list(jobs)
+            self._set_state(worker, now)
+        if worker.state is WorkerState.UNHEALTHY:
+            self._set_state(worker, now)
+        return worker
+
+    def taking(self, worker_id: str, endpoint: str) -> WorkerRecord:
+        worker = self.seen(worker_id, endpoint)
+        if worker.first_take_at is None:
+            worker.first_take_at = time.time()
+            self._set_state(worker, worker.first_take_at)
+        return worker
+
+    def took(self, worker: WorkerRecord, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            if job_id not in worker.jobs_in_progress:
+                worker.jobs_in_progress.append(job_id)
+        self._set_state(worker, time.time())
+
+    def finished(self, worker_id: str, endpoint: str, job_id: str) -> None:
+        worker = self.seen(worker_id, endpoint)
+        if job_id in worker.jobs_in_progress:
+            worker.jobs_in_progress.remove(job_id)
+            self._set_state(worker, time.time())
+
+    def is_draining(self, worker_id: str) -> bool:
+        worker = self._workers.get(worker_id)
+        return worker is not None and worker.draining
+
+    def forget(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+        self._dirty.discard(worker_id)
+
+    def local(self) -> list[WorkerRecord]:
+        return list(self._workers.values())
+
+    def _set_state(self, worker: WorkerRecord, now: float) -> None:
+        if worker.draining:
+            state = WorkerState.DRAINING
+        elif worker.jobs_in_progress:
+            state = WorkerState.RUNNING
+        elif worker.first_take_at is None:
+            state = WorkerState.INITIALIZING
+        else:
+            state = WorkerState.IDLE
+        if state is WorkerState.IDLE and worker.state is not WorkerState.IDLE:
+            worker.idle_since = now
+        elif state is not WorkerState.IDLE and not (state is WorkerState.DRAINING and not worker.jobs_in_progress):
+            worker.idle_since = None
+        worker.state = state
+        self._dirty.add(worker.id)
+
+    async def flush(self, lost_after: float) -> list[str]:
+        """Write changed records, read back draining flags, mark silent workers unhealthy.
+
+        Returns ids of workers that just went silent (their jobs must be released)."""
+        now = time.time()
+        lost: list[str] = []
+        for worker in self._workers.values():
+            if worker.state is not WorkerState.UNHEALTHY and now - worker.last_seen_at > lost_after:
+                worker.state = WorkerState.UNHEALTHY
+                self._dirty.add(worker.id)
+                lost.append(worker.id)
+        dirty, self._dirty = self._dirty, set()
+        for worker_id in dirty:
+            worker = self._workers.get(worker_id)
+            if worker is None:
+                continue
+            stored = await self._store.get_worker(worker_id)
+            if stored is not None and stored.draining and not worker.draining:
+                worker.draining = True
+                self._set_state(worker, now)
+                self._dirty.discard(worker_id)
+            await self._store.upsert_worker(worker)
+        await self._refresh_draining()
+        return lost
+
+    async def _refresh_draining(self) -> None:
+        for stored in await self._store.list_workers():
+            local = self._workers.get(stored.id)
+            if local is not None and stored.draining and not local.draining:
+                local.draining = True
+                self._set_state(local, time.time())
