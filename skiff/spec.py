@@ -13,14 +13,28 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from skiff.durations import parse_duration
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _seconds(value: Any) -> float:
+    # parse_duration expects text or a number; anything else (a list, null) must become a
+    # ValueError here so pydantic reports it as a field error instead of raising out of validation.
+    if not isinstance(value, str | int | float):
+        raise ValueError(f'expected a duration such as "5s", "10m" or "24h", got {value!r}')
     return parse_duration(value)
 
 
@@ -42,28 +56,26 @@ class _Strict(BaseModel):
 
 
 class GpuSpec(_Strict):
-    count: int = Field(default=1, ge=0, le=16)
+    count: StrictInt = Field(default=1, ge=0, le=16)
     models: list[str] = Field(default_factory=list)
 
 
 class ResourcesSpec(_Strict):
-    cpu_mhz: int = Field(default=1000, ge=100)
-    memory_mb: int = Field(default=1024, ge=64)
+    cpu_mhz: StrictInt = Field(default=1000, ge=100)
+    memory_mb: StrictInt = Field(default=1024, ge=64)
 
 
 class ScalingSpec(_Strict):
-    min_workers: int = Field(default=0, ge=0)
-    max_workers: int = Field(default=3, ge=1)
+    min_workers: StrictInt = Field(default=0, ge=0)
+    max_workers: StrictInt = Field(default=3, ge=1)
     idle_timeout: Duration = 5.0
     scaler: ScalerType = ScalerType.QUEUE_DELAY
-    target: float = Field(default=4, gt=0)
+    target: StrictFloat = Field(default=4.0, gt=0)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:
         if self.min_workers > self.max_workers:
-            raise ValueError(
-                f"min_workers ({self.min_workers}) must not exceed max_workers ({self.max_workers})"
-            )
+            raise ValueError(f"min_workers ({self.min_workers}) must not exceed max_workers ({self.max_workers})")
         return self
 
 
@@ -77,7 +89,7 @@ class EndpointSpec(_Strict):
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     execution_timeout: Duration = 600.0
     job_ttl: Duration = 86400.0
-    max_retries: int = Field(default=3, ge=0, le=100)
+    max_retries: StrictInt = Field(default=3, ge=0, le=100)
     env: dict[str, str] = Field(default_factory=dict)
     # load_balancer endpoints: the path the worker's health server answers 200 on when ready.
     health_path: str = "/ping"
@@ -96,14 +108,25 @@ class EndpointSpec(_Strict):
     @classmethod
     def _command(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
-            raise ValueError("command must name a program to run, e.g. [\"python\", \"-u\", \"worker.py\"]")
+            raise ValueError('command must name a program to run, e.g. ["python", "-u", "worker.py"]')
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in value if not ENV_NAME_RE.match(key)]
+        if bad:
+            raise ValueError(
+                f"environment variable names are letters, digits and underscores, not starting "
+                f"with a digit (got {', '.join(repr(k) for k in bad)})"
+            )
         return value
 
     @field_validator("execution_timeout", "job_ttl")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
-            raise ValueError("must be a positive duration")
+            raise ValueError(f'must be a positive duration such as "600s" (got {value:g} seconds)')
         return value
 
     @model_validator(mode="after")

@@ -31,14 +31,14 @@ def up(
     from skiff.stack import Stack, resolve_api_key
 
     settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
+    if not settings.endpoints_dir.is_dir():
+        typer.echo(f"skiff: endpoints directory {settings.endpoints_dir} does not exist", err=True)
+        raise typer.Exit(2)
     try:
         specs = load_endpoints(settings.endpoints_dir)
     except EndpointFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-    except FileNotFoundError as exc:
-        typer.echo(f"skiff: {exc}", err=True)
-        raise typer.Exit(2) from None
     if not specs:
         typer.echo(f"skiff: no endpoint files (*.hcl) in {settings.endpoints_dir}", err=True)
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,9 +24,9 @@ DEFAULT_DIR = Path("examples/endpoints")
 
 @app.command()
 def validate(
-    path: Path = typer.Argument(
-        DEFAULT_DIR, help="A directory of endpoint files (*.hcl), or one endpoint file."
-    ),
+    path: Annotated[
+        Path, typer.Argument(help="A directory of endpoint files (*.hcl), or one endpoint file.")
+    ] = DEFAULT_DIR,
 ) -> None:
     """Check endpoint files: print a summary, or every problem with file, line and field."""
     if not path.exists():

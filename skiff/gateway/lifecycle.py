@@ -239,6 +239,11 @@ class JobService:
             job = await self.store.get(job_id)
             if job is not None and job.status is JobStatus.IN_PROGRESS and job.worker_id == worker_id:
                 await self._extend_lease(spec, job)
+            elif job is None or job.status in (JobStatus.CANCELLED, JobStatus.TIMED_OUT):
+                # The worker still runs a job that was stopped. The runpod SDK drops a stop signal
+                # that arrives before the job's task exists (rp_scale.JobScaler.stop_job), so
+                # repeat it on every ping until the worker lets go of the job.
+                await self.store.signal_stop(worker_id, job_id)
 
     # ----------------------------------------------------------------- housekeeping
     async def release_worker_jobs(self, worker_id: str, spec_of: Callable[[str], EndpointSpec | None]) -> int:

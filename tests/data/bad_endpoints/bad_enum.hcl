@@ -1,0 +1,8 @@
+endpoint "batch" {
+  type    = "batch"
+  command = ["python", "worker.py"]
+
+  scaling {
+    scaler = "cpu"
+  }
+}

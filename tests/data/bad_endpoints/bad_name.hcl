@@ -1,0 +1,7 @@
+endpoint "Echo_1" {
+  command = ["python", "worker.py"]
+}
+
+endpoint "a" "b" {
+  command = ["python", "worker.py"]
+}

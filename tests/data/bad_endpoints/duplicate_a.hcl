@@ -1,0 +1,3 @@
+endpoint "twin" {
+  command = ["python", "a.py"]
+}

@@ -1,0 +1,5 @@
+endpoint "dynamic" {
+  image   = var.image
+  command = ["python", "${path.module}/worker.py"]
+  max_retries = 1 + 2
+}

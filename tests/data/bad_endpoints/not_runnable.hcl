@@ -1,0 +1,7 @@
+endpoint "nothing-to-run" {
+  type = "queue"
+}
+
+endpoint "empty-command" {
+  command = []
+}

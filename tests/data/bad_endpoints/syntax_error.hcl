@@ -1,0 +1,5 @@
+endpoint "broken" {
+  type    = "queue"
+  command = ["python", "worker.py"]
+  image   =
+}

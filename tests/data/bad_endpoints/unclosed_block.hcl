@@ -1,0 +1,6 @@
+endpoint "unclosed" {
+  command = ["python", "worker.py"]
+
+  scaling {
+    max_workers = 2
+  }

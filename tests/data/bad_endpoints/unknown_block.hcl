@@ -1,0 +1,13 @@
+service "web" {
+  command = ["python", "web.py"]
+}
+
+endpoint "fine" {
+  command = ["python", "worker.py"]
+
+  autoscale {
+    max = 3
+  }
+}
+
+region = "eu"
