@@ -7,6 +7,7 @@ JobQueue, a JobStore, a PayloadStore and an Orchestrator and use them through th
 from __future__ import annotations
 
 from skiff.config import Settings
+from skiff.payloads.base import PayloadStore
 from skiff.queue.base import JobQueue
 from skiff.store.base import JobStore
 
@@ -35,3 +36,20 @@ def build_store(settings: Settings) -> JobStore:
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     return SqliteStore(settings.db_path)
+
+
+def build_payloads(settings: Settings) -> PayloadStore:
+    if settings.payloads == "s3":
+        from skiff.payloads.s3 import S3Payloads
+
+        if not settings.s3_bucket:
+            raise ValueError('payloads = "s3" needs a bucket: set SKIFF_S3_BUCKET or s3_bucket in skiff.toml')
+        return S3Payloads(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.aws_region,
+            prefix=settings.s3_prefix,
+        )
+    from skiff.payloads.files import FilePayloads
+
+    return FilePayloads(settings.state_dir / "payloads")

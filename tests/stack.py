@@ -72,6 +72,7 @@ class SkiffProcess:
 
     def start(self, timeout: float = 30.0) -> SkiffProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [SKIFF, "up", "--endpoints", str(self.endpoints_dir), "--state-dir", str(self.state_dir),
@@ -95,7 +96,12 @@ class SkiffProcess:
         raise RuntimeError(f"skiff up did not start in {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What this run of `skiff up` printed (an earlier run's output in the same file excluded)."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as handle:
+            handle.seek(getattr(self, "_log_offset", 0))
+            return handle.read().decode(errors="replace")
 
     def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
         return httpx.Client(

@@ -42,7 +42,8 @@ class JobQueue(Protocol):
         """
 
     async def delete(self, endpoint: str, receipt: str) -> None:
-        """Acknowledge a delivery. A stale receipt (lease lost and re-delivered) is ignored."""
+        """Acknowledge a delivery. A stale receipt (lease lost and re-delivered) is ignored by the
+        embedded queue; SQS may still honour it, so callers delete only with the latest receipt."""
 
     async def extend(self, endpoint: str, receipt: str, lease: float) -> None:
         """Set the delivery's remaining lease to `lease` s from now (0 makes it visible at once)."""

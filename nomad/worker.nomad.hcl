@@ -1,0 +1,109 @@
+# Skiff worker job template: what the controller submits for each endpoint (as JSON, through
+# POST /v1/jobs). It is `skiff render` of the reference endpoint below, kept in step with
+# skiff/nomad/render.py by tests/test_nomad_render.py. Regenerate it with:
+#   .venv/bin/python -c "import sys; sys.path.insert(0,'tests'); from test_nomad_render import write_template; write_template()"
+# Reference endpoint: load_balancer "llm", image ghcr.io/acme/llm:2, 2 x nvidia/gpu (A100 80GB or
+# L40S), 4000 MHz, 16 GiB, 1..8 workers, execution_timeout 120s, health path /health.
+# Run it by hand with `nomad job run nomad/worker.nomad.hcl` after replacing REPLACE_WITH_WORKER_KEY.
+
+# Rendered by skiff 0.1.0 from endpoint 'llm'; `skiff render` prints it.
+job "skiff-llm" {
+  type        = "service"
+  namespace   = "default"
+  datacenters = ["dc1"]
+
+  meta {
+    skiff_managed  = "true"
+    skiff_endpoint = "llm"
+    skiff_version  = "0.1.0"
+    spec_hash      = "cf424662b20ef755"
+  }
+
+  # max_parallel = 0 disables deployments, so scaling is never blocked.
+  update {
+    max_parallel = 0
+  }
+
+  group "worker" {
+    count = 1
+
+    scaling {
+      enabled = true
+      min     = 0
+      max     = 8
+    }
+
+    restart {
+      attempts = 3
+      interval = "5m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      unlimited      = true
+      delay          = "10s"
+      delay_function = "exponential"
+      max_delay      = "5m"
+    }
+
+    network {
+      mode = "host"
+      port "http" {}
+    }
+
+    service {
+      name     = "skiff-llm"
+      port     = "http"
+      provider = "consul"
+      tags     = ["skiff", "endpoint-llm"]
+
+      check {
+        name     = "skiff-llm health"
+        type     = "http"
+        path     = "/health"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "worker" {
+      driver       = "docker"
+      kill_timeout = "135s"
+      kill_signal  = "SIGTERM"
+
+      config {
+        image = "ghcr.io/acme/llm:2"
+        ports = ["http"]
+      }
+
+      env {
+        RUNPOD_POD_ID              = "${NOMAD_ALLOC_ID}"
+        RUNPOD_ENDPOINT_ID         = "llm"
+        RUNPOD_AI_API_KEY          = "REPLACE_WITH_WORKER_KEY"
+        RUNPOD_WEBHOOK_GET_JOB     = "http://gateway.service.consul:8000/v2/llm/job-take/$RUNPOD_POD_ID?gpu=nomad"
+        RUNPOD_WEBHOOK_POST_OUTPUT = "http://gateway.service.consul:8000/v2/llm/job-done/$RUNPOD_POD_ID/$ID?gpu=nomad"
+        RUNPOD_WEBHOOK_POST_STREAM = "http://gateway.service.consul:8000/v2/llm/job-stream/$RUNPOD_POD_ID/$ID?gpu=nomad"
+        RUNPOD_WEBHOOK_PING        = "http://gateway.service.consul:8000/v2/llm/ping/$RUNPOD_POD_ID?gpu=nomad"
+        RUNPOD_PING_INTERVAL       = "10000"
+        PORT                       = "${NOMAD_PORT_http}"
+        PORT_HEALTH                = "${NOMAD_PORT_http}"
+      }
+
+      resources {
+        cpu    = 4000
+        memory = 16384
+
+        device "nvidia/gpu" {
+          count = 2
+
+          constraint {
+            attribute = "${device.model}"
+            operator  = "set_contains_any"
+            value     = "NVIDIA A100-SXM4-80GB,NVIDIA L40S"
+          }
+        }
+      }
+    }
+  }
+}

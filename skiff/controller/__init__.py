@@ -1,0 +1,1 @@
+"""The controller: reconciles declared endpoints with the orchestrator and autoscales them."""

@@ -1,0 +1,299 @@
+"""A small async client for the parts of Nomad's HTTP API that Skiff uses.
+
+python-nomad (2.1.0, synchronous, run in a thread) does register / read / allocations / evaluation
+/ deregister. It has no scale call and no blocking-query support, so those go through httpx:
+`POST /v1/job/:id/scale` (https://developer.hashicorp.com/nomad/api-docs/jobs#scale-task-group)
+and `?index=&wait=` reads answered with `X-Nomad-Index`
+(https://developer.hashicorp.com/nomad/api-docs#blocking-queries).
+
+Every failure becomes a NomadError whose message says what to check: an unreachable address, a
+token the ACL system refuses (403 "Permission denied" / "ACL token not found"), a request Nomad
+rejects (400 with its reason). Connection errors and 5xx answers are retried with exponential
+backoff before giving up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import requests
+
+# The repository's own nomad/ folder (job files) shadows python-nomad's `nomad` package for type
+# checkers and import sorters; importing by name keeps it what it is at runtime (it has no stubs).
+_nomad: Any = importlib.import_module("nomad")
+nomad_exc: Any = importlib.import_module("nomad.api.exceptions")
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Nomad caps `wait` at 10 minutes and adds up to wait/16 of jitter (api-docs "Blocking Queries").
+MAX_WAIT_S = 600.0
+
+
+class NomadError(Exception):
+    """Anything Nomad refused or could not be asked."""
+
+
+class NomadUnreachable(NomadError):
+    pass
+
+
+class NomadPermissionDenied(NomadError):
+    pass
+
+
+class NomadBadRequest(NomadError):
+    pass
+
+
+class NomadNotFound(NomadError):
+    pass
+
+
+class _Retryable(Exception):
+    def __init__(self, error: NomadError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _body_text(resp: Any) -> str:
+    text = getattr(resp, "text", None)
+    return (text or "").strip() or f"HTTP {getattr(resp, 'status_code', '?')}"
+
+
+class NomadClient:
+    def __init__(
+        self,
+        address: str = "http://127.0.0.1:4646",
+        *,
+        token: str | None = None,
+        namespace: str | None = "default",
+        region: str | None = None,
+        timeout_s: float = 10.0,
+        retries: int = 4,
+        backoff_s: float = 0.2,
+    ) -> None:
+        self.address = address.rstrip("/")
+        self.namespace = namespace
+        self.region = region
+        self._token = token
+        self._retries = retries
+        self._backoff_s = backoff_s
+        # python-nomad: nomad.Nomad(address=..., token=..., namespace=..., region=..., timeout=...)
+        self._session = requests.Session()
+        self._nomad = _nomad.Nomad(
+            address=self.address,
+            session=self._session,
+            token=token,
+            namespace=namespace,
+            region=region,
+            timeout=int(max(1, timeout_s)),
+        )
+        headers = {"X-Nomad-Token": token} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.address, headers=headers, timeout=timeout_s)
+
+    # --- error handling -------------------------------------------------------------------
+    def _denied(self, detail: str) -> NomadPermissionDenied:
+        who = "the token in NOMAD_TOKEN" if self._token else "an anonymous request (no NOMAD_TOKEN)"
+        return NomadPermissionDenied(
+            f"Nomad at {self.address} refused {who}: {detail}. The token needs the submit-job, "
+            f"read-job and scale-job capabilities in namespace {self.namespace or 'default'!r}."
+        )
+
+    def _from_status(self, status: int, text: str, what: str) -> NomadError:
+        if status == 403:
+            return self._denied(text)
+        if status == 404:
+            return NomadNotFound(f"{what}: not found ({text})")
+        if status == 400:
+            return NomadBadRequest(f"Nomad rejected {what}: {text}")
+        return NomadError(f"Nomad answered {status} to {what}: {text}")
+
+    def _unreachable(self, detail: object) -> NomadUnreachable:
+        return NomadUnreachable(
+            f"cannot reach Nomad at {self.address} ({detail}). Check NOMAD_ADDR / --nomad-addr "
+            "and that the agent is running (`nomad agent -dev` listens on http://127.0.0.1:4646)."
+        )
+
+    def _translate_python_nomad(self, exc: Exception, what: str) -> NomadError | _Retryable:
+        resp = getattr(exc, "nomad_resp", None)
+        if isinstance(resp, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return _Retryable(self._unreachable(resp))
+        if isinstance(resp, requests.RequestException):
+            return _Retryable(self._unreachable(resp))
+        if isinstance(exc, requests.exceptions.RequestException):
+            return _Retryable(self._unreachable(exc))
+        status = int(getattr(resp, "status_code", 0) or 0)
+        error = self._from_status(status, _body_text(resp), what)
+        return _Retryable(error) if status >= 500 else error
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        delay = self._backoff_s
+        for attempt in range(self._retries + 1):
+            try:
+                return await call()
+            except _Retryable as retry:
+                if attempt == self._retries:
+                    raise retry.error from None
+                log.warning("%s failed (%s); retrying in %.1fs", what, retry.error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    async def _lib(self, what: str, fn: Callable[[], T]) -> T:
+        async def call() -> T:
+            try:
+                return await asyncio.to_thread(fn)
+            except (nomad_exc.BaseNomadException, requests.RequestException) as exc:
+                translated = self._translate_python_nomad(exc, what)
+                if isinstance(translated, _Retryable):
+                    raise translated from None
+                raise translated from None
+
+        return await self._retrying(what, call)
+
+    async def _http_call(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout_s: float | None = None,
+    ) -> httpx.Response:
+        query: dict[str, Any] = {}
+        if self.namespace:
+            query["namespace"] = self.namespace
+        if self.region:
+            query["region"] = self.region
+        query.update(params or {})
+
+        async def call() -> httpx.Response:
+            try:
+                resp = await self._http.request(
+                    method,
+                    path,
+                    params=query,
+                    json=json,
+                    timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TransportError as exc:
+                raise _Retryable(self._unreachable(exc)) from None
+            if resp.status_code >= 500:
+                raise _Retryable(self._from_status(resp.status_code, resp.text.strip(), what))
+            if resp.status_code >= 400:
+                raise self._from_status(resp.status_code, resp.text.strip(), what)
+            return resp
+
+        return await self._retrying(what, call)
+
+    # --- jobs (python-nomad) --------------------------------------------------------------
+    async def register(self, job_body: dict[str, Any], *, preserve_counts: bool = True) -> dict[str, Any]:
+        """`POST /v1/jobs` with `{"Job", "PreserveCounts"}` (api/jobs.go JobRegisterRequest);
+        answers `{"EvalID", "EvalCreateIndex", "JobModifyIndex", "Warnings"}`."""
+        body = dict(job_body)
+        if preserve_counts:
+            body["PreserveCounts"] = True
+        job_name = job_body["Job"]["ID"]
+        result: dict[str, Any] = await self._lib(
+            f"registering job {job_name}", lambda: self._nomad.jobs.register_job(body)
+        )
+        return result
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            job: dict[str, Any] = await self._lib(f"reading job {job_id}", lambda: self._nomad.job.get_job(job_id))
+        except NomadNotFound:
+            return None
+        return job
+
+    async def list_jobs(self, prefix: str | None = None) -> list[dict[str, Any]]:
+        """`GET /v1/jobs?meta=true` (JobListStub, with `Meta` since Nomad 1.6)."""
+        jobs: list[dict[str, Any]] = await self._lib(
+            "listing jobs", lambda: self._nomad.jobs.get_jobs(prefix=prefix, meta=True)
+        )
+        return jobs
+
+    async def allocations(self, job_id: str) -> list[dict[str, Any]]:
+        """`GET /v1/job/:id/allocations` (AllocationListStub)."""
+        try:
+            allocs: list[dict[str, Any]] = await self._lib(
+                f"listing allocations of {job_id}", lambda: self._nomad.job.get_allocations(job_id)
+            )
+        except NomadNotFound:
+            return []
+        return allocs
+
+    async def evaluation(self, eval_id: str) -> dict[str, Any]:
+        """`GET /v1/evaluation/:id`: `Status`, `FailedTGAllocs` (api/evaluations.go)."""
+        evaluation: dict[str, Any] = await self._lib(
+            f"reading evaluation {eval_id}", lambda: self._nomad.evaluation.get_evaluation(eval_id)
+        )
+        return evaluation
+
+    async def deregister(self, job_id: str, *, purge: bool = True) -> dict[str, Any] | None:
+        """`DELETE /v1/job/:id?purge=true`; None when the job is already gone."""
+        try:
+            result: dict[str, Any] = await self._lib(
+                f"stopping job {job_id}", lambda: self._nomad.job.deregister_job(job_id, purge=purge)
+            )
+        except NomadNotFound:
+            return None
+        return result
+
+    # --- scale and blocking queries (httpx) -----------------------------------------------
+    async def scale(
+        self, job_id: str, group: str, count: int, message: str, meta: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`POST /v1/job/:id/scale` with api/jobs.go ScalingRequest
+        `{"Count", "Target": {"Job", "Group"}, "Message", "Meta", "PolicyOverride"}`."""
+        body = {
+            "Count": count,
+            "Target": {"Job": job_id, "Group": group},
+            "Message": message,
+            "Meta": meta or {},
+            "PolicyOverride": False,
+        }
+        resp = await self._http_call(
+            f"scaling {job_id}.{group} to {count}", "POST", f"/v1/job/{job_id}/scale", json=body
+        )
+        result: dict[str, Any] = resp.json()
+        return result
+
+    async def scale_status(self, job_id: str) -> dict[str, Any]:
+        """`GET /v1/job/:id/scale`: `TaskGroups[g].{Desired, Placed, Running, Healthy, ...}`."""
+        resp = await self._http_call(f"reading scale status of {job_id}", "GET", f"/v1/job/{job_id}/scale")
+        result: dict[str, Any] = resp.json()
+        return result
+
+    async def blocking_get(
+        self, path: str, *, index: int, wait_s: float, params: dict[str, Any] | None = None
+    ) -> tuple[Any, int]:
+        """A blocking read: returns when the resource's index passes `index` or after `wait_s`.
+
+        The answer's `X-Nomad-Index` is the next `index`. Nomad documents that a return does not
+        prove a change, and that an index going backwards (a restored snapshot) means start over.
+        """
+        wait_s = min(wait_s, MAX_WAIT_S)
+        query = dict(params or {})
+        query.update({"index": index, "wait": f"{int(max(1, wait_s))}s"})
+        resp = await self._http_call(f"watching {path}", "GET", path, params=query, timeout_s=wait_s + wait_s / 16 + 10)
+        new_index = int(resp.headers.get("X-Nomad-Index", "0") or 0)
+        if new_index < index:
+            new_index = 0
+        return resp.json(), new_index
+
+    async def watch_allocations(self, job_id: str, *, index: int, wait_s: float) -> tuple[list[dict[str, Any]], int]:
+        allocs, new_index = await self.blocking_get(f"/v1/job/{job_id}/allocations", index=index, wait_s=wait_s)
+        return list(allocs or []), new_index
+
+    async def close(self) -> None:
+        await self._http.aclose()
+        self._session.close()

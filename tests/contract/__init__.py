@@ -1,0 +1,1 @@
+"""Contract tests: every JobQueue and JobStore implementation must pass them unchanged."""

@@ -1,0 +1,250 @@
+"""JobStore contract (skiff/store/base.py), checked through the protocol only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from skiff.jobs import JobRecord, JobStatus, WorkerRecord, WorkerState
+from skiff.store.base import JobStore
+
+Uid = Callable[[str], str]
+
+
+@pytest.fixture
+def make_job(uid: Uid, endpoint: str) -> Callable[..., JobRecord]:
+    def make(**fields: object) -> JobRecord:
+        values: dict[str, object] = {"id": uid("job"), "endpoint": endpoint, "input": {"n": 1}}
+        values.update(fields)
+        return JobRecord.model_validate(values)
+
+    return make
+
+
+async def test_create_and_get(store: JobStore, make_job: Callable[..., JobRecord], uid: Uid) -> None:
+    job = make_job(input={"prompt": "hi", "nested": [1, 2.5, None]}, webhook="http://127.0.0.1:9/h")
+    await store.create(job)
+    assert await store.get(job.id) == job
+    assert await store.get(uid("missing")) is None
+
+
+async def test_transition_applies_changes(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job()
+    await store.create(job)
+    started = time.time()
+    running = await store.transition(
+        job.id, expect={JobStatus.IN_QUEUE}, status=JobStatus.IN_PROGRESS, worker_id="w-1", started_at=started
+    )
+    assert running is not None
+    assert (running.status, running.worker_id, running.started_at) == (JobStatus.IN_PROGRESS, "w-1", started)
+    assert running.input == job.input
+    assert await store.get(job.id) == running
+
+
+async def test_transition_is_compare_and_set(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.IN_PROGRESS)
+    await store.create(job)
+    done = await store.transition(job.id, expect={JobStatus.IN_PROGRESS}, status=JobStatus.COMPLETED, output="first")
+    assert done is not None and done.output == "first"
+    again = await store.transition(job.id, expect={JobStatus.IN_PROGRESS}, status=JobStatus.COMPLETED, output="second")
+    assert again is None
+    stored = await store.get(job.id)
+    assert stored is not None and (stored.status, stored.output) == (JobStatus.COMPLETED, "first")
+
+
+async def test_cancelled_job_cannot_complete(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.IN_PROGRESS)
+    await store.create(job)
+    cancelled = await store.transition(
+        job.id, expect={JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS}, status=JobStatus.CANCELLED
+    )
+    assert cancelled is not None
+    assert await store.transition(job.id, expect={JobStatus.IN_PROGRESS}, status=JobStatus.COMPLETED, output=1) is None
+    stored = await store.get(job.id)
+    assert stored is not None and (stored.status, stored.output) == (JobStatus.CANCELLED, None)
+
+
+async def test_transition_of_missing_job(store: JobStore, uid: Uid) -> None:
+    assert await store.transition(uid("missing"), expect=set(JobStatus), status=JobStatus.FAILED) is None
+
+
+async def test_delete_removes_job_and_stream(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job()
+    await store.create(job)
+    await store.append_stream(job.id, ["a"])
+    await store.delete(job.id)
+    assert await store.get(job.id) is None
+    assert await store.read_stream(job.id) == []
+
+
+async def test_stream_append_and_read(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.IN_PROGRESS)
+    await store.create(job)
+    assert await store.read_stream(job.id) == []
+    await store.append_stream(job.id, ["a", {"b": [1, 2]}])
+    await store.append_stream(job.id, [3])
+    assert await store.read_stream(job.id) == ["a", {"b": [1, 2]}, 3]
+    assert await store.read_stream(job.id, 2) == [3]
+    assert await store.read_stream(job.id, 3) == []
+
+
+async def test_wait_stream_wakes_on_append(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.IN_PROGRESS)
+    await store.create(job)
+    await store.append_stream(job.id, ["a"])
+    await asyncio.wait_for(store.wait_stream(job.id, 0, timeout=15), timeout=5)  # already has more
+    waiting = asyncio.create_task(store.wait_stream(job.id, 1, timeout=15))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await store.append_stream(job.id, ["b"])
+    await asyncio.wait_for(waiting, timeout=5)
+    assert await store.read_stream(job.id, 1) == ["b"]
+
+
+async def test_wait_stream_ends_when_job_final(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.IN_PROGRESS)
+    await store.create(job)
+    waiting = asyncio.create_task(store.wait_stream(job.id, 0, timeout=15))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await store.transition(job.id, expect={JobStatus.IN_PROGRESS}, status=JobStatus.COMPLETED)
+    await asyncio.wait_for(waiting, timeout=5)
+
+
+async def test_wait_stream_times_out(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.IN_PROGRESS)
+    await store.create(job)
+    started = time.monotonic()
+    await store.wait_stream(job.id, 0, timeout=0.5)
+    assert time.monotonic() - started >= 0.4
+
+
+async def test_wait_final_wakes_on_transition(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job()
+    await store.create(job)
+    waiting = asyncio.create_task(store.wait_final(job.id, timeout=15))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await store.transition(job.id, expect={JobStatus.IN_QUEUE}, status=JobStatus.IN_PROGRESS)
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "wait_final returned on a status that is not final"
+    await store.transition(job.id, expect={JobStatus.IN_PROGRESS}, status=JobStatus.COMPLETED, output=42)
+    final = await asyncio.wait_for(waiting, timeout=5)
+    assert final is not None and (final.status, final.output) == (JobStatus.COMPLETED, 42)
+
+
+async def test_wait_final_returns_current_record_on_timeout(
+    store: JobStore, make_job: Callable[..., JobRecord], uid: Uid
+) -> None:
+    job = make_job()
+    await store.create(job)
+    started = time.monotonic()
+    current = await store.wait_final(job.id, timeout=0.5)
+    assert time.monotonic() - started >= 0.4
+    assert current is not None and current.status == JobStatus.IN_QUEUE
+    assert await store.wait_final(uid("missing"), timeout=0.5) is None
+
+
+async def test_wait_final_of_final_job_returns_at_once(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.FAILED, error="boom")
+    await store.create(job)
+    final = await asyncio.wait_for(store.wait_final(job.id, timeout=15), timeout=5)
+    assert final is not None and final.error == "boom"
+
+
+async def test_counts_has_every_status(
+    store: JobStore, make_job: Callable[..., JobRecord], endpoint: str, uid: Uid
+) -> None:
+    assert await store.counts(endpoint) == dict.fromkeys(JobStatus, 0)
+    for status in (JobStatus.IN_QUEUE, JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS, JobStatus.COMPLETED):
+        await store.create(make_job(status=status))
+    await store.create(make_job(endpoint=uid("elsewhere")))
+    expected = dict.fromkeys(JobStatus, 0)
+    expected.update({JobStatus.IN_QUEUE: 2, JobStatus.IN_PROGRESS: 1, JobStatus.COMPLETED: 1})
+    assert await store.counts(endpoint) == expected
+
+
+async def test_retried_count(store: JobStore, make_job: Callable[..., JobRecord], endpoint: str, uid: Uid) -> None:
+    await store.create(make_job(retries=0))
+    await store.create(make_job(retries=1))
+    await store.create(make_job(endpoint=uid("elsewhere"), retries=3))
+    later = make_job(status=JobStatus.IN_PROGRESS)
+    await store.create(later)
+    assert await store.retried_count(endpoint) == 1
+    await store.transition(later.id, expect={JobStatus.IN_PROGRESS}, status=JobStatus.IN_QUEUE, retries=1)
+    assert await store.retried_count(endpoint) == 2
+
+
+async def test_due(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    now = time.time()
+    past = make_job(deadline_at=now - 10)
+    future = make_job(deadline_at=now + 3600)
+    await store.create(past)
+    await store.create(future)
+    due_ids = {job.id for job in await store.due(now, limit=10_000)}
+    assert past.id in due_ids
+    assert future.id not in due_ids
+    assert len(await store.due(now, limit=1)) == 1
+    await store.transition(past.id, expect={JobStatus.IN_QUEUE}, deadline_at=now + 3600)
+    assert past.id not in {job.id for job in await store.due(now, limit=10_000)}
+    assert future.id in {job.id for job in await store.due(now + 7200, limit=10_000)}
+
+
+async def test_jobs_of_worker(store: JobStore, make_job: Callable[..., JobRecord], uid: Uid) -> None:
+    worker, other = uid("w"), uid("w")
+    running = [make_job(status=JobStatus.IN_PROGRESS, worker_id=worker) for _ in range(2)]
+    finished = make_job(status=JobStatus.COMPLETED, worker_id=worker)
+    elsewhere = make_job(status=JobStatus.IN_PROGRESS, worker_id=other)
+    for job in [*running, finished, elsewhere]:
+        await store.create(job)
+    assert sorted(j.id for j in await store.jobs_of_worker(worker)) == sorted(j.id for j in running)
+    await store.transition(running[0].id, expect={JobStatus.IN_PROGRESS}, status=JobStatus.COMPLETED)
+    assert [j.id for j in await store.jobs_of_worker(worker)] == [running[1].id]
+    assert await store.jobs_of_worker(uid("nobody")) == []
+
+
+async def test_worker_registry(store: JobStore, uid: Uid, endpoint: str) -> None:
+    first = WorkerRecord(id=uid("w"), endpoint=endpoint)
+    second = WorkerRecord(id=uid("w"), endpoint=endpoint, address="127.0.0.1:9000")
+    stranger = WorkerRecord(id=uid("w"), endpoint=uid("elsewhere"))
+    for worker in (first, second, stranger):
+        await store.upsert_worker(worker)
+    assert await store.get_worker(first.id) == first
+    assert await store.get_worker(uid("missing")) is None
+    busy = first.model_copy(update={"state": WorkerState.RUNNING, "jobs_in_progress": ["j-1"]})
+    await store.upsert_worker(busy)
+    assert await store.get_worker(first.id) == busy
+    assert sorted(w.id for w in await store.list_workers(endpoint)) == sorted([first.id, second.id])
+    assert {first.id, second.id, stranger.id} <= {w.id for w in await store.list_workers()}
+    await store.delete_worker(first.id)
+    assert await store.get_worker(first.id) is None
+    assert [w.id for w in await store.list_workers(endpoint)] == [second.id]
+
+
+async def test_stop_signals(store: JobStore, uid: Uid) -> None:
+    worker, other = uid("w"), uid("w")
+    assert await store.take_stops(worker, wait=0) == []
+    await store.signal_stop(worker, "job-1")
+    await store.signal_stop(worker, "job-2")
+    await store.signal_stop(other, "job-3")
+    assert sorted(await store.take_stops(worker, wait=0)) == ["job-1", "job-2"]
+    assert await store.take_stops(worker, wait=0) == []
+    assert await store.take_stops(other, wait=0) == ["job-3"]
+
+
+async def test_take_stops_long_poll_wakes(store: JobStore, uid: Uid) -> None:
+    worker = uid("w")
+    waiting = asyncio.create_task(store.take_stops(worker, wait=15))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await store.signal_stop(worker, "job-1")
+    assert await asyncio.wait_for(waiting, timeout=5) == ["job-1"]
+
+
+async def test_take_stops_times_out_empty(store: JobStore, uid: Uid) -> None:
+    started = time.monotonic()
+    assert await store.take_stops(uid("w"), wait=0.5) == []
+    assert time.monotonic() - started >= 0.4

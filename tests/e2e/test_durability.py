@@ -1,0 +1,132 @@
+"""Nothing lost: a gateway killed with -9 under load, restarted on the same state, finishes every
+accepted job; stopping Skiff leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.stack import SkiffProcess, endpoint_hcl
+
+JOBS = 200
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and int(entry) not in found:
+                found.add(int(entry))
+                frontier.append(int(entry))
+    return found
+
+
+def _wait_gone(pids: set[int], timeout: float = 20) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = {p for p in pids if _alive(p)}
+        if not alive:
+            return set()
+        time.sleep(0.1)
+    return {p for p in pids if _alive(p)}
+
+
+def test_kill9_gateway_with_200_queued_jobs_loses_none(tmp_path: Path, skiff_stack: Callable[..., SkiffProcess]) -> None:
+    files = {
+        # The Skiff SDK takes its next job as soon as one finishes (runpod 1.12 waits a second
+        # between takes at concurrency 1), so 200 jobs drain in seconds after the restart.
+        "slow": endpoint_hcl(
+            "slow", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 2, "max_workers": 2}
+        )
+    }
+    first = skiff_stack(files)
+    first.wait_ready_workers("slow", 2)
+    with first.client() as client:
+        ids = [client.post("/v2/slow/run", json={"input": {"sleep": 0.05, "i": i}}).json()["id"] for i in range(JOBS)]
+        queued = client.get("/v2/slow/health").json()["jobs"]["inQueue"]
+    assert queued > JOBS // 2, "the worker drained the queue before the kill: make jobs slower"
+    workers = _descendants(first.proc.pid)  # type: ignore[union-attr]
+    first.kill9()
+    assert not _wait_gone(workers), "workers outlived a kill -9 of skiff up"
+
+    second = SkiffProcess(first.endpoints_dir, first.state_dir)
+    second.start()
+    try:
+        with second.client() as client:
+            deadline = time.monotonic() + 120
+            pending = set(ids)
+            while pending and time.monotonic() < deadline:
+                for job_id in list(pending):
+                    body = client.get(f"/v2/slow/status/{job_id}").json()
+                    assert body["status"] in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"), body
+                    if body["status"] == "COMPLETED":
+                        pending.discard(job_id)
+                time.sleep(0.2)
+            assert not pending, f"{len(pending)} accepted jobs never completed after the restart"
+            outputs = {client.get(f"/v2/slow/status/{j}").json()["output"]["i"] for j in ids}
+            assert outputs == set(range(JOBS))
+    finally:
+        second.stop()
+
+
+def test_stopping_skiff_leaves_no_orphans(skiff_stack: Callable[..., SkiffProcess]) -> None:
+    files = {
+        "a": endpoint_hcl("a", "tests/workers/runpod_async_echo.py", scaling={"min_workers": 2, "max_workers": 2}),
+        "b": endpoint_hcl("b", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 1}),
+    }
+    stack = skiff_stack(files)
+    stack.wait_ready_workers("a", 2)
+    stack.wait_ready_workers("b", 1)
+    with stack.client() as client:
+        client.post("/v2/a/run", json={"input": {"sleep": 60}})  # a busy worker must go too
+    everyone = _descendants(stack.proc.pid)  # type: ignore[union-attr]
+    assert len(everyone) >= 3
+    assert stack.stop() == 0
+    assert not _wait_gone(everyone, timeout=5), "processes left behind after skiff up stopped"
+
+
+def test_api_key_is_generated_once_and_printed(tmp_path: Path) -> None:
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "e.hcl").write_text(endpoint_hcl("e", "tests/workers/skiff_async_echo.py"))
+    stack = SkiffProcess(endpoints, tmp_path / "state")
+    del stack.env["SKIFF_API_KEY"]
+    stack.start()
+    try:
+        key = (tmp_path / "state" / "api-key").read_text().strip()
+        assert key.startswith("sk_") and len(key) > 30
+        assert oct((tmp_path / "state" / "api-key").stat().st_mode & 0o777) == "0o600"
+        assert key in stack.output() and "generated and saved" in stack.output()
+        assert httpx.get(f"{stack.url}/v2/e/health").status_code == 401
+        assert httpx.get(f"{stack.url}/v2/e/health", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    finally:
+        stack.stop()
+    again = SkiffProcess(endpoints, tmp_path / "state")
+    del again.env["SKIFF_API_KEY"]
+    again.start()
+    try:
+        assert (tmp_path / "state" / "api-key").read_text().strip() == key
+        assert "generated and saved" not in again.output() and key in again.output()
+    finally:
+        again.stop()

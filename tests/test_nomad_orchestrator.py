@@ -1,0 +1,297 @@
+"""NomadOrchestrator against the Nomad HTTP double (tests/doubles/nomad.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from skiff.config import Settings
+from skiff.nomad.client import NomadBadRequest, NomadClient, NomadPermissionDenied, NomadUnreachable
+from skiff.nomad.render import ImageReferenceError, RenderOptions, render_job
+from skiff.orchestrator.base import Orchestrator, WorkerPhase
+from skiff.orchestrator.nomad import DrainMismatch, NomadOrchestrator, PlacementFailed
+from skiff.spec import EndpointSpec
+from tests.doubles.nomad import FakeNode, NomadDouble
+
+
+def spec(**overrides: Any) -> EndpointSpec:
+    fields: dict[str, Any] = {
+        "name": "echo",
+        "image": "ghcr.io/acme/echo:1",
+        "command": ["python", "w.py"],
+        "scaling": {"min_workers": 0, "max_workers": 5},
+    }
+    fields.update(overrides)
+    return EndpointSpec(**fields)
+
+
+@pytest.fixture
+def nomad() -> Iterator[NomadDouble]:
+    with NomadDouble(nodes=[FakeNode("gpu-1", {("nvidia", "gpu", "NVIDIA L4"): 4})]) as double:
+        yield double
+
+
+def orchestrator(address: str, token: str | None = None, **kw: Any) -> NomadOrchestrator:
+    settings = Settings(nomad_addr=address, nomad_token=token)
+    client = NomadClient(address, token=token, retries=1, backoff_s=0.05)
+    return NomadOrchestrator(settings, client=client, **kw)
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def test_implements_the_protocol_and_registers_with_preserve_counts(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    assert isinstance(orch, Orchestrator)
+    await orch.apply(spec())
+    method, path, body = nomad.requests[0]
+    assert (method, path) in {("PUT", "/v1/jobs"), ("POST", "/v1/jobs")}
+    assert body is not None and body["PreserveCounts"] is True and body["Job"]["ID"] == "skiff-echo"
+    await orch.scale("echo", 3)
+    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+    # Re-applying (the spec's Count is min_workers = 0) keeps the 3 workers the autoscaler set.
+    await orch.apply(spec(env={"NEW": "1"}))
+    assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 3
+    assert len(nomad.live_allocs("skiff-echo")) == 3
+    await orch.close()
+
+
+async def test_scale_message_and_workers_are_allocations(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 2)
+    await wait_until(lambda: all(a["ClientStatus"] == "running" for a in nomad.live_allocs("skiff-echo")))
+    scale_body = next(b for m, p, b in nomad.requests if p == "/v1/job/skiff-echo/scale")
+    assert scale_body is not None
+    assert scale_body["Target"] == {"Job": "skiff-echo", "Group": "worker"} and scale_body["Count"] == 2
+    assert "skiff: scale echo to 2" in scale_body["Message"]
+    workers = await orch.workers("echo")
+    assert sorted(w.id for w in workers) == sorted(a["ID"] for a in nomad.live_allocs("skiff-echo"))
+    assert {w.phase for w in workers} == {WorkerPhase.RUNNING}
+    assert {w.spec_hash for w in workers} == {spec().spec_hash()}
+    status = await orch.client.scale_status("skiff-echo")
+    assert status["TaskGroups"]["worker"]["Desired"] == 2
+    assert status["TaskGroups"]["worker"]["Events"][0]["Message"].startswith("skiff: scale echo to 2")
+    await orch.close()
+
+
+async def test_drain_aware_scale_down_stops_exactly_the_named_workers(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 4)
+    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 4)
+    by_name = {a["Name"]: a["ID"] for a in nomad.live_allocs("skiff-echo")}
+    # Nomad stops the highest name indexes (reconcile_cluster.go computeStop, nameIndex.Highest).
+    victims = await orch.stop_candidates("echo", 2)
+    assert set(victims) == {by_name["skiff-echo.worker[3]"], by_name["skiff-echo.worker[2]"]}
+    # Naming other (idle) workers than the ones Nomad would stop is refused: no surprise stops.
+    with pytest.raises(DrainMismatch) as excinfo:
+        await orch.scale("echo", 2, stop=[by_name["skiff-echo.worker[0]"], by_name["skiff-echo.worker[1]"]])
+    assert set(excinfo.value.would_stop) == set(victims)
+    assert len(nomad.live_allocs("skiff-echo")) == 4
+    await orch.scale("echo", 2, stop=victims)
+    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 2)
+    assert {a["ID"] for a in nomad.live_allocs("skiff-echo")} == {
+        by_name["skiff-echo.worker[0]"],
+        by_name["skiff-echo.worker[1]"],
+    }
+    # Scaling up again reuses the freed lowest indexes (computePlacements, nameIndex.Next).
+    await orch.scale("echo", 3)
+    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+    assert sorted(a["Name"] for a in nomad.live_allocs("skiff-echo"))[-1] == "skiff-echo.worker[2]"
+    await orch.scale("echo", 0, stop=await orch.stop_candidates("echo", 0))
+    await wait_until(lambda: not nomad.live_allocs("skiff-echo"))
+    await orch.close()
+
+
+async def test_watch_workers_is_a_blocking_query(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    workers, index = await orch.watch_workers("echo", index=0, wait_s=1)
+    assert workers == [] and index > 0
+    started = time.monotonic()
+    watch = asyncio.create_task(orch.watch_workers("echo", index=index, wait_s=20))
+    await asyncio.sleep(0.2)
+    assert not watch.done(), "a blocking query must wait for a change"
+    await orch.scale("echo", 1)
+    workers, new_index = await asyncio.wait_for(watch, 10)
+    assert new_index > index and len(workers) == 1
+    assert time.monotonic() - started < 15
+    assert any(p == "/v1/job/skiff-echo/allocations" for _, p, _ in nomad.requests)
+    await orch.close()
+
+
+async def test_remove_deregisters(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 2)
+    await orch.remove("echo")
+    assert "skiff-echo" not in nomad.jobs
+    assert not nomad.live_allocs("skiff-echo")
+    assert await orch.workers("echo") == []
+    await orch.remove("echo")  # already gone: fine
+    await orch.close()
+
+
+async def test_wrong_address_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    orch = orchestrator(f"http://127.0.0.1:{port}")
+    with pytest.raises(NomadUnreachable, match=rf"cannot reach Nomad at http://127.0.0.1:{port}.*NOMAD_ADDR"):
+        await orch.apply(spec())
+    with pytest.raises(NomadUnreachable, match="cannot reach Nomad"):
+        await orch.scale("echo", 1)
+    await orch.close()
+
+
+async def test_denied_tokens_are_clear_errors() -> None:
+    tokens: dict[str, set[str] | None] = {"good": None, "reader": {"read-job"}}
+    with NomadDouble(acl_tokens=tokens) as nomad:
+        anonymous = orchestrator(nomad.address)
+        with pytest.raises(NomadPermissionDenied, match=r"anonymous request.*Permission denied"):
+            await anonymous.apply(spec())
+        unknown = orchestrator(nomad.address, token="nope")
+        with pytest.raises(NomadPermissionDenied, match="ACL token not found"):
+            await unknown.apply(spec())
+        await orchestrator(nomad.address, token="good").apply(spec())
+        reader = orchestrator(nomad.address, token="reader")
+        assert await reader.workers("echo") == []
+        with pytest.raises(NomadPermissionDenied, match=r"Permission denied.*scale-job"):
+            await reader.scale("echo", 1)
+        for orch in (anonymous, unknown, reader):
+            await orch.close()
+
+
+async def test_gpu_model_no_node_has_reports_nomads_placement_failure(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    gpu = spec(name="big", gpu={"count": 1, "models": ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"]})
+    await orch.apply(gpu)  # count 0: nothing to place yet
+    with pytest.raises(PlacementFailed) as excinfo:
+        await orch.scale("big", 2)
+    message = str(excinfo.value)
+    assert "'missing devices' filtered 1 node(s)" in message and "2 allocation(s) unplaced" in message
+    assert "NVIDIA H100 80GB HBM3, NVIDIA A100-SXM4-80GB" in message and "nomad-device-nvidia" in message
+    # The same request for a model the node has is placed.
+    await orch.apply(spec(name="small", gpu={"count": 2, "models": ["NVIDIA L4", "NVIDIA T4"]}))
+    await orch.scale("small", 2)
+    assert len(nomad.live_allocs("skiff-small")) == 2
+    with pytest.raises(PlacementFailed, match="1 allocation"):  # 4 GPUs: a third worker does not fit
+        await orch.scale("small", 3)
+    await orch.close()
+
+
+async def test_invalid_image_is_refused_before_anything_is_sent(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    with pytest.raises(ImageReferenceError, match=re.escape("invalid image reference 'ghcr.io/Acme/Echo:1'")):
+        await orch.apply(spec(image="ghcr.io/Acme/Echo:1"))
+    assert nomad.requests == []
+    await orch.close()
+
+
+async def test_count_outside_scaling_bounds_is_nomads_400(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    with pytest.raises(NomadBadRequest, match="group count was greater than scaling policy maximum: 6 > 5"):
+        await orch.scale("echo", 6)
+    await orch.close()
+
+
+async def test_default_update_strategy_blocks_scaling_ours_does_not(nomad: NomadDouble) -> None:
+    """Why render sets Update.MaxParallel = 0: with Nomad's default update strategy a scale
+    starts a deployment and the next scale is refused while it runs."""
+    client = NomadClient(nomad.address, retries=0)
+    body = render_job(spec(name="plain"), Settings())
+    del body["Job"]["Update"]
+    await client.register(body)
+    await client.scale("skiff-plain", "worker", 1, "first")
+    with pytest.raises(NomadBadRequest, match="job scaling blocked due to active deployment"):
+        await client.scale("skiff-plain", "worker", 2, "second")
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    for count in (1, 2, 3, 1):
+        await orch.scale("echo", count, stop=await orch.stop_candidates("echo", count))
+    await client.close()
+    await orch.close()
+
+
+WORKER = r"""
+import json, os, signal, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+out = sys.argv[1]
+keys = ["NOMAD_ALLOC_ID", "NOMAD_ALLOC_INDEX", "NOMAD_ALLOC_NAME", "NOMAD_PORT_http", "NOMAD_ADDR_http",
+        "RUNPOD_POD_ID", "RUNPOD_ENDPOINT_ID", "RUNPOD_WEBHOOK_GET_JOB", "PORT", "NOMAD_TASK_DIR"]
+env = {k: os.environ.get(k) for k in keys}
+env["cwd"] = os.getcwd()
+def bye(signum, frame):
+    with open(out + ".stopped." + env["NOMAD_ALLOC_ID"], "w") as f:
+        f.write(str(signum))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(env["NOMAD_ALLOC_ID"].encode())
+    def log_message(self, *a): pass
+srv = HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+with open(out + "." + env["NOMAD_ALLOC_ID"], "w") as f:
+    json.dump(env, f)
+srv.serve_forever()
+"""
+
+
+async def test_allocations_run_as_raw_exec_subprocesses(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out = tmp_path / "env"
+    lb = EndpointSpec.model_validate(
+        {
+            "name": "web",
+            "type": "load_balancer",
+            "command": [sys.executable, str(script), str(out)],
+            "scaling": {"min_workers": 0, "max_workers": 3},
+        }
+    )
+    with NomadDouble(run_tasks=True) as nomad:
+        orch = orchestrator(nomad.address, render_options=RenderOptions(driver="raw_exec"))
+        await orch.apply(lb)
+        await orch.scale("web", 2)
+        await wait_until(lambda: len(list(tmp_path.glob("env.*-*"))) == 2, timeout=15)
+        assert {w.phase for w in await orch.workers("web")} == {WorkerPhase.RUNNING}
+        envs = [json.loads(p.read_text()) for p in tmp_path.glob("env.*-*") if ".stopped." not in p.name]
+        allocs = {a["ID"]: a for a in nomad.live_allocs("skiff-web")}
+        for env in envs:
+            alloc = allocs[env["NOMAD_ALLOC_ID"]]
+            assert env["RUNPOD_POD_ID"] == env["NOMAD_ALLOC_ID"]  # ${NOMAD_ALLOC_ID} interpolated
+            assert env["PORT"] == env["NOMAD_PORT_http"] and env["NOMAD_ADDR_http"] == f"127.0.0.1:{env['PORT']}"
+            assert alloc["Name"] == env["NOMAD_ALLOC_NAME"] == f"skiff-web.worker[{env['NOMAD_ALLOC_INDEX']}]"
+            assert env["RUNPOD_ENDPOINT_ID"] == "web" and "$RUNPOD_POD_ID" in env["RUNPOD_WEBHOOK_GET_JOB"]
+            assert env["cwd"].endswith("/worker") and env["NOMAD_TASK_DIR"].endswith("/worker/local")
+        assert sorted(e["NOMAD_ALLOC_INDEX"] for e in envs) == ["0", "1"]
+        # Each worker serves on its port.
+        async with httpx.AsyncClient() as http:
+            for env in envs:
+                resp = await http.get(f"http://127.0.0.1:{env['PORT']}/ping")
+                assert resp.text == env["NOMAD_ALLOC_ID"]
+        # Scale-down stops the highest index with the task's KillSignal (SIGTERM).
+        victim = await orch.stop_candidates("web", 1)
+        await orch.scale("web", 1, stop=victim)
+        stopped = tmp_path / f"env.stopped.{victim[0]}"
+        await wait_until(stopped.exists, timeout=10)
+        assert stopped.read_text() == "15"
+        await wait_until(lambda: nomad.allocs[victim[0]]["ClientStatus"] == "complete", timeout=10)
+        assert [w.id for w in await orch.workers("web")] == [a for a in allocs if a != victim[0]]
+        await orch.close()
