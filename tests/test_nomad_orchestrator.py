@@ -278,7 +278,7 @@ async def test_allocations_run_as_raw_exec_subprocesses(tmp_path: Path) -> None:
             assert env["RUNPOD_POD_ID"] == env["NOMAD_ALLOC_ID"]  # ${NOMAD_ALLOC_ID} interpolated
             assert env["PORT"] == env["NOMAD_PORT_http"] and env["NOMAD_ADDR_http"] == f"127.0.0.1:{env['PORT']}"
             assert alloc["Name"] == env["NOMAD_ALLOC_NAME"] == f"skiff-web.worker[{env['NOMAD_ALLOC_INDEX']}]"
-            assert env["RUNPOD_ENDPOINT_ID"] == "web" and "$RUNPOD_POD_ID" in env["RUNPOD_WEBHOOK_GET_JOB"]
+            assert env["RUNPOD_ENDPOINT_ID"] == "web" and "/job-take/$ID?" in env["RUNPOD_WEBHOOK_GET_JOB"]
             assert env["cwd"].endswith("/worker") and env["NOMAD_TASK_DIR"].endswith("/worker/local")
         assert sorted(e["NOMAD_ALLOC_INDEX"] for e in envs) == ["0", "1"]
         # Each worker serves on its port.

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from skiff import __version__
 from skiff.config import Settings
 from skiff.durations import format_duration
+from skiff.orchestrator.worker_env import worker_environment
 from skiff.spec import EndpointSpec, EndpointType
 
 GROUP_NAME = "worker"
@@ -127,25 +128,13 @@ def pick_driver(spec: EndpointSpec, options: RenderOptions) -> Literal["docker",
 
 
 def worker_env(spec: EndpointSpec, gateway_url: str, worker_key: str) -> dict[str, str]:
-    """The environment of DESIGN.md's worker API, as the official runpod SDK reads it.
+    """The environment of DESIGN.md's worker API, shared with the local orchestrator.
 
-    `$RUNPOD_POD_ID` and `$ID` stay literal: the SDK substitutes them per request. Nomad
-    interpolates `${NOMAD_ALLOC_ID}` when it starts the task, so the worker id is the allocation id
-    (https://developer.hashicorp.com/nomad/docs/runtime/environment).
+    Nomad interpolates `${NOMAD_ALLOC_ID}` when it starts the task, so the worker id is the
+    allocation id (https://developer.hashicorp.com/nomad/docs/runtime/environment).
     """
-    base = f"{gateway_url.rstrip('/')}/v2/{spec.name}"
-    env = dict(spec.env)
-    env.update(
-        {
-            "RUNPOD_POD_ID": "${NOMAD_ALLOC_ID}",
-            "RUNPOD_ENDPOINT_ID": spec.name,
-            "RUNPOD_AI_API_KEY": worker_key,
-            "RUNPOD_WEBHOOK_GET_JOB": f"{base}/job-take/$RUNPOD_POD_ID?gpu=nomad",
-            "RUNPOD_WEBHOOK_POST_OUTPUT": f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=nomad",
-            "RUNPOD_WEBHOOK_POST_STREAM": f"{base}/job-stream/$RUNPOD_POD_ID/$ID?gpu=nomad",
-            "RUNPOD_WEBHOOK_PING": f"{base}/ping/$RUNPOD_POD_ID?gpu=nomad",
-            "RUNPOD_PING_INTERVAL": "10000",
-        }
+    env = worker_environment(
+        spec, gateway_url=gateway_url, worker_key=worker_key, worker_id="${NOMAD_ALLOC_ID}", ping_interval_s=10.0
     )
     if spec.type is EndpointType.LOAD_BALANCER:
         # Runpod load-balancing workers listen on $PORT and answer health on $PORT_HEALTH.

@@ -25,7 +25,8 @@ def worker_environment(
             "RUNPOD_WEBHOOK_POST_OUTPUT": _DONE.format(base=base, ep=spec.name, gpu=gpu),
             "RUNPOD_WEBHOOK_POST_STREAM": _STREAM.format(base=base, ep=spec.name, gpu=gpu),
             "RUNPOD_WEBHOOK_PING": _PING.format(base=base, ep=spec.name),
-            "RUNPOD_PING_INTERVAL": str(int(ping_interval_s * 1000)),
+            # runpod divides this by 1000 with integer division: below 1000 ms it pings in a busy loop.
+            "RUNPOD_PING_INTERVAL": str(max(1000, int(ping_interval_s * 1000))),
             "RUNPOD_AI_API_KEY": worker_key,
             "RUNPOD_POD_ID": worker_id,
             "RUNPOD_ENDPOINT_ID": spec.name,

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything the suite needs (Python packages, redis-server), then lint, type-check and
+# run every test. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+
+echo "==> ruff"
+.venv/bin/ruff check skiff tests benchmarks examples
+.venv/bin/ruff format --check skiff tests benchmarks examples
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> terraform fmt"
+if command -v terraform >/dev/null 2>&1; then
+  terraform fmt -check -recursive terraform/
+else
+  echo "terraform not installed: tests/test_terraform.py reports it"
+fi
+echo "==> pytest"
+exec .venv/bin/pytest -q -p no:cacheprovider "$@"
