@@ -81,12 +81,12 @@ job "skiff-controller" {
 
       env {
         SKIFF_ORCHESTRATOR = "nomad"
-        SKIFF_DISCOVERY   = "consul"
-        SKIFF_NOMAD_ADDR  = "https://127.0.0.1:4646"
-        SKIFF_CONSUL_ADDR = "http://127.0.0.1:8500"
-        NOMAD_CACERT      = "${NOMAD_SECRETS_DIR}/cluster-ca.pem"
-        AWS_CONFIG_FILE   = "${NOMAD_SECRETS_DIR}/aws-config"
-        AWS_PROFILE       = "skiff"
+        SKIFF_DISCOVERY    = "consul"
+        SKIFF_NOMAD_ADDR   = "https://127.0.0.1:4646"
+        SKIFF_CONSUL_ADDR  = "http://127.0.0.1:8500"
+        NOMAD_CACERT       = "${NOMAD_SECRETS_DIR}/cluster-ca.pem"
+        AWS_CONFIG_FILE    = "${NOMAD_SECRETS_DIR}/aws-config"
+        AWS_PROFILE        = "skiff"
       }
 
       template {

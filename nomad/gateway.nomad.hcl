@@ -108,11 +108,11 @@ job "skiff-gateway" {
       }
 
       env {
-        SKIFF_HOST      = "0.0.0.0"
-        SKIFF_PORT      = "${NOMAD_PORT_http}"
+        SKIFF_HOST        = "0.0.0.0"
+        SKIFF_PORT        = "${NOMAD_PORT_http}"
         SKIFF_CONSUL_ADDR = "http://127.0.0.1:8500"
-        AWS_CONFIG_FILE = "${NOMAD_SECRETS_DIR}/aws-config"
-        AWS_PROFILE     = "skiff"
+        AWS_CONFIG_FILE   = "${NOMAD_SECRETS_DIR}/aws-config"
+        AWS_PROFILE       = "skiff"
       }
 
       # Settings and secrets from the job's Nomad Variable (implicitly readable by this job

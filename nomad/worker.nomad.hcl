@@ -78,17 +78,17 @@ job "skiff-llm" {
       }
 
       env {
-        RUNPOD_WEBHOOK_GET_JOB     = "http://gateway.service.consul:8000/v2/llm/job-take/$ID?gpu=cuda"
-        RUNPOD_WEBHOOK_POST_OUTPUT = "http://gateway.service.consul:8000/v2/llm/job-done/$RUNPOD_POD_ID/$ID?gpu=cuda"
-        RUNPOD_WEBHOOK_POST_STREAM = "http://gateway.service.consul:8000/v2/llm/job-stream/$RUNPOD_POD_ID/$ID?gpu=cuda"
-        RUNPOD_WEBHOOK_PING        = "http://gateway.service.consul:8000/v2/llm/ping/$RUNPOD_POD_ID"
+        RUNPOD_WEBHOOK_GET_JOB     = "http://skiff-gateway.service.consul:8000/v2/llm/job-take/$ID?gpu=cuda"
+        RUNPOD_WEBHOOK_POST_OUTPUT = "http://skiff-gateway.service.consul:8000/v2/llm/job-done/$RUNPOD_POD_ID/$ID?gpu=cuda"
+        RUNPOD_WEBHOOK_POST_STREAM = "http://skiff-gateway.service.consul:8000/v2/llm/job-stream/$RUNPOD_POD_ID/$ID?gpu=cuda"
+        RUNPOD_WEBHOOK_PING        = "http://skiff-gateway.service.consul:8000/v2/llm/ping/$RUNPOD_POD_ID"
         RUNPOD_PING_INTERVAL       = "10000"
         RUNPOD_AI_API_KEY          = "REPLACE_WITH_WORKER_KEY"
         RUNPOD_POD_ID              = "${NOMAD_ALLOC_ID}"
         RUNPOD_ENDPOINT_ID         = "llm"
         RUNPOD_POD_HOSTNAME        = "${NOMAD_ALLOC_ID}"
         SKIFF_ENDPOINT             = "llm"
-        SKIFF_GATEWAY_URL          = "http://gateway.service.consul:8000"
+        SKIFF_GATEWAY_URL          = "http://skiff-gateway.service.consul:8000"
         PYTHONUNBUFFERED           = "1"
         PORT                       = "${NOMAD_PORT_http}"
         PORT_HEALTH                = "${NOMAD_PORT_http}"

@@ -25,7 +25,7 @@ from skiff.spec import EndpointSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
-SETTINGS = Settings(public_url="http://gateway.service.consul:8000", nomad_datacenters=["dc1"])
+SETTINGS = Settings(public_url="http://skiff-gateway.service.consul:8000", nomad_datacenters=["dc1"])
 KEY = "skw_example_0000"
 
 # Field names of Nomad's api package (github.com/hashicorp/nomad/api), struct by struct; the JSON
@@ -448,7 +448,7 @@ def test_worker_template_file_is_the_rendering_of_its_reference_endpoint() -> No
     """nomad/worker.nomad.hcl is `render_hcl` of the endpoint described in its header."""
     text = (ROOT / "nomad" / "worker.nomad.hcl").read_text()
     spec = lb_gpu_spec()
-    settings = Settings(public_url="http://gateway.service.consul:8000")
+    settings = Settings(public_url="http://skiff-gateway.service.consul:8000")
     expected = render_hcl(spec, settings, RenderOptions(worker_key="REPLACE_WITH_WORKER_KEY"))
     body = text.split("\n\n", 1)[1] if text.startswith("# Skiff worker job template") else text
     assert body == expected, "nomad/worker.nomad.hcl is stale: regenerate it (see its header)"
@@ -457,7 +457,7 @@ def test_worker_template_file_is_the_rendering_of_its_reference_endpoint() -> No
 def write_template() -> None:
     path = ROOT / "nomad" / "worker.nomad.hcl"
     header = path.read_text().split("\n\n", 1)[0]
-    settings = Settings(public_url="http://gateway.service.consul:8000")
+    settings = Settings(public_url="http://skiff-gateway.service.consul:8000")
     path.write_text(
         header + "\n\n" + render_hcl(lb_gpu_spec(), settings, RenderOptions(worker_key="REPLACE_WITH_WORKER_KEY"))
     )

@@ -52,9 +52,7 @@ def _unquote(value: str) -> str:
 
 def _clean(node: Any) -> Any:
     if isinstance(node, dict):
-        return {
-            _unquote(k): _clean(v) for k, v in node.items() if k not in ("__is_block__", "__comments__")
-        }
+        return {_unquote(k): _clean(v) for k, v in node.items() if k not in ("__is_block__", "__comments__")}
     if isinstance(node, list):
         return [_clean(v) for v in node]
     if isinstance(node, str):
@@ -74,8 +72,7 @@ def load_text(text: str) -> dict[str, Any]:
 def blocks(doc: dict[str, Any], kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(label, body) of every `kind "label" {}` block (variable, output, module)."""
     for entry in doc.get(kind, []):
-        for label, body in entry.items():
-            yield label, body
+        yield from entry.items()
 
 
 def resources(doc: dict[str, Any], kind: str = "resource") -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -359,7 +356,7 @@ def agent_security_problems(configs: dict[str, dict[str, Any]], role: str) -> li
 
 # --- tests: the real tree ----------------------------------------------------------------------
 def test_every_required_module_exists_with_files_outputs_and_readme() -> None:
-    assert EXPECTED_MODULES <= {m.name for m in MODULES}
+    assert {m.name for m in MODULES} >= EXPECTED_MODULES
     problems = [p for m in MODULES for p in module_layout_problems(m)]
     assert problems == []
     for f in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "terraform.tfvars.example"):
@@ -693,7 +690,15 @@ def test_agent_check_catches_plaintext_agents() -> None:
         'cat > /etc/consul.d/consul.hcl <<CONF\nserver = true\nretry_join = ["10.0.0.1"]\nCONF\n'
     )
     problems = " ".join(agent_security_problems(embedded_configs(script), "server"))
-    for expected in ("Nomad TLS", "Nomad ACLs", "Nomad gossip", "Consul gossip", "Consul TLS", "default-deny", "auto-join"):
+    for expected in (
+        "Nomad TLS",
+        "Nomad ACLs",
+        "Nomad gossip",
+        "Consul gossip",
+        "Consul TLS",
+        "default-deny",
+        "auto-join",
+    ):
         assert expected in problems
 
 
@@ -708,7 +713,9 @@ def test_layout_check_catches_a_module_without_outputs_or_readme(tmp_path: Path)
 
 # --- the terraform binary ----------------------------------------------------------------------
 def _terraform() -> str:
-    binary = shutil.which("terraform") or ("/usr/local/bin/terraform" if Path("/usr/local/bin/terraform").exists() else None)
+    binary = shutil.which("terraform") or (
+        "/usr/local/bin/terraform" if Path("/usr/local/bin/terraform").exists() else None
+    )
     if binary is None:
         pytest.fail("the `terraform` binary is required for this test and was not found on PATH")
     return binary
@@ -716,9 +723,7 @@ def _terraform() -> str:
 
 def _run(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-    return subprocess.run(
-        args, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=300, check=False
-    )
+    return subprocess.run(args, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_terraform_fmt_check_passes() -> None:
