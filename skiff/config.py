@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     nomad_region: str | None = None
     nomad_datacenters: list[str] = Field(default_factory=lambda: ["dc1"])
     nomad_node_pool: str | None = None
+    # CA bundle for a TLS-only Nomad API (Nomad's own CLI reads NOMAD_CACERT; so does `skiff deploy`).
+    nomad_cacert: str | None = None
     consul_addr: str = "http://127.0.0.1:8500"
     consul_token: str | None = None
 

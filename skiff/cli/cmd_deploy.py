@@ -75,6 +75,9 @@ def deploy(
     ] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", envvar="NOMAD_NAMESPACE")] = None,
     region: Annotated[str | None, typer.Option("--region", envvar="NOMAD_REGION")] = None,
+    ca_cert: Annotated[
+        str | None, typer.Option("--ca-cert", envvar="NOMAD_CACERT", help="CA bundle of a TLS-only Nomad API")
+    ] = None,
     consul_addr: Annotated[str | None, typer.Option("--consul-addr", envvar="CONSUL_HTTP_ADDR")] = None,
     consul_token: Annotated[str | None, typer.Option("--consul-token", envvar="CONSUL_HTTP_TOKEN")] = None,
     gateway_url: Annotated[
@@ -99,6 +102,7 @@ def deploy(
         nomad_token=nomad_token,
         nomad_namespace=namespace,
         nomad_region=region,
+        nomad_cacert=ca_cert,
         consul_addr=consul_addr,
         consul_token=consul_token,
         public_url=gateway_url,

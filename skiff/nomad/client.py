@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -78,6 +79,7 @@ class NomadClient:
         timeout_s: float = 10.0,
         retries: int = 4,
         backoff_s: float = 0.2,
+        ca_cert: str | None = None,
     ) -> None:
         self.address = address.rstrip("/")
         self.namespace = namespace
@@ -87,6 +89,9 @@ class NomadClient:
         self._backoff_s = backoff_s
         # python-nomad: nomad.Nomad(address=..., token=..., namespace=..., region=..., timeout=...)
         self._session = requests.Session()
+        if ca_cert:
+            # A TLS-only cluster (terraform/modules/nomad-servers) signs with its own CA: NOMAD_CACERT.
+            self._session.verify = ca_cert
         self._nomad = _nomad.Nomad(
             address=self.address,
             session=self._session,
@@ -96,7 +101,8 @@ class NomadClient:
             timeout=int(max(1, timeout_s)),
         )
         headers = {"X-Nomad-Token": token} if token else {}
-        self._http = httpx.AsyncClient(base_url=self.address, headers=headers, timeout=timeout_s)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_cert) if ca_cert else True
+        self._http = httpx.AsyncClient(base_url=self.address, headers=headers, timeout=timeout_s, verify=verify)
 
     # --- error handling -------------------------------------------------------------------
     def _denied(self, detail: str) -> NomadPermissionDenied:

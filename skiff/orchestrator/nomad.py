@@ -91,6 +91,7 @@ class NomadOrchestrator:
             token=settings.nomad_token,
             namespace=settings.nomad_namespace,
             region=settings.nomad_region,
+            ca_cert=settings.nomad_cacert,
         )
         self._options = render_options or RenderOptions()
         self._worker_key = worker_key

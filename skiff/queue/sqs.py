@@ -151,7 +151,9 @@ class SqsQueue:
     async def ensure(self, endpoint: str, *, max_receives: int) -> None:
         if not 1 <= max_receives <= 1000:
             raise ValueError(f"max_receives must be between 1 and 1000 (SQS maxReceiveCount), got {max_receives}")
-        retention = {"MessageRetentionPeriod": str(MAX_RETENTION_S)}
+        # Encrypted at rest with SQS-managed keys (the AWS default since 2022; stated so it holds
+        # on older accounts too): https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html
+        retention = {"MessageRetentionPeriod": str(MAX_RETENTION_S), "SqsManagedSseEnabled": "true"}
         dead_url = await self._create_or_find(endpoint, DEAD, retention)
         attrs = await self._call(self._client.get_queue_attributes, QueueUrl=dead_url, AttributeNames=["QueueArn"])
         redrive = json.dumps({"deadLetterTargetArn": attrs["Attributes"]["QueueArn"], "maxReceiveCount": max_receives})
