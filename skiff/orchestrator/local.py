@@ -121,8 +121,11 @@ class LocalOrchestrator:
                 named = [w for w in running if w.id in stop]
                 others = sorted((w for w in running if w.id not in stop), key=lambda w: w.launched_at, reverse=True)
                 victims = (named + others)[:excess]
-            for _ in range(-excess):
-                self._launch(state)
+            # While a crash backoff runs, the restart it scheduled tops the count up: launching
+            # here too would turn a crash loop into a fork loop.
+            if time.time() >= state.restart_at:
+                for _ in range(-excess):
+                    self._launch(state)
         await asyncio.gather(*(self._stop(w) for w in victims))
 
     async def stop_worker(self, endpoint: str, worker_id: str) -> None:
