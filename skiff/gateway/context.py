@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx
+
+from skiff.backends import build_payloads
 from skiff.config import Settings
 from skiff.discovery.base import Discovery
 from skiff.gateway.catalog import EndpointCatalog
@@ -13,10 +17,26 @@ from skiff.gateway.keys import KeyRing
 from skiff.gateway.lifecycle import JobService
 from skiff.gateway.webhooks import WebhookSender
 from skiff.gateway.workers import WorkerTracker
+from skiff.payloads.base import PayloadStore
 from skiff.queue.base import JobQueue
+from skiff.spec import EndpointSpec
 from skiff.store.base import JobStore
 
+if TYPE_CHECKING:
+    from skiff.controller.lb_proxy import Balancer
+
 log = logging.getLogger("skiff.gateway")
+
+# How long a load_balancer request waits for a worker to become healthy before 503.
+DEFAULT_LB_HOLD_S = 60.0
+
+
+class ControlPlane(Protocol):
+    """What the admin routes (`skiff status`, `skiff apply`) ask of the controller."""
+
+    async def status(self) -> dict[str, Any]: ...
+
+    async def apply(self, specs: list[EndpointSpec]) -> dict[str, list[str]]: ...
 
 
 @dataclass
@@ -30,7 +50,21 @@ class GatewayContext:
     jobs: JobService
     webhooks: WebhookSender
     discovery: Discovery | None = None
+    balancer: Balancer | None = None
+    control: ControlPlane | None = None
+    lb_hold_s: float = DEFAULT_LB_HOLD_S
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _lb_client: httpx.AsyncClient | None = None
+
+    def lb_client(self) -> httpx.AsyncClient:
+        """One pooled client for proxying to load_balancer workers (no read timeout: streams may be long)."""
+        if self._lb_client is None:
+            self._lb_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(None, connect=5.0),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+                trust_env=False,
+            )
+        return self._lb_client
 
     @classmethod
     def build(
@@ -41,10 +75,13 @@ class GatewayContext:
         catalog: EndpointCatalog,
         keys: KeyRing,
         discovery: Discovery | None = None,
+        payloads: PayloadStore | None = None,
     ) -> GatewayContext:
+        """`payloads`: built from settings when not given; the context closes it in `stop`."""
         workers = WorkerTracker(store)
         webhooks = WebhookSender(attempts=settings.webhook_attempts)
-        jobs = JobService(settings, queue, store, workers, webhooks)
+        payloads = payloads if payloads is not None else build_payloads(settings)
+        jobs = JobService(settings, queue, store, workers, webhooks, payloads)
         return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery)
 
     async def start(self) -> None:
@@ -58,6 +95,10 @@ class GatewayContext:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.webhooks.close()
+        if self._lb_client is not None:
+            await self._lb_client.aclose()
+            self._lb_client = None
+        await self.jobs.payloads.close()
 
     async def _housekeeping(self) -> None:
         """Deadlines (TTL, execution timeout, retention), dead letters and silent workers."""

@@ -4,10 +4,17 @@ At-least-once and nothing lost: a job is stored and enqueued before the client h
 the queue message is deleted only once the result is stored; every status change is a
 compare-and-set in the job store, so races between replicas, workers and the sweeper resolve to
 exactly one winner.
+
+Big payloads: an input or output whose JSON reaches `payload_inline_max_bytes` is put in the
+PayloadStore and the record carries `{"$skiff_payload": ref}` instead, so the queue and the job
+store only ever move small records (Redis memory, SQS's 256 KiB message limit). References are
+resolved only where the value leaves Skiff (job-take, client reads, webhooks); small values never
+touch the payload store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +33,7 @@ from skiff.jobs import (
     JobStatus,
     new_job_id,
 )
+from skiff.payloads.base import PayloadKind, PayloadMissing, PayloadStore, dereference, payload_ref, reference
 from skiff.queue.base import JobQueue
 from skiff.spec import EndpointSpec
 from skiff.store.base import JobStore
@@ -33,6 +41,10 @@ from skiff.store.base import JobStore
 log = logging.getLogger("skiff.gateway")
 
 RETRYABLE = (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
+# Stored payloads outlive their job's planned end by this much: the sweeper deletes them with the
+# record, and the store's own expiry is only the safety net for records that were never swept.
+PAYLOAD_EXPIRY_MARGIN_S = 3600.0
+_NOT_GIVEN: Any = object()
 
 
 class JobService:
@@ -43,6 +55,7 @@ class JobService:
         store: JobStore,
         workers: WorkerTracker,
         webhooks: WebhookSender,
+        payloads: PayloadStore,
         on_enqueue: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -50,7 +63,9 @@ class JobService:
         self.store = store
         self.workers = workers
         self.webhooks = webhooks
+        self.payloads = payloads
         self.on_enqueue = on_enqueue
+        self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- client side
     async def submit(self, spec: EndpointSpec, body: Any, *, sync: bool) -> JobRecord:
@@ -73,7 +88,6 @@ class JobService:
         job = JobRecord(
             id=new_job_id(),
             endpoint=spec.name,
-            input=body["input"],
             webhook=webhook,
             execution_timeout_s=execution_timeout or spec.execution_timeout,
             ttl_s=ttl or spec.job_ttl,
@@ -82,6 +96,10 @@ class JobService:
             created_at=now,
         )
         job.deadline_at = now + job.ttl_s
+        # The input must outlive every delivery the job may get, then its retention.
+        lifetime = job.ttl_s + job.execution_timeout_s * (spec.max_retries + 1) + RUN_RETENTION_S
+        # Stored before the record that references it, so a record never points at nothing.
+        job.input = await self._by_reference(job.id, "input", body["input"], now + lifetime)
         await self.store.create(job)
         await self.queue.enqueue(spec.name, job.id, low_priority=low_priority)
         if self.on_enqueue is not None:
@@ -89,25 +107,46 @@ class JobService:
         return job
 
     async def get(self, spec: EndpointSpec, job_id: str) -> JobRecord:
+        """The job as a client sees it: a stored output is fetched back."""
+        return await self.resolved(await self._stored(spec, job_id))
+
+    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
+        """JobStore.wait_final for a client (/runsync, /status?wait=): a stored output is fetched back."""
+        job = await self.store.wait_final(job_id, timeout)
+        return None if job is None else await self.resolved(job)
+
+    async def resolved(self, job: JobRecord) -> JobRecord:
+        """`job` with its output read back from the payload store when it was stored there."""
+        if payload_ref(job.output) is None:
+            return job
+        try:
+            output = await dereference(self.payloads, job.output)
+        except PayloadMissing:
+            # Only when the record outlived its payload (deleted by hand, bucket lifecycle).
+            log.warning("output of job %s is gone from the payload store", job.id)
+            output = None
+        return job.model_copy(update={"output": output})
+
+    async def _stored(self, spec: EndpointSpec, job_id: str) -> JobRecord:
         job = await self.store.get(job_id)
         if job is None or job.endpoint != spec.name:
             raise ApiError(404, f"job {job_id!r} not found on endpoint {spec.name!r} (it may have expired)")
         return job
 
     async def cancel(self, spec: EndpointSpec, job_id: str) -> JobRecord:
-        job = await self.get(spec, job_id)
+        job = await self._stored(spec, job_id)
         if job.status in FINAL_STATUSES:
             return job
         updated = await self.store.transition(
             job_id, expect=ACTIVE_STATUSES, **self._final_changes(job, JobStatus.CANCELLED)
         )
         if updated is None:  # it finished meanwhile
-            return await self.get(spec, job_id)
+            return await self._stored(spec, job_id)
         await self._after_final(spec, job, updated)
         return updated
 
     async def retry(self, spec: EndpointSpec, job_id: str) -> JobRecord:
-        job = await self.get(spec, job_id)
+        job = await self._stored(spec, job_id)
         if job.status not in RETRYABLE:
             raise ApiError(
                 400, f"only FAILED, TIMED_OUT or CANCELLED jobs can be retried; job {job_id} is {job.status}"
@@ -149,11 +188,11 @@ class JobService:
 
     async def next_stream_items(self, spec: EndpointSpec, job_id: str, wait: float) -> tuple[JobRecord, list[Any]]:
         """New stream items since the last /stream call (Runpod hands each chunk out once)."""
-        job = await self.get(spec, job_id)
+        job = await self._stored(spec, job_id)
         items = await self.store.read_stream(job_id, job.stream_read)
         if not items and not job.status.final and wait > 0:
             await self.store.wait_stream(job_id, job.stream_read, wait)
-            job = await self.get(spec, job_id)
+            job = await self._stored(spec, job_id)
             items = await self.store.read_stream(job_id, job.stream_read)
         if items:
             updated = await self.store.transition(
@@ -192,7 +231,12 @@ class JobService:
             if updated is None:
                 await self.queue.delete(spec.name, delivery.receipt)
                 continue
-            handed.append({"id": job.id, "input": job.input})
+            try:
+                job_input = await dereference(self.payloads, job.input)
+            except PayloadMissing:
+                await self._fail(spec, updated, "the job's input is gone from the payload store")
+                continue
+            handed.append({"id": job.id, "input": job_input})
         if handed:
             self.workers.took(worker, [j["id"] for j in handed])
         return handed
@@ -203,24 +247,36 @@ class JobService:
         job = await self.store.get(job_id)
         if job is None or job.endpoint != spec.name:
             raise ApiError(404, f"job {job_id!r} not found on endpoint {spec.name!r}")
+        output = body.get("output")
         if body.get("status") == JobStatus.IN_PROGRESS.value:
             # runpod.serverless.progress_update posts {"status": "IN_PROGRESS", "output": ...}.
-            await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), output=body.get("output"))
+            if job.status is JobStatus.IN_PROGRESS:
+                stored = await self._by_reference(job_id, "output", output, self._output_expiry(job))
+                await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), output=stored)
             await self._extend_lease(spec, job)
             return
         self.workers.finished(worker_id, spec.name, job_id)
+        if job.status is not JobStatus.IN_PROGRESS:
+            # Checked before storing a big output too, so a late duplicate cannot overwrite the
+            # payload of the result that stands.
+            self._ignore_result(job, worker_id)
+            return
         error = body.get("error")
         status = JobStatus.FAILED if error else JobStatus.COMPLETED
         changes = self._final_changes(job, status)
-        changes["output"] = body.get("output")
+        changes["output"] = await self._by_reference(job_id, "output", output, self._output_expiry(job))
         changes["error"] = error
         updated = await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), **changes)
         if updated is None:
-            # Cancelled or timed out meanwhile, or a late duplicate from a worker whose lease was
-            # lost: the first final state stands.
-            log.info("ignoring result for job %s from %s: job is already %s", job_id, worker_id, job.status)
+            self._ignore_result(job, worker_id)
             return
-        await self._after_final(spec, job, updated)
+        await self._after_final(spec, job, updated, output=output)
+
+    @staticmethod
+    def _ignore_result(job: JobRecord, worker_id: str) -> None:
+        # Cancelled or timed out meanwhile, or a late duplicate from a worker whose lease was
+        # lost: the first final state stands.
+        log.info("ignoring result for job %s from %s: job is already %s", job.id, worker_id, job.status)
 
     async def add_stream(self, spec: EndpointSpec, worker_id: str, job_id: str, body: Any) -> None:
         if not isinstance(body, dict):
@@ -269,12 +325,12 @@ class JobService:
         for job in await self.store.due(now):
             spec = spec_of(job.endpoint)
             if job.status in FINAL_STATUSES:
-                await self.store.delete(job.id)
+                await self._delete(job)
             elif job.status is JobStatus.IN_QUEUE:
                 if spec is not None:
                     await self._expire(spec, job, None)
                 else:
-                    await self.store.delete(job.id)
+                    await self._delete(job)
             else:
                 changes = self._final_changes(job, JobStatus.TIMED_OUT)
                 changes["error"] = f"execution timeout: the job ran longer than {job.execution_timeout_s:g}s"
@@ -305,6 +361,44 @@ class JobService:
         return failed
 
     # ----------------------------------------------------------------- helpers
+    async def _by_reference(self, job_id: str, kind: PayloadKind, value: Any, expires_at: float) -> Any:
+        """`value` itself when small (no I/O), else stored in the payload store and referenced."""
+        if value is None or isinstance(value, bool | int | float):
+            return value  # cannot reach the threshold: skip encoding on the hot path
+        return await reference(
+            self.payloads,
+            job_id,
+            kind,
+            value,
+            inline_max_bytes=self.settings.payload_inline_max_bytes,
+            expires_at=expires_at,
+        )
+
+    @staticmethod
+    def _output_expiry(job: JobRecord) -> float:
+        retention = RUNSYNC_RETENTION_S if job.sync else RUN_RETENTION_S
+        return time.time() + retention + PAYLOAD_EXPIRY_MARGIN_S
+
+    async def _delete(self, job: JobRecord) -> None:
+        """Drop the record at the end of its retention, then any payloads it referenced."""
+        await self.store.delete(job.id)
+        # A retried job may have left an output payload behind while its record shows none: the
+        # retries counter says payloads may exist even without a reference in sight.
+        if payload_ref(job.input) is None and payload_ref(job.output) is None and not job.retries:
+            return
+        try:
+            await self.payloads.delete(job.id)
+        except Exception:
+            # The record is gone already; the store's own expiry removes the leftovers.
+            log.exception("could not delete the payloads of job %s", job.id)
+
+    async def _fail(self, spec: EndpointSpec, job: JobRecord, error: str) -> None:
+        changes = self._final_changes(job, JobStatus.FAILED)
+        changes["error"] = error
+        updated = await self.store.transition(job.id, expect=ACTIVE_STATUSES, **changes)
+        if updated is not None:
+            await self._after_final(spec, job, updated)
+
     def _lease(self, spec: EndpointSpec) -> float:
         return self.settings.lease_s
 
@@ -327,7 +421,11 @@ class JobService:
         retention = RUNSYNC_RETENTION_S if job.sync else RUN_RETENTION_S
         return {"status": status, "completed_at": now, "deadline_at": now + retention}
 
-    async def _after_final(self, spec: EndpointSpec, before: JobRecord, after: JobRecord) -> None:
+    async def _after_final(
+        self, spec: EndpointSpec, before: JobRecord, after: JobRecord, *, output: Any = _NOT_GIVEN
+    ) -> None:
+        """Release the worker and the queue message, send the webhook. `output`: the final output
+        when the caller still holds it, so a stored one need not be read back for the webhook."""
         if before.status is JobStatus.IN_PROGRESS and before.worker_id:
             if after.status is JobStatus.CANCELLED:
                 await self.store.signal_stop(before.worker_id, after.id)
@@ -336,4 +434,16 @@ class JobService:
         if receipt:
             await self.queue.delete(spec.name, receipt)
         if after.webhook:
-            self.webhooks.send(after.webhook, after.client_view())
+            if output is not _NOT_GIVEN or payload_ref(after.output) is None:
+                body = after.client_view()
+                if output is not _NOT_GIVEN and output is not None:
+                    body["output"] = output
+                self.webhooks.send(after.webhook, body)
+            else:
+                # Reading a stored output back must not hold up the caller (a worker's job-done).
+                task = asyncio.create_task(self._send_resolved_webhook(after.webhook, after))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _send_resolved_webhook(self, url: str, job: JobRecord) -> None:
+        self.webhooks.send(url, (await self.resolved(job)).client_view())

@@ -65,7 +65,7 @@ async def runsync(request: Request, endpoint: str) -> Response:
     wait = _wait_ms(request, ctx.settings.runsync_wait_s)
     body = parse_json(await read_body(request, ctx.settings.max_runsync_body_bytes))
     job = await ctx.jobs.submit(spec, body, sync=True)
-    final = await ctx.store.wait_final(job.id, wait)
+    final = await ctx.jobs.wait_final(job.id, wait)
     return json_response((final or job).client_view())
 
 
@@ -74,7 +74,7 @@ async def status(request: Request, endpoint: str, job_id: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     job = await ctx.jobs.get(spec, job_id)
     if not job.status.final and "wait" in request.query_params:
-        job = await ctx.store.wait_final(job_id, _wait_ms(request, 0)) or job
+        job = await ctx.jobs.wait_final(job_id, _wait_ms(request, 0)) or job
     return json_response(job.client_view())
 
 

@@ -1,0 +1,163 @@
+"""`skiff gateway`: one gateway replica and nothing else (no workers, no controller).
+
+Run several behind a load balancer: they share the queue, the job store and the payload store named
+by the settings (SQS, Redis, S3 in a cluster), so any replica accepts a job, any replica hands it to
+a worker, and a `/runsync` waiting on one replica wakes when another stores the result. Every
+replica needs the same client key (SKIFF_API_KEY): worker keys are derived from it. `GET /healthz`
+is the liveness check for Nomad or Consul.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from skiff.cli.app import app
+from skiff.cli.options import EndpointsDir, StateDir, load_settings
+from skiff.config import Settings
+from skiff.endpoints import EndpointFileError, load_endpoints
+from skiff.spec import EndpointSpec
+
+log = logging.getLogger("skiff")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping gracefully on SIGINT/SIGTERM without re-raising the signal.
+
+    uvicorn.Server.capture_signals (uvicorn/server.py, 0.29+) re-raises a captured signal after the
+    graceful shutdown, which kills the process with SIGTERM's default action before our own
+    cleanup; this override keeps the graceful part (handle_exit) and drops the re-raise.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGINT, signal.SIGTERM)
+        for sig in handled:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+
+@app.command()
+def gateway(
+    endpoints: EndpointsDir = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Run one gateway replica (client and worker APIs only) until Ctrl-C or SIGTERM."""
+    settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
+    specs = _load_specs(settings)
+    logging.basicConfig(
+        level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    if settings.queue == "sqlite" or settings.store == "sqlite":
+        typer.echo(
+            "skiff gateway: note: embedded queue/store: replicas must share one state dir on one machine; "
+            "use SKIFF_QUEUE=sqs and SKIFF_STORE=redis for replicas on several machines",
+            err=True,
+        )
+    try:
+        listener = _bind(settings.host, settings.port)
+    except OSError as exc:
+        typer.echo(f"skiff: cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    with listener:
+        asyncio.run(_serve(settings, specs, listener))
+    typer.echo("skiff gateway: stopped.")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, whose bind failure is a SystemExit from inside its task."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _load_specs(settings: Settings) -> list[EndpointSpec]:
+    if not settings.endpoints_dir.is_dir():
+        typer.echo(f"skiff: endpoints directory {settings.endpoints_dir} does not exist", err=True)
+        raise typer.Exit(2)
+    try:
+        specs = load_endpoints(settings.endpoints_dir)
+    except EndpointFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if not specs:
+        typer.echo(f"skiff: no endpoint files (*.hcl) in {settings.endpoints_dir}", err=True)
+        raise typer.Exit(1)
+    return list(specs.values())
+
+
+def _client_key(settings: Settings) -> str:
+    if settings.api_key:
+        return settings.api_key
+    from skiff.gateway.keys import load_or_create_key
+
+    key, created = load_or_create_key(settings.state_dir)
+    where = settings.state_dir / "api-key"
+    origin = "generated into" if created else "read from"
+    typer.echo(f"skiff gateway: API key {origin} {where}; give every replica the same key (SKIFF_API_KEY)", err=True)
+    return key
+
+
+async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket.socket) -> None:
+    # Imported here so `skiff --help` stays fast.
+    from skiff.backends import build_payloads, build_queue, build_store
+    from skiff.gateway.app import create_app
+    from skiff.gateway.catalog import EndpointCatalog
+    from skiff.gateway.context import GatewayContext
+    from skiff.gateway.keys import KeyRing
+
+    queue = build_queue(settings)
+    store = build_store(settings)
+    try:
+        ctx = GatewayContext.build(
+            settings,
+            queue,
+            store,
+            EndpointCatalog(specs),
+            KeyRing(_client_key(settings)),
+            payloads=build_payloads(settings),
+        )
+        # The app's lifespan starts and stops the context (queues ensured, housekeeping, payloads).
+        config = uvicorn.Config(
+            create_app(ctx, manage_context=True),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+        )
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        while not server.started:
+            if serving.done():
+                await serving  # the startup failure, e.g. the app's lifespan could not start
+                return
+            await asyncio.sleep(0.02)
+        typer.echo(f"Skiff gateway is up at http://{settings.host}:{settings.port}")
+        typer.echo(f"endpoints: {', '.join(s.name for s in specs)}; workers reach it at {settings.gateway_url}")
+        await serving
+    finally:
+        await queue.close()
+        await store.close()

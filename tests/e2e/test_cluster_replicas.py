@@ -1,0 +1,200 @@
+"""Several gateway replicas sharing SQS (moto), Redis and S3 (moto): replica A is a `skiff gateway`
+process that clients call, replica B a `skiff up` process whose workers talk only to B. A job
+accepted by A runs on B's workers; a /runsync waiting on A answers with the result B stored; A
+killed with -9 under load loses none of the jobs it accepted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.services import MotoServer, RedisServer, moto_server, redis_server
+from tests.stack import FAST_ENV, REPO, TEST_KEY, SkiffProcess, endpoint_hcl, free_port
+
+ECHO = "tests/workers/skiff_async_echo.py"
+GATEWAY_CLI = [str(Path(sys.executable).parent / "skiff")]
+
+
+class GatewayReplica:
+    """A real `skiff gateway` process on its own port."""
+
+    def __init__(self, endpoints_dir: Path, state_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = state_dir
+        self.log_path = state_dir / "gateway.log"
+        self.args = [*GATEWAY_CLI, "gateway", "--endpoints", str(endpoints_dir), "--state-dir", str(state_dir)]
+        self.args += ["--port", str(self.port)]
+        self.env = {**os.environ, **FAST_ENV, **env, "SKIFF_API_KEY": TEST_KEY}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> GatewayReplica:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.args, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"skiff gateway exited with {self.proc.returncode}:\n{self.output()}")
+            if f"Skiff gateway is up at {self.url}" in self.output():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"skiff gateway did not start in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+class Cluster:
+    def __init__(self, a: GatewayReplica, b: SkiffProcess) -> None:
+        self.a = a
+        self.b = b
+
+
+@pytest.fixture
+def cluster(moto: MotoServer, redis: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
+    run = uuid.uuid4().hex[:8]  # this test's own queues, keys and bucket on the shared servers
+    env = {
+        **moto.env,
+        "SKIFF_QUEUE": "sqs",
+        "SKIFF_STORE": "redis",
+        "SKIFF_PAYLOADS": "s3",
+        "SKIFF_S3_BUCKET": f"skiff-{run}",
+        "SKIFF_REDIS_URL": redis.url(),
+        "SKIFF_REDIS_PREFIX": f"r{run}:",
+        "SKIFF_SQS_QUEUE_PREFIX": f"r{run}-",
+    }
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "echo.hcl").write_text(
+        endpoint_hcl("echo", ECHO, max_retries=3, scaling={"min_workers": 2, "max_workers": 2})
+    )
+    b = SkiffProcess(endpoints, tmp_path / "state-b", env)
+    b.env["SKIFF_PUBLIC_URL"] = b.url  # B's workers talk to B; nothing talks to A but clients
+    a = GatewayReplica(endpoints, tmp_path / "state-a", env)
+    b.start(timeout=60)
+    try:
+        a.start()
+        try:
+            b.wait_ready_workers("echo", count=2, timeout=60)
+            yield Cluster(a, b)
+        finally:
+            a.stop()
+    finally:
+        b.stop()
+
+
+def _wait_final(client: httpx.Client, job_id: str, timeout: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        body = client.get(f"/v2/echo/status/{job_id}?wait=5000").json()
+        if body["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+            return body
+    raise AssertionError(f"job {job_id} not final after {timeout}s: {body}")
+
+
+def test_runsync_on_a_answers_with_the_result_stored_through_b(cluster: Cluster) -> None:
+    with cluster.a.client(timeout=60) as a:
+        # A launched no worker: whatever runs the job talks to B.
+        assert "Skiff gateway is up" in cluster.a.output()
+        body = a.post("/v2/echo/runsync?wait=60000", json={"input": {"sleep": 0.2, "n": 1}}).json()
+        assert body["status"] == "COMPLETED", body
+        assert body["output"] == {"sleep": 0.2, "n": 1}
+        assert str(body["workerId"]).startswith("echo-")
+        accepted = a.post("/v2/echo/run", json={"input": {"via": "a"}}).json()
+        # Above the 256 KiB inline limit: A puts the input in S3, B hands it to its worker, B puts
+        # the echoed output in S3, A reads it back.
+        big = {"pad": "p" * 400_000}
+        big_id = a.post("/v2/echo/run", json={"input": big}).json()["id"]
+        deadline = time.monotonic() + 30
+        while (status := a.get(f"/v2/echo/status/{big_id}").json())["status"] != "COMPLETED":
+            assert time.monotonic() < deadline and status["status"] in ("IN_QUEUE", "IN_PROGRESS"), status
+            time.sleep(0.05)
+        assert status["output"] == big
+    with cluster.b.client() as b:
+        # Both replicas read the same store: B knows the job A accepted.
+        assert _wait_final(b, accepted["id"], 30)["output"] == {"via": "a"}
+        assert b.get(f"/v2/echo/status/{body['id']}").json()["status"] == "COMPLETED"
+
+
+def test_skiff_gateway_stops_cleanly_on_sigterm(cluster: Cluster) -> None:
+    assert cluster.a.stop(signal.SIGTERM) == 0
+    assert "skiff gateway: stopped." in cluster.a.output()
+    with cluster.b.client() as b:  # the other replica carries on
+        assert b.post("/v2/echo/runsync?wait=30000", json={"input": "still up"}).json()["output"] == "still up"
+
+
+def test_kill9_replica_a_under_load_loses_no_accepted_job(cluster: Cluster) -> None:
+    accepted: list[str] = []
+    refused = threading.Event()
+
+    def load() -> None:
+        with cluster.a.client(timeout=10) as a:
+            for n in range(400):
+                try:
+                    reply = a.post("/v2/echo/run", json={"input": {"n": n, "sleep": 0.02}})
+                except httpx.HTTPError:
+                    refused.set()  # A is gone: a client would retry elsewhere
+                    return
+                if reply.status_code == 200:
+                    accepted.append(reply.json()["id"])
+
+    sender = threading.Thread(target=load)
+    sender.start()
+    deadline = time.monotonic() + 60
+    while len(accepted) < 40 and sender.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cluster.a.kill9()
+    sender.join(30)
+    assert refused.is_set(), "the load kept going: replica A was not killed mid-load"
+    assert len(accepted) >= 40
+    with cluster.b.client(timeout=30) as b:
+        for n_job, job_id in enumerate(accepted):
+            done = _wait_final(b, job_id, 120)
+            assert done["status"] == "COMPLETED", done
+            assert isinstance(done["output"], dict) and done["output"]["sleep"] == 0.02, (n_job, done)
