@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_run_body_bytes: int = 10 * 1024 * 1024
     max_runsync_body_bytes: int = 20 * 1024 * 1024
     webhook_attempts: int = Field(default=5, ge=1)
+    # load_balancer endpoints: how long a request waits for a healthy worker (one may be starting
+    # from zero) before it gets 503 with Retry-After.
+    lb_hold_s: float = Field(default=60.0, gt=0)
 
     # Cluster backends.
     sqs_endpoint_url: str | None = None

@@ -11,14 +11,14 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 def parse_duration(value: str | int | float) -> float:
     """Return seconds. Bare numbers are seconds. Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as \"5s\", \"10m\" or \"24h\"")
+        raise ValueError('expected a duration such as "5s", "10m" or "24h"')
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
     text = value.strip()
     if not text:
-        raise ValueError("expected a duration such as \"5s\", \"10m\" or \"24h\", got an empty string")
+        raise ValueError('expected a duration such as "5s", "10m" or "24h", got an empty string')
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:
@@ -26,7 +26,7 @@ def parse_duration(value: str | int | float) -> float:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if pos != len(text) or pos == 0:
-        raise ValueError(f"expected a duration such as \"5s\", \"10m\" or \"24h\", got {value!r}")
+        raise ValueError(f'expected a duration such as "5s", "10m" or "24h", got {value!r}')
     return total
 
 
@@ -37,4 +37,4 @@ def format_duration(seconds: float) -> str:
         return f"{int(seconds // 60)}m"
     if seconds == int(seconds):
         return f"{int(seconds)}s"
-    return f"{int(round(seconds * 1000))}ms"
+    return f"{round(seconds * 1000)}ms"

@@ -23,9 +23,7 @@ class JobStatus(StrEnum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
-)
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
 ACTIVE_STATUSES = frozenset({JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS})
 
 # Runpod keeps results 30 min for /run and 1 min for /runsync.
@@ -98,6 +96,12 @@ class WorkerRecord(BaseModel):
     jobs_in_progress: list[str] = Field(default_factory=list)
     address: str | None = None  # load_balancer workers: "127.0.0.1:PORT"
     draining: bool = False
+    # Set while RUNNING: when its current job(s) started (the autoscaler estimates remaining time).
+    busy_since: float | None = None
+    # When the controller marked it draining, and its latest job-take: a take that began before
+    # the drain may still hand out a job, so a drained worker is stopped only after a later take.
+    draining_since: float | None = None
+    last_take_at: float | None = None
 
     @property
     def cold_start_s(self) -> float | None:

@@ -1,13 +1,22 @@
-"""One Skiff process serving everything: gateway, orchestrator and (later) controller.
+"""One Skiff process serving everything: gateway, orchestrator and controller.
 
 `skiff up` runs this with the embedded defaults; the same code runs with cluster backends when
 configuration says so (skiff.backends picks them).
+
+Several `skiff up` processes may share one state dir (each on its own port): all of them serve
+the gateway API from the shared SQLite file, and exactly one, the holder of
+`<state_dir>/controller.lock`, runs the controller and therefore the workers. The others wait on
+the lock; when the leader dies, its workers go with it (PR_SET_PDEATHSIG) and the next process to
+get the lock starts workers of its own, pointed at its own gateway. Queued jobs wait in the
+queue meanwhile; jobs the dead workers held come back when their lease runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +24,16 @@ import uvicorn
 
 from skiff.backends import build_queue, build_store
 from skiff.config import Settings
+from skiff.controller.lb_proxy import Balancer
+from skiff.controller.loop import Controller
+from skiff.discovery.local import LocalDiscovery
 from skiff.gateway.app import create_app
 from skiff.gateway.catalog import EndpointCatalog
 from skiff.gateway.context import GatewayContext
 from skiff.gateway.keys import KeyRing, load_or_create_key
+from skiff.leader.file import FileLeaderLock
 from skiff.orchestrator.local import LocalOrchestrator
-from skiff.spec import EndpointSpec, EndpointType
+from skiff.spec import EndpointSpec
 
 log = logging.getLogger("skiff")
 
@@ -53,21 +66,44 @@ class Stack:
             state_dir=settings.state_dir,
             project_dir=project_dir,
             ping_interval_s=settings.ping_interval_s,
-            on_launch=self.ctx.workers.register,
+            on_launch=self._launched,
             on_exit=self._worker_exited,
         )
+        self.discovery = LocalDiscovery(self.orchestrator, self.catalog.all)
+        self.balancer = Balancer(self.discovery)
+        self.lock = FileLeaderLock(settings.state_dir / "controller.lock")
+        self.controller = Controller(self.ctx, self.orchestrator, self.lock, balancer=self.balancer)
+        # Wake on enqueue: a job for an endpoint without workers starts one within milliseconds.
+        self.ctx.jobs.on_enqueue = self.controller.wake
+        self.balancer.wake = self.controller.wake
+        self.ctx.discovery = self.discovery
+        self.ctx.balancer = self.balancer
+        self.ctx.control = self.controller
+        self.ctx.lb_hold_s = settings.lb_hold_s
+        # Extra observers of worker launches (the wake-latency benchmark uses one).
+        self.launch_hooks: list[Callable[[str, str, float], None]] = []
+        self._server: uvicorn.Server | None = None
         self.app = create_app(self.ctx, manage_context=False)
+
+    def _launched(self, worker_id: str, endpoint: str, launched_at: float) -> None:
+        self.ctx.workers.register(worker_id, endpoint, launched_at)
+        for hook in self.launch_hooks:
+            hook(worker_id, endpoint, launched_at)
 
     async def _worker_exited(self, worker_id: str, endpoint: str) -> None:
         released = await self.ctx.jobs.release_worker_jobs(worker_id, self.catalog.get)
+        await self.store.delete_worker(worker_id)
         if released:
             log.warning("worker %s of %s died holding %d job(s); re-queued them", worker_id, endpoint, released)
 
-    async def start_workers(self) -> None:
-        for spec in self.catalog.all():
-            await self.orchestrator.apply(spec)
-            if spec.type is EndpointType.QUEUE:
-                await self.orchestrator.scale(spec.name, max(spec.scaling.min_workers, 1))
+    def request_stop(self) -> None:
+        """Ask `serve` to shut down as Ctrl-C would (for in-process users such as benchmarks)."""
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def apply(self, specs: list[EndpointSpec]) -> dict[str, list[str]]:
+        """Make the served endpoints match `specs` (added, changed: rolling replacement, removed)."""
+        return await self.controller.apply(specs)
 
     async def serve(self, on_ready: asyncio.Event | None = None) -> None:
         config = uvicorn.Config(
@@ -79,21 +115,29 @@ class Stack:
             lifespan="on",
             timeout_graceful_shutdown=3,
         )
-        server = uvicorn.Server(config)
+        server = self._server = uvicorn.Server(config)
         await self.ctx.start()
+        self.discovery.start()
         serving = asyncio.create_task(server.serve())
+        controlling: asyncio.Task[None] | None = None
         try:
             while not server.started:
                 if serving.done():
                     await serving  # raises the bind error
                     return
                 await asyncio.sleep(0.02)
-            await self.start_workers()
+            controlling = asyncio.create_task(self.controller.run(), name="controller")
+            await asyncio.sleep(0.05)  # the first lock attempt is immediate: report who leads
             if on_ready is not None:
                 on_ready.set()
             await serving
         finally:
+            if controlling is not None:
+                controlling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await controlling
             await self.orchestrator.close()
+            await self.discovery.close()
             await self.ctx.stop()
             await self.queue.close()
             await self.store.close()

@@ -75,8 +75,16 @@ class SkiffProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [SKIFF, "up", "--endpoints", str(self.endpoints_dir), "--state-dir", str(self.state_dir),
-             "--port", str(self.port)],
+            [
+                SKIFF,
+                "up",
+                "--endpoints",
+                str(self.endpoints_dir),
+                "--state-dir",
+                str(self.state_dir),
+                "--port",
+                str(self.port),
+            ],
             cwd=REPO,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -104,9 +112,7 @@ class SkiffProcess:
             return handle.read().decode(errors="replace")
 
     def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=timeout
-        )
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=timeout)
 
     def wait_ready_workers(self, endpoint: str, count: int = 1, timeout: float = 30.0) -> dict[str, Any]:
         with self.client() as client:

@@ -97,7 +97,7 @@ def _problems_of(path: Path) -> list[str]:
 
 def test_examples_load_with_the_documented_values() -> None:
     specs = load_endpoints(EXAMPLES)
-    assert sorted(specs) == ["echo", "runpod-echo", "stream"]
+    assert sorted(specs) == ["echo", "lb-hello", "runpod-echo", "stream"]
 
     echo = specs["echo"]
     assert echo.type is EndpointType.QUEUE
@@ -118,6 +118,11 @@ def test_examples_load_with_the_documented_values() -> None:
     assert runpod_echo.command == ["python", "-u", "examples/workers/runpod_echo.py"]
     assert runpod_echo.gpu is not None and runpod_echo.gpu.count == 1
     assert runpod_echo.gpu.models == ["NVIDIA L4", "NVIDIA A10G"]
+
+    lb = specs["lb-hello"]
+    assert lb.type is EndpointType.LOAD_BALANCER
+    assert lb.health_path == "/ping"
+    assert (lb.scaling.max_workers, lb.scaling.idle_timeout) == (2, 30.0)
 
 
 def test_example_commands_name_worker_files_that_exist() -> None:

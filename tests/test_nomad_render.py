@@ -279,7 +279,7 @@ def golden_options(spec: EndpointSpec) -> RenderOptions:
     return RenderOptions(worker_key=KEY)
 
 
-@pytest.mark.parametrize("name", ["echo", "stream", "runpod-echo"])
+@pytest.mark.parametrize("name", ["echo", "stream", "runpod-echo", "lb-hello"])
 def test_example_matches_golden(name: str) -> None:
     spec = example_specs()[name]
     rendered = render_job(spec, SETTINGS, golden_options(spec))
@@ -289,7 +289,7 @@ def test_example_matches_golden(name: str) -> None:
     assert rendered == json.loads(path.read_text()), f"{path} differs: rerun with SKIFF_UPDATE_GOLDENS=1 if intended"
 
 
-@pytest.mark.parametrize("name", ["echo", "stream", "runpod-echo"])
+@pytest.mark.parametrize("name", ["echo", "stream", "runpod-echo", "lb-hello"])
 def test_every_key_is_a_nomad_api_field(name: str) -> None:
     body = render_job(example_specs()[name], SETTINGS, golden_options(example_specs()[name]))
     assert set(body) == {"Job"}

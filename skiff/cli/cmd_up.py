@@ -1,4 +1,9 @@
-"""`skiff up`: gateway and workers for every endpoint in a directory, on one machine."""
+"""`skiff up`: gateway, controller and workers for every endpoint in a directory, on one machine.
+
+The endpoints directory is watched (watchfiles): saving an endpoint file applies it live, as
+`skiff apply` would. A file with errors is reported and the running endpoints are left as they
+were. A second `skiff up` on the same state dir serves the API and stands by as controller.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +20,10 @@ from rich.table import Table
 from skiff.cli.app import app
 from skiff.cli.options import EndpointsDir, StateDir, load_settings
 from skiff.endpoints import EndpointFileError, load_endpoints
-from skiff.spec import EndpointType
+from skiff.spec import EndpointSpec, EndpointType
+
+if TYPE_CHECKING:
+    from skiff.stack import Stack
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -46,6 +54,8 @@ def up(
     logging.basicConfig(
         level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
+    # One line per health probe and proxied request would drown everything else at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     key = resolve_api_key(settings)
     stack = Stack(settings, list(specs.values()), key.value, project_dir=Path.cwd())
     ready = asyncio.Event()
@@ -53,13 +63,20 @@ def up(
     async def announce() -> None:
         await ready.wait()
         _print_banner(settings.gateway_url, key.value, key.generated, key.source, specs)
+        if not stack.controller.leading:
+            console.print(
+                f"controller: standby; another skiff process on {settings.state_dir} leads "
+                f"(pid {stack.lock.holder_pid() or '?'}); this one takes over if it stops."
+            )
 
     async def main() -> None:
         announcer = asyncio.create_task(announce())
+        watcher = asyncio.create_task(_watch(stack, settings.endpoints_dir))
         try:
             await stack.serve(on_ready=ready)
         finally:
             announcer.cancel()
+            watcher.cancel()
 
     try:
         asyncio.run(main())
@@ -71,7 +88,22 @@ def up(
     console.print("skiff: stopped; all workers exited.")
 
 
-def _print_banner(url: str, key: str, generated: bool, source: str, specs: dict) -> None:  # type: ignore[type-arg]
+async def _watch(stack: Stack, directory: Path) -> None:
+    from watchfiles import awatch
+
+    async for _changes in awatch(directory, debounce=300, recursive=False):
+        try:
+            specs = load_endpoints(directory)
+        except EndpointFileError as exc:
+            console.print(f"skiff: not applying {directory}: {exc}")
+            continue
+        result = await stack.apply(list(specs.values()))
+        for verb in ("added", "changed", "removed"):
+            for name in result[verb]:
+                console.print(f"skiff: endpoint {name} {verb}")
+
+
+def _print_banner(url: str, key: str, generated: bool, source: str, specs: dict[str, EndpointSpec]) -> None:
     table = Table(title=None, show_edge=False, box=None, padding=(0, 2))
     table.add_column("endpoint", style="bold")
     table.add_column("type")

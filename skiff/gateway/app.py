@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from skiff import __version__
-from skiff.gateway import routes_client, routes_worker
+from skiff.gateway import routes_admin, routes_client, routes_lb, routes_worker
 from skiff.gateway.context import GatewayContext
 from skiff.gateway.http import ApiError, error_response, json_response
 
@@ -72,4 +72,6 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
 
     app.include_router(routes_client.router)
     app.include_router(routes_worker.router)
+    app.include_router(routes_lb.router)
+    app.include_router(routes_admin.router)
     return app

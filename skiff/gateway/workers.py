@@ -46,6 +46,7 @@ class WorkerTracker:
 
     def taking(self, worker_id: str, endpoint: str) -> WorkerRecord:
         worker = self.seen(worker_id, endpoint)
+        worker.last_take_at = time.time()
         if worker.first_take_at is None:
             worker.first_take_at = time.time()
             self._set_state(worker, worker.first_take_at)
@@ -67,6 +68,18 @@ class WorkerTracker:
         worker = self._workers.get(worker_id)
         return worker is not None and worker.draining
 
+    def get(self, worker_id: str) -> WorkerRecord | None:
+        return self._workers.get(worker_id)
+
+    def drain(self, worker_id: str, endpoint: str) -> WorkerRecord:
+        """Hand this worker no new job from now on (the controller stops it once idle)."""
+        worker = self._get(worker_id, endpoint)
+        if not worker.draining:
+            worker.draining = True
+            worker.draining_since = time.time()
+            self._set_state(worker, worker.draining_since)
+        return worker
+
     def forget(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
         self._dirty.discard(worker_id)
@@ -83,6 +96,10 @@ class WorkerTracker:
             state = WorkerState.INITIALIZING
         else:
             state = WorkerState.IDLE
+        if state is WorkerState.RUNNING and worker.state is not WorkerState.RUNNING:
+            worker.busy_since = now
+        elif state is not WorkerState.RUNNING and not (state is WorkerState.DRAINING and worker.jobs_in_progress):
+            worker.busy_since = None
         if state is WorkerState.IDLE and worker.state is not WorkerState.IDLE:
             worker.idle_since = now
         elif state is not WorkerState.IDLE and not (state is WorkerState.DRAINING and not worker.jobs_in_progress):
@@ -103,15 +120,16 @@ class WorkerTracker:
                 lost.append(worker.id)
         dirty, self._dirty = self._dirty, set()
         for worker_id in dirty:
-            worker = self._workers.get(worker_id)
-            if worker is None:
+            record = self._workers.get(worker_id)
+            if record is None:
                 continue
             stored = await self._store.get_worker(worker_id)
-            if stored is not None and stored.draining and not worker.draining:
-                worker.draining = True
-                self._set_state(worker, now)
+            if stored is not None and stored.draining and not record.draining:
+                record.draining = True
+                record.draining_since = stored.draining_since or now
+                self._set_state(record, now)
                 self._dirty.discard(worker_id)
-            await self._store.upsert_worker(worker)
+            await self._store.upsert_worker(record)
         await self._refresh_draining()
         return lost
 
@@ -120,4 +138,5 @@ class WorkerTracker:
             local = self._workers.get(stored.id)
             if local is not None and stored.draining and not local.draining:
                 local.draining = True
+                local.draining_since = stored.draining_since or time.time()
                 self._set_state(local, time.time())

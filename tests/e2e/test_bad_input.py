@@ -95,7 +95,9 @@ def test_worker_key_is_scoped_to_its_endpoint(echo_stack: SkiffProcess, raw: htt
     # ...refused on another endpoint's worker routes and on the client API.
     r = raw.get("/v2/echo/job-take/w1?gpu=none&job_in_progress=0", headers={"Authorization": worker_key})
     _assert_error(r, 403, "not valid for endpoint 'echo'")
-    _assert_error(raw.post("/v2/other/run", json={"input": 1}, headers=_auth(echo_stack, worker_key)), 403, "worker key")
+    _assert_error(
+        raw.post("/v2/other/run", json={"input": 1}, headers=_auth(echo_stack, worker_key)), 403, "worker key"
+    )
 
 
 def test_bare_key_is_accepted_like_runpod(echo_stack: SkiffProcess, raw: httpx.Client) -> None:

@@ -52,13 +52,13 @@ def _wait_gone(pids: set[int], timeout: float = 20) -> set[int]:
     return {p for p in pids if _alive(p)}
 
 
-def test_kill9_gateway_with_200_queued_jobs_loses_none(tmp_path: Path, skiff_stack: Callable[..., SkiffProcess]) -> None:
+def test_kill9_gateway_with_200_queued_jobs_loses_none(
+    tmp_path: Path, skiff_stack: Callable[..., SkiffProcess]
+) -> None:
     files = {
         # The Skiff SDK takes its next job as soon as one finishes (runpod 1.12 waits a second
         # between takes at concurrency 1), so 200 jobs drain in seconds after the restart.
-        "slow": endpoint_hcl(
-            "slow", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 2, "max_workers": 2}
-        )
+        "slow": endpoint_hcl("slow", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 2, "max_workers": 2})
     }
     first = skiff_stack(files)
     first.wait_ready_workers("slow", 2)

@@ -37,9 +37,11 @@ def test_sync_client_errors_carry_the_servers_message(echo_stack: SkiffProcess) 
     with skiff.Endpoint("echo", base_url=echo_stack.url, api_key="wrong") as ep, pytest.raises(SkiffAuthError) as err:
         ep.health()
     assert err.value.status_code == 401 and "invalid API key" in err.value.message
-    with skiff.Endpoint("nope", base_url=echo_stack.url, api_key=echo_stack.key) as ep:
-        with pytest.raises(SkiffNotFoundError, match="not found"):
-            ep.run({"x": 1})
+    with (
+        skiff.Endpoint("nope", base_url=echo_stack.url, api_key=echo_stack.key) as ep,
+        pytest.raises(SkiffNotFoundError, match="not found"),
+    ):
+        ep.run({"x": 1})
 
 
 def test_async_client(echo_stack: SkiffProcess) -> None:

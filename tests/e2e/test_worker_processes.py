@@ -1,0 +1,66 @@
+"""The local orchestrator: crashed workers come back with backoff; `skiff logs` shows their output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.stack import REPO, SkiffProcess, endpoint_hcl
+
+SKIFF = str(Path(sys.executable).parent / "skiff")
+
+
+def test_crashing_worker_is_restarted_with_backoff(skiff_stack: Callable[..., SkiffProcess]) -> None:
+    crash = (
+        'endpoint "crash" {\n  type    = "queue"\n'
+        '  command = ["python", "-c", "import sys; print(\'dying\'); sys.exit(3)"]\n'
+        "  scaling {\n    min_workers = 1\n  }\n}\n"
+    )
+    stack = skiff_stack({"crash": crash})
+    logs = stack.state_dir / "logs" / "crash"
+    time.sleep(4)
+    launches = sorted(logs.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    # Backoff 0.5 s, 1 s, 2 s, ...: a handful of launches in 4 s, not hundreds.
+    assert 2 <= len(launches) <= 6, [p.name for p in launches]
+    assert all("dying" in p.read_text() for p in launches)
+
+
+def test_skiff_logs_prints_worker_output(skiff_stack: Callable[..., SkiffProcess]) -> None:
+    stack = skiff_stack({"e": endpoint_hcl("e", "tests/workers/runpod_async_echo.py", scaling={"min_workers": 1})})
+    stack.wait_ready_workers("e")
+    with stack.client() as client:
+        job = client.post("/v2/e/runsync", json={"input": {"logged": 1}}).json()
+    assert job["status"] == "COMPLETED"
+    out = subprocess.run(
+        [SKIFF, "logs", "e", "--state-dir", str(stack.state_dir)], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert job["id"] in out.stdout and f"[{job['workerId']}]" in out.stdout
+    missing = subprocess.run(
+        [SKIFF, "logs", "nope", "--state-dir", str(stack.state_dir)], cwd=REPO, capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and "no logs for endpoint 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_skiff_up_refuses_bad_endpoint_files(tmp_path: Path) -> None:
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "bad.hcl").write_text('endpoint "bad" {\n  type = "queue"\n  scaling {\n    max_workers = 0\n  }\n}\n')
+    out = subprocess.run(
+        [SKIFF, "up", "--endpoints", str(endpoints), "--state-dir", str(tmp_path / "s")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1
+    assert "bad.hcl" in out.stderr and "max_workers" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    missing = subprocess.run(
+        [SKIFF, "up", "--endpoints", str(tmp_path / "nope")], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
