@@ -76,6 +76,11 @@ def progress_update(job: dict[str, Any], progress: Any) -> None:
     _sender.submit(job, progress)
 
 
+def has_pending(job_id: str) -> bool:
+    """Whether updates for `job_id` are still queued (a racy read is fine: only submitters add)."""
+    return _sender._pending.get(job_id, 0) > 0
+
+
 def wait_flushed(job_id: str, timeout: float = _FLUSH_TIMEOUT_S) -> bool:
     """Block until every update submitted for `job_id` has been sent (or `timeout` passed)."""
     return _sender.wait_flushed(job_id, timeout)

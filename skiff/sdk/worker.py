@@ -47,6 +47,9 @@ USER_AGENT = (
 TAKE_TIMEOUT_S = 90.0  # runpod's jobs_fetcher_timeout: the gateway long-polls below this
 STOP_TIMEOUT_S = 90.0
 POST_ATTEMPTS = 8  # ~1 minute of backoff: a restarting gateway must not lose a finished result
+# Once the worker is shutting down, an unreachable gateway gets this long at most: the job's lease
+# brings it back anyway, and a worker orphaned by a dead `skiff up` must not linger for a minute.
+SHUTDOWN_POST_BUDGET_S = 5.0
 
 
 # --------------------------------------------------------------------------- configuration
@@ -436,11 +439,15 @@ class WorkerLoop:
 
     async def _post(self, url: str, body: Result, job_id: str) -> None:
         backoff = Backoff()
+        loop = asyncio.get_running_loop()
+        give_up_at: float | None = None
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
                 response = await self._client.post(url, content=_dumps(body), headers=self.gateway.post_headers(job_id))
             except httpx.TransportError as err:
-                if attempt == POST_ATTEMPTS:
+                if self._shutdown.is_set() and give_up_at is None:
+                    give_up_at = loop.time() + SHUTDOWN_POST_BUDGET_S
+                if attempt == POST_ATTEMPTS or (give_up_at is not None and loop.time() >= give_up_at):
                     log.error(f"Could not send the result to {_safe_url(url)}: {err}", job_id)
                     return
                 log.warn(f"Could not reach the gateway ({type(err).__name__}); retrying.", job_id)
@@ -476,7 +483,8 @@ class WorkerLoop:
                 log.info("refresh_worker flag set, stopping pod after job.", job_id)
                 result["stopPod"] = True
             # Progress updates for this job must land before its result (see progress.py).
-            await asyncio.get_running_loop().run_in_executor(self._executor, progress_mod.wait_flushed, job_id)
+            if progress_mod.has_pending(job_id):  # most jobs post none: skip the thread hop
+                await asyncio.get_running_loop().run_in_executor(self._executor, progress_mod.wait_flushed, job_id)
             await self._post(self.gateway.done_url(job_id, is_stream), result, job_id)
             log.info("Finished.", job_id)
             if result.get("stopPod"):
