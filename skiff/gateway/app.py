@@ -70,8 +70,9 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
         # Liveness for Nomad/Consul checks: no key, no data.
         return json_response({"status": "ok", "version": __version__})
 
-    app.include_router(routes_client.router)
-    app.include_router(routes_worker.router)
+    # Worker routes first: they carry most requests, and Starlette matches routes in order.
+    app.router.routes.extend(routes_worker.router.routes)
+    app.router.routes.extend(routes_client.router.routes)
     app.include_router(routes_lb.router)
     app.include_router(routes_admin.router)
     return app

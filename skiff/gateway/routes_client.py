@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from skiff.gateway.auth import require_client
 from skiff.gateway.context import GatewayContext
 from skiff.gateway.http import ApiError, json_response, parse_json, read_body
+from skiff.gateway.routing import RouteTable
 from skiff.jobs import JobStatus, WorkerRecord, WorkerState
 from skiff.spec import EndpointSpec, EndpointType
 
-router = APIRouter()
+router = RouteTable()
 
 MAX_RUNSYNC_WAIT_MS = 300_000  # Runpod caps ?wait= at 5 minutes
 
@@ -69,7 +70,7 @@ async def runsync(request: Request, endpoint: str) -> Response:
     return json_response((final or job).client_view())
 
 
-@router.api_route("/v2/{endpoint}/status/{job_id}", methods=["GET", "POST"])
+@router.route("/v2/{endpoint}/status/{job_id}", ["GET", "POST"])
 async def status(request: Request, endpoint: str, job_id: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     job = await ctx.jobs.get(spec, job_id)
@@ -78,7 +79,7 @@ async def status(request: Request, endpoint: str, job_id: str) -> Response:
     return json_response(job.client_view())
 
 
-@router.api_route("/v2/{endpoint}/stream/{job_id}", methods=["GET", "POST"])
+@router.route("/v2/{endpoint}/stream/{job_id}", ["GET", "POST"])
 async def stream(request: Request, endpoint: str, job_id: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     job, items = await ctx.jobs.next_stream_items(spec, job_id, _wait_ms(request, 0))

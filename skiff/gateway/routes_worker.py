@@ -8,15 +8,16 @@ application/x-www-form-urlencoded with `&isStream=` appended; job-stop long-poll
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from skiff.gateway.auth import require_worker
 from skiff.gateway.context import GatewayContext
 from skiff.gateway.http import ApiError, json_response, parse_json, read_body
+from skiff.gateway.routing import RouteTable
 from skiff.spec import EndpointSpec
 
-router = APIRouter()
+router = RouteTable()
 
 MAX_BATCH = 64
 # A worker's result may be as large as a /runsync answer.
