@@ -50,6 +50,7 @@ job "skiff-llm" {
     network {
       mode = "host"
       port "http" {}
+      port "health" {}
     }
 
     service {
@@ -62,6 +63,7 @@ job "skiff-llm" {
         name     = "skiff-llm health"
         type     = "http"
         path     = "/health"
+        port     = "health"
         interval = "5s"
         timeout  = "2s"
       }
@@ -74,7 +76,7 @@ job "skiff-llm" {
 
       config {
         image = "ghcr.io/acme/llm:2"
-        ports = ["http"]
+        ports = ["http", "health"]
       }
 
       env {
@@ -91,7 +93,7 @@ job "skiff-llm" {
         SKIFF_GATEWAY_URL          = "http://skiff-gateway.service.consul:8000"
         PYTHONUNBUFFERED           = "1"
         PORT                       = "${NOMAD_PORT_http}"
-        PORT_HEALTH                = "${NOMAD_PORT_http}"
+        PORT_HEALTH                = "${NOMAD_PORT_health}"
       }
 
       resources {

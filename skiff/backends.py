@@ -1,10 +1,16 @@
 """The one place that turns configuration into implementations of the seams.
 
 Nothing else in Skiff looks at which mode it runs in: the gateway and the controller receive a
-JobQueue, a JobStore, a PayloadStore and an Orchestrator and use them through their protocols.
+JobQueue, a JobStore, a PayloadStore, an Orchestrator, a Discovery and a LeaderLock and use them
+through their protocols.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skiff.config import Settings
 from skiff.payloads.base import PayloadStore
@@ -53,3 +59,74 @@ def build_payloads(settings: Settings) -> PayloadStore:
     from skiff.payloads.files import FilePayloads
 
     return FilePayloads(settings.state_dir / "payloads")
+
+
+# --- orchestration, discovery, leader election ------------------------------------------------
+# Imported lazily: the embedded mode must not need python-nomad or py-consul at import time.
+if TYPE_CHECKING:
+    from skiff.discovery.base import Discovery
+    from skiff.leader import LeaderLock
+    from skiff.orchestrator.base import Orchestrator
+    from skiff.spec import EndpointSpec
+
+
+@dataclass(frozen=True)
+class LocalHooks:
+    """What only the embedded orchestrator needs: where relative commands live and callbacks on
+    worker launch/exit (the gateway in the same process registers workers and re-queues jobs)."""
+
+    project_dir: Path
+    on_launch: Callable[[str, str, float], None] | None = None
+    on_exit: Callable[[str, str], Awaitable[None]] | None = None
+
+
+def build_orchestrator(settings: Settings, worker_key: Callable[[str], str], hooks: LocalHooks) -> Orchestrator:
+    """`worker_key(endpoint)`: the key a worker of that endpoint presents (KeyRing.worker_key)."""
+    if settings.orchestrator == "nomad":
+        from skiff.nomad.render import RenderOptions
+        from skiff.orchestrator.nomad import NomadOrchestrator
+
+        # raw_exec tasks (`nomad agent -dev` without Docker) run `command` relative to the project.
+        options = RenderOptions(workdir=hooks.project_dir)
+        return NomadOrchestrator(settings, render_options=options, worker_key=worker_key, deferred_stops=True)
+    from skiff.orchestrator.local import LocalOrchestrator
+
+    return LocalOrchestrator(
+        gateway_url=settings.gateway_url,
+        worker_key=worker_key,
+        state_dir=settings.state_dir,
+        project_dir=hooks.project_dir,
+        ping_interval_s=settings.ping_interval_s,
+        on_launch=hooks.on_launch,
+        on_exit=hooks.on_exit,
+    )
+
+
+def build_discovery(
+    settings: Settings,
+    orchestrator: Orchestrator | None,
+    endpoints: Callable[[], list[EndpointSpec]],
+) -> Discovery | None:
+    """Healthy load_balancer workers. None where nothing can find them: the embedded mode's
+    discovery reads the local orchestrator's table, which a gateway-only process does not have."""
+    if settings.discovery == "consul":
+        from skiff.discovery.consul import ConsulDiscovery
+
+        return ConsulDiscovery(settings.consul_addr, token=settings.consul_token)
+    if orchestrator is None:
+        return None
+    from skiff.discovery.local import LocalDiscovery
+
+    return LocalDiscovery(orchestrator, endpoints)
+
+
+def build_leader_lock(settings: Settings) -> LeaderLock:
+    """One active controller: a Consul session lock where Consul is the discovery (a cluster),
+    else a file lock in the state dir (one machine)."""
+    if settings.discovery == "consul":
+        from skiff.leader.consul import ConsulLeaderLock
+
+        return ConsulLeaderLock(settings.consul_addr, token=settings.consul_token)
+    from skiff.leader.file import FileLeaderLock
+
+    return FileLeaderLock(settings.state_dir / "controller.lock")

@@ -22,17 +22,22 @@ from pathlib import Path
 
 import uvicorn
 
-from skiff.backends import build_queue, build_store
+from skiff.backends import (
+    LocalHooks,
+    build_discovery,
+    build_leader_lock,
+    build_orchestrator,
+    build_queue,
+    build_store,
+)
 from skiff.config import Settings
 from skiff.controller.lb_proxy import Balancer
 from skiff.controller.loop import Controller
-from skiff.discovery.local import LocalDiscovery
 from skiff.gateway.app import create_app
 from skiff.gateway.catalog import EndpointCatalog
 from skiff.gateway.context import GatewayContext
 from skiff.gateway.keys import KeyRing, load_or_create_key
-from skiff.leader.file import FileLeaderLock
-from skiff.orchestrator.local import LocalOrchestrator
+from skiff.leader import LeaderLock
 from skiff.spec import EndpointSpec
 
 log = logging.getLogger("skiff")
@@ -60,18 +65,13 @@ class Stack:
         self.queue = build_queue(settings)
         self.store = build_store(settings)
         self.ctx = GatewayContext.build(settings, self.queue, self.store, self.catalog, self.keys)
-        self.orchestrator = LocalOrchestrator(
-            gateway_url=settings.gateway_url,
-            worker_key=self.keys.worker_key,
-            state_dir=settings.state_dir,
-            project_dir=project_dir,
-            ping_interval_s=settings.ping_interval_s,
-            on_launch=self._launched,
-            on_exit=self._worker_exited,
-        )
-        self.discovery = LocalDiscovery(self.orchestrator, self.catalog.all)
+        hooks = LocalHooks(project_dir, on_launch=self._launched, on_exit=self._worker_exited)
+        self.orchestrator = build_orchestrator(settings, self.keys.worker_key, hooks)
+        discovery = build_discovery(settings, self.orchestrator, self.catalog.all)
+        assert discovery is not None  # built with an orchestrator, there always is one
+        self.discovery = discovery
         self.balancer = Balancer(self.discovery)
-        self.lock = FileLeaderLock(settings.state_dir / "controller.lock")
+        self.lock: LeaderLock = build_leader_lock(settings)
         self.controller = Controller(self.ctx, self.orchestrator, self.lock, balancer=self.balancer)
         # Wake on enqueue: a job for an endpoint without workers starts one within milliseconds.
         self.ctx.jobs.on_enqueue = self.controller.wake
@@ -117,7 +117,10 @@ class Stack:
         )
         server = self._server = uvicorn.Server(config)
         await self.ctx.start()
-        self.discovery.start()
+        # LocalDiscovery probes in a task started here; Consul's watches start on first use.
+        starter = getattr(self.discovery, "start", None)
+        if callable(starter):
+            starter()
         serving = asyncio.create_task(server.serve())
         controlling: asyncio.Task[None] | None = None
         try:
@@ -138,6 +141,9 @@ class Stack:
                     await controlling
             await self.orchestrator.close()
             await self.discovery.close()
+            closer = getattr(self.lock, "close", None)  # the Consul lock's HTTP session
+            if callable(closer):
+                await closer()
             await self.ctx.stop()
             await self.queue.close()
             await self.store.close()

@@ -68,8 +68,8 @@ def test_deploy_registers_everything_and_prunes_removed(tmp_path: Path) -> None:
         env = {"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "sk_test", "SKIFF_PUBLIC_URL": "http://gw:8000"}
         result = skiff("deploy", str(directory), "--wait", "2", env=env)
         assert result.returncode == 0, result.stderr + result.stdout
-        assert set(nomad.jobs) == {"skiff-echo", "skiff-stream", "skiff-runpod-echo"}
-        assert "created" in result.stdout and "3 endpoint(s) deployed" in result.stdout
+        assert set(nomad.jobs) == {"skiff-echo", "skiff-stream", "skiff-runpod-echo", "skiff-lb-hello"}
+        assert "created" in result.stdout and "4 endpoint(s) deployed" in result.stdout
         job = nomad.jobs["skiff-echo"]
         env_vars = job["TaskGroups"][0]["Tasks"][0]["Env"]
         assert env_vars["RUNPOD_AI_API_KEY"].startswith("skw_echo_")
@@ -81,7 +81,7 @@ def test_deploy_registers_everything_and_prunes_removed(tmp_path: Path) -> None:
         again = skiff("deploy", str(directory), "--wait", "0", env=env)
         assert again.returncode == 0, again.stderr
         assert "stream: removed" in again.stdout and "unchanged" in again.stdout
-        assert set(nomad.jobs) == {"skiff-echo", "skiff-runpod-echo"}
+        assert set(nomad.jobs) == {"skiff-echo", "skiff-runpod-echo", "skiff-lb-hello"}
         # A job not managed by Skiff is never touched.
         nomad.jobs["skiff-handmade"] = dict(nomad.jobs["skiff-echo"], ID="skiff-handmade", Meta={})
         assert skiff("deploy", str(directory), "--wait", "0", env=env).returncode == 0

@@ -336,14 +336,16 @@ def test_load_balancer_gpu_job_shape() -> None:
     assert job["Meta"]["spec_hash"] == spec.spec_hash() and job["Meta"]["skiff_managed"] == "true"
     group = job["TaskGroups"][0]
     assert group["Count"] == 1 and group["Scaling"] == {"Enabled": True, "Min": 0, "Max": 8}
-    assert group["Networks"] == [{"Mode": "host", "DynamicPorts": [{"Label": "http"}]}]
+    assert group["Networks"] == [{"Mode": "host", "DynamicPorts": [{"Label": "http"}, {"Label": "health"}]}]
     service = group["Services"][0]
     assert (service["Name"], service["PortLabel"], service["Provider"]) == ("skiff-llm", "http", "consul")
-    assert service["Checks"][0]["Type"] == "http" and service["Checks"][0]["Path"] == "/health"
+    check = service["Checks"][0]
+    assert (check["Type"], check["Path"], check["PortLabel"]) == ("http", "/health", "health")
     task = group["Tasks"][0]
-    assert task["Driver"] == "docker" and task["Config"] == {"image": "ghcr.io/acme/llm:2", "ports": ["http"]}
+    assert task["Driver"] == "docker" and task["Config"] == {"image": "ghcr.io/acme/llm:2", "ports": ["http", "health"]}
     assert task["KillTimeout"] == (120 + 15) * 10**9
     assert task["Env"]["RUNPOD_POD_ID"] == "${NOMAD_ALLOC_ID}" and task["Env"]["PORT"] == "${NOMAD_PORT_http}"
+    assert task["Env"]["PORT_HEALTH"] == "${NOMAD_PORT_health}"
     device = task["Resources"]["Devices"][0]
     assert device == {
         "Name": "nvidia/gpu",

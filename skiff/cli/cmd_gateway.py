@@ -121,7 +121,8 @@ def _client_key(settings: Settings) -> str:
 
 async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket.socket) -> None:
     # Imported here so `skiff --help` stays fast.
-    from skiff.backends import build_payloads, build_queue, build_store
+    from skiff.backends import build_discovery, build_payloads, build_queue, build_store
+    from skiff.controller.lb_proxy import Balancer
     from skiff.gateway.app import create_app
     from skiff.gateway.catalog import EndpointCatalog
     from skiff.gateway.context import GatewayContext
@@ -129,15 +130,24 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
 
     queue = build_queue(settings)
     store = build_store(settings)
+    catalog = EndpointCatalog(specs)
+    # Without an orchestrator here, only a cluster's discovery (Consul) can find load_balancer
+    # workers; embedded replicas answer /lb/ with 503 and leave it to `skiff up`.
+    discovery = build_discovery(settings, None, catalog.all)
     try:
         ctx = GatewayContext.build(
             settings,
             queue,
             store,
-            EndpointCatalog(specs),
+            catalog,
             KeyRing(_client_key(settings)),
+            discovery=discovery,
             payloads=build_payloads(settings),
         )
+        if discovery is not None:
+            # No wake hook: the controller is another process; it sees held requests on its tick.
+            ctx.balancer = Balancer(discovery)
+            ctx.lb_hold_s = settings.lb_hold_s
         # The app's lifespan starts and stops the context (queues ensured, housekeeping, payloads).
         config = uvicorn.Config(
             create_app(ctx, manage_context=True),
@@ -159,5 +169,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
         typer.echo(f"endpoints: {', '.join(s.name for s in specs)}; workers reach it at {settings.gateway_url}")
         await serving
     finally:
+        if discovery is not None:
+            await discovery.close()
         await queue.close()
         await store.close()

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -35,9 +36,22 @@ def parse_consul_addr(addr: str) -> tuple[str, str, int]:
     return scheme, host, port
 
 
+# Nomad registers an allocation's service as `_nomad-task-<alloc id>-<task|group>-<service>-<port>`
+# (client/serviceregistration/id.go MakeAllocServiceID; older releases put the id elsewhere, and
+# newer ones append a tags hash): the allocation id is the one UUID in it.
+_ALLOC_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def worker_id_of(service_id: str) -> str:
+    """The worker id (Nomad allocation id, RUNPOD_POD_ID) behind a Consul service ID, so that the
+    balancer's per-worker counts and the orchestrator's workers share one key."""
+    match = _ALLOC_ID.search(service_id)
+    return match.group(0) if match else service_id
+
+
 def instances_from_health(endpoint: str, entries: list[dict[str, Any]]) -> list[Instance]:
     """`[{"Node": {...}, "Service": {...}, "Checks": [...]}]`; an empty `Service.Address` means the
-    node's address (Consul health API docs)."""
+    node's address (Consul health API docs). Instance ids are worker ids (see worker_id_of)."""
     out = []
     for entry in entries:
         service = entry.get("Service") or {}
@@ -47,7 +61,12 @@ def instances_from_health(endpoint: str, entries: list[dict[str, Any]]) -> list[
         if not host or not port:
             continue
         out.append(
-            Instance(id=str(service.get("ID") or f"{host}:{port}"), endpoint=endpoint, host=host, port=int(port))
+            Instance(
+                id=worker_id_of(str(service.get("ID") or f"{host}:{port}")),
+                endpoint=endpoint,
+                host=host,
+                port=int(port),
+            )
         )
     return out
 

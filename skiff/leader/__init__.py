@@ -16,5 +16,9 @@ class LeaderLock(Protocol):
     async def release(self) -> None:
         """Give leadership up so another controller can take over at once."""
 
+    def holder_pid(self) -> int | None:
+        """The leader's pid when the lock records one (a lock file does; a Consul session names
+        a node, not a process: None)."""
+
 
 __all__ = ["LeaderLock"]

@@ -121,6 +121,9 @@ class ConsulLeaderLock:
                 await self._consul.session.destroy(self._session)
             self._session = None
 
+    def holder_pid(self) -> int | None:
+        return None  # the session names a node; the holder string in the KV value says which
+
     async def close(self) -> None:
         await self.release()
         closing = self._consul.http.close()

@@ -42,6 +42,7 @@ from skiff.spec import EndpointSpec, EndpointType
 GROUP_NAME = "worker"
 TASK_NAME = "worker"
 HTTP_PORT_LABEL = "http"
+HEALTH_PORT_LABEL = "health"  # Runpod's convention: the health server may be a separate one
 GPU_DEVICE = "nvidia/gpu"
 MANAGED_META_KEY = "skiff_managed"
 JOB_PREFIX = "skiff-"
@@ -127,19 +128,23 @@ def pick_driver(spec: EndpointSpec, options: RenderOptions) -> Literal["docker",
     return "raw_exec"
 
 
-def worker_env(spec: EndpointSpec, gateway_url: str, worker_key: str) -> dict[str, str]:
+def worker_env(spec: EndpointSpec, gateway_url: str, worker_key: str, ping_interval_s: float = 10.0) -> dict[str, str]:
     """The environment of DESIGN.md's worker API, shared with the local orchestrator.
 
     Nomad interpolates `${NOMAD_ALLOC_ID}` when it starts the task, so the worker id is the
     allocation id (https://developer.hashicorp.com/nomad/docs/runtime/environment).
     """
     env = worker_environment(
-        spec, gateway_url=gateway_url, worker_key=worker_key, worker_id="${NOMAD_ALLOC_ID}", ping_interval_s=10.0
+        spec,
+        gateway_url=gateway_url,
+        worker_key=worker_key,
+        worker_id="${NOMAD_ALLOC_ID}",
+        ping_interval_s=ping_interval_s,
     )
     if spec.type is EndpointType.LOAD_BALANCER:
         # Runpod load-balancing workers listen on $PORT and answer health on $PORT_HEALTH.
         env["PORT"] = f"${{NOMAD_PORT_{HTTP_PORT_LABEL}}}"
-        env["PORT_HEALTH"] = f"${{NOMAD_PORT_{HTTP_PORT_LABEL}}}"
+        env["PORT_HEALTH"] = f"${{NOMAD_PORT_{HEALTH_PORT_LABEL}}}"
     return env
 
 
@@ -163,7 +168,7 @@ def _task_config(spec: EndpointSpec, driver: str, options: RenderOptions) -> dic
         assert spec.image is not None
         config: dict[str, Any] = {"image": validate_image_reference(spec.image)}
         if lb:
-            config["ports"] = [HTTP_PORT_LABEL]
+            config["ports"] = [HTTP_PORT_LABEL, HEALTH_PORT_LABEL]
         return config
     assert spec.command is not None
     if options.workdir is None:
@@ -197,7 +202,7 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         "Name": TASK_NAME,
         "Driver": driver,
         "Config": _task_config(spec, driver, options),
-        "Env": worker_env(spec, settings.gateway_url, worker_key),
+        "Env": worker_env(spec, settings.gateway_url, worker_key, settings.ping_interval_s),
         "Resources": _resources(spec),
         "KillTimeout": _ns(kill_timeout_s(spec)),
         "KillSignal": "SIGTERM",
@@ -221,7 +226,9 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     if lb:
         # A dynamic host port; docker maps it to the same port inside the container (To unset),
         # and the worker listens on $PORT.
-        group["Networks"] = [{"Mode": "host", "DynamicPorts": [{"Label": HTTP_PORT_LABEL}]}]
+        group["Networks"] = [
+            {"Mode": "host", "DynamicPorts": [{"Label": HTTP_PORT_LABEL}, {"Label": HEALTH_PORT_LABEL}]}
+        ]
         group["Services"] = [
             {
                 "Name": service_name(spec.name),
@@ -233,6 +240,8 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
                         "Name": f"{service_name(spec.name)} health",
                         "Type": "http",
                         "Path": spec.health_path,
+                        # The check probes PORT_HEALTH; traffic goes to the service's PORT.
+                        "PortLabel": HEALTH_PORT_LABEL,
                         "Interval": _ns(5),
                         "Timeout": _ns(2),
                     }
@@ -393,6 +402,7 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
                     "name": check["Name"],
                     "type": check["Type"],
                     "path": check["Path"],
+                    "port": check["PortLabel"],
                     "interval": _dur(check["Interval"]),
                     "timeout": _dur(check["Timeout"]),
                 }

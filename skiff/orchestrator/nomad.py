@@ -8,6 +8,14 @@ allocations to stop, and it picks by name index: `computeStop` stops the allocat
 draining so the gateway hands them no new job, and calls `scale(endpoint, count, stop=those)` once
 they are idle. `scale` refuses (DrainMismatch) when Nomad would stop a worker the controller did
 not name, so a busy worker is never stopped by a count change.
+
+With `deferred_stops=True` (what skiff.backends builds for the controller, whose autoscaler picks
+idle workers without knowing name indexes) a mismatch is not an error: the named workers that
+Nomad cannot stop yet are kept as "retiring" (drained, listed as STOPPING so the controller
+neither counts nor re-stops them), the group's Count includes them, and each later `scale` first
+drops every retiring allocation that has reached the top of the name indexes. Count is never
+lowered past an allocation that was not named, so a busy worker is never stopped; the price is
+that a drained, idle low-index worker can linger until the ones above it are drained too.
 """
 
 from __future__ import annotations
@@ -84,6 +92,7 @@ class NomadOrchestrator:
         render_options: RenderOptions | None = None,
         worker_key: Callable[[str], str] | None = None,
         eval_wait_s: float = 5.0,
+        deferred_stops: bool = False,
     ) -> None:
         self._settings = settings
         self._client = client or NomadClient(
@@ -97,6 +106,9 @@ class NomadOrchestrator:
         self._worker_key = worker_key
         self._eval_wait_s = eval_wait_s
         self._specs: dict[str, EndpointSpec] = {}
+        self._deferred = deferred_stops
+        self._retiring: dict[str, set[str]] = {}
+        self._scale_lock = asyncio.Lock()
 
     @property
     def client(self) -> NomadClient:
@@ -119,6 +131,7 @@ class NomadOrchestrator:
     async def remove(self, endpoint: str) -> None:
         await self._client.deregister(job_id(endpoint), purge=True)
         self._specs.pop(endpoint, None)
+        self._retiring.pop(endpoint, None)
 
     async def stop_candidates(self, endpoint: str, count: int) -> list[str]:
         """The allocations Nomad stops when the group's count drops to `count`: the highest name
@@ -133,6 +146,10 @@ class NomadOrchestrator:
     async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = ()) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
+        if self._deferred:
+            async with self._scale_lock:
+                await self._scale_deferred(endpoint, count, stop)
+            return
         if stop:
             would_stop = await self.stop_candidates(endpoint, count)
             unexpected = [a for a in would_stop if a not in set(stop)]
@@ -147,6 +164,37 @@ class NomadOrchestrator:
             message += f" (stopping drained {', '.join(s[:8] for s in stop)})"
         response = await self._client.scale(job_id(endpoint), GROUP_NAME, count, message)
         await self._check_placement(endpoint, str(response.get("EvalID") or ""))
+
+    async def _scale_deferred(self, endpoint: str, count: int, stop: Sequence[str]) -> None:
+        live = [a for a in await self._client.allocations(job_id(endpoint)) if is_live(a)]
+        live.sort(key=alloc_index, reverse=True)
+        ids = [str(a["ID"]) for a in live]
+        retiring = (self._retiring.get(endpoint, set()) | set(stop)) & set(ids)
+        keep = len(ids) - len(retiring)
+        if count < keep:
+            # Lower than the workers nobody named: Nomad would stop some of them, busy or not.
+            raise DrainMismatch(
+                f"lowering {endpoint!r} to {count} would stop workers that were not drained", ids[: keep - count]
+            )
+        top = 0  # retiring allocations at the top of the name indexes: a lower Count stops exactly those
+        while top < len(ids) and ids[top] in retiring:
+            top += 1
+        if top:
+            message = (
+                f"skiff: scale {endpoint} to {len(ids) - top} (stopping drained {', '.join(i[:8] for i in ids[:top])})"
+            )
+            response = await self._client.scale(job_id(endpoint), GROUP_NAME, len(ids) - top, message)
+            await self._check_placement(endpoint, str(response.get("EvalID") or ""))
+            retiring -= set(ids[:top])
+        self._retiring[endpoint] = retiring
+        # The lingering retiring ones keep their slots: Count covers them and the workers asked for.
+        total = count + len(retiring)
+        if total != len(ids) - top or not top:
+            message = f"skiff: scale {endpoint} to {count}"
+            if retiring:
+                message += f" (+{len(retiring)} drained, waiting for higher-index workers to drain)"
+            response = await self._client.scale(job_id(endpoint), GROUP_NAME, total, message)
+            await self._check_placement(endpoint, str(response.get("EvalID") or ""))
 
     async def _check_placement(self, endpoint: str, eval_id: str) -> None:
         if not eval_id:
@@ -164,7 +212,7 @@ class NomadOrchestrator:
         client_status = alloc.get("ClientStatus")
         if client_status in _TERMINAL:
             phase = WorkerPhase.EXITED
-        elif alloc.get("DesiredStatus") != "run":
+        elif alloc.get("DesiredStatus") != "run" or alloc.get("ID") in self._retiring.get(endpoint, ()):
             phase = WorkerPhase.STOPPING
         elif client_status == "running":
             phase = WorkerPhase.RUNNING

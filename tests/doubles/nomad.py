@@ -33,6 +33,13 @@ Sources for each shape:
   directory with the environment Nomad gives (https://developer.hashicorp.com/nomad/docs/runtime/environment):
   NOMAD_ALLOC_ID, NOMAD_ALLOC_INDEX, NOMAD_ALLOC_NAME, NOMAD_PORT_<label>, NOMAD_ADDR_<label>, ...
   `${VAR}` in the task's env is interpolated; stopping sends KillSignal, then SIGKILL after KillTimeout.
+- Consul services (optional, with a ConsulDouble): a running allocation's group services are
+  registered as `_nomad-task-<alloc id>-group-<group>-<service>-<port label>`
+  (client/serviceregistration/id.go MakeAllocServiceID) on the allocation's port; an `http` check
+  starts `critical` (Consul's default initial status, https://developer.hashicorp.com/consul/docs/
+  services/usage/checks) and is then passing for a 2xx answer, warning for 429, critical otherwise
+  (https://developer.hashicorp.com/consul/docs/services/usage/checks#http-checks), probed every
+  Interval. Services are deregistered before the task is killed, as Nomad's task runner does.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -119,6 +128,8 @@ class NomadDouble:
         run_tasks: bool = False,
         deployment_s: float = 30.0,
         kill_timeout_cap_s: float | None = None,
+        consul: Any = None,
+        check_interval_cap_s: float | None = None,
     ) -> None:
         self.nodes = nodes if nodes is not None else [FakeNode("node-1")]
         # secret -> capabilities (None = management token). None: ACLs disabled.
@@ -126,6 +137,10 @@ class NomadDouble:
         self.run_tasks = run_tasks
         self.deployment_s = deployment_s
         self.kill_timeout_cap_s = kill_timeout_cap_s
+        # A tests.doubles.consul.ConsulDouble to register allocations' services in (run_tasks only).
+        self.consul = consul
+        self.check_interval_cap_s = check_interval_cap_s
+        self.services: dict[str, list[str]] = {}  # alloc id -> Consul service ids
         self.lock = threading.Condition()
         self.index = 10
         self.table_index: dict[str, int] = {"jobs": 1, "allocs": 1, "evals": 1}
@@ -427,7 +442,58 @@ class NomadDouble:
             sig = getattr(signal, str(task.get("KillSignal") or "SIGINT"), signal.SIGINT)
             self.tasks[alloc_id] = _Task(proc, sig, kill_timeout)
             self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
+            self._register_services(alloc, job)
         threading.Thread(target=self._reap, args=(alloc_id, proc), daemon=True).start()
+
+    def _register_services(self, alloc: dict[str, Any], job: dict[str, Any]) -> None:
+        if self.consul is None:
+            return
+        group: dict[str, Any] = next((g for g in job["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), {})
+        ports = {p["Label"]: p["Value"] for p in alloc["_ports"]}
+        for service in group.get("Services") or []:
+            if service.get("Provider", "consul") != "consul" or service.get("PortLabel") not in ports:
+                continue
+            port = int(ports[service["PortLabel"]])
+            service_id = f"_nomad-task-{alloc['ID']}-group-{group['Name']}-{service['Name']}-{service['PortLabel']}"
+            checks = [c for c in service.get("Checks") or [] if c.get("Type") == "http"]
+            status = "critical" if checks else "passing"
+            self.consul.register(service["Name"], service_id, port, address="127.0.0.1", status=status)
+            self.services.setdefault(alloc["ID"], []).append(service_id)
+            for check in checks:
+                # A check's own PortLabel overrides the service's (api/services.go ServiceCheck).
+                check_port = int(ports.get(check.get("PortLabel") or service["PortLabel"], port))
+                threading.Thread(
+                    target=self._run_check, args=(alloc["ID"], service_id, check_port, check), daemon=True
+                ).start()
+
+    def _run_check(self, alloc_id: str, service_id: str, port: int, check: dict[str, Any]) -> None:
+        interval = int(check.get("Interval") or 10_000_000_000) / 1e9
+        if self.check_interval_cap_s is not None:
+            interval = min(interval, self.check_interval_cap_s)
+        timeout = int(check.get("Timeout") or 2_000_000_000) / 1e9
+        url = f"http://127.0.0.1:{port}{check.get('Path') or '/'}"
+        last = "critical"
+        while not self._closed:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    code = resp.status
+            except urllib.error.HTTPError as err:
+                code = err.code
+            except OSError:
+                code = 0
+            status = "passing" if 200 <= code < 300 else "warning" if code == 429 else "critical"
+            with self.lock:
+                if service_id not in self.services.get(alloc_id, []):
+                    return  # deregistered: the allocation is stopping
+                if status != last:
+                    self.consul.set_status(service_id, status)
+                    last = status
+            time.sleep(interval)
+
+    def _deregister_services(self, alloc_id: str) -> None:
+        for service_id in self.services.pop(alloc_id, []):
+            if self.consul is not None:
+                self.consul.deregister(service_id)
 
     def task_env(
         self, alloc: dict[str, Any], job: dict[str, Any], task: dict[str, Any], task_dir: Path
@@ -502,12 +568,14 @@ class NomadDouble:
         with self.lock:
             alloc = self.allocs.get(alloc_id)
             self.tasks.pop(alloc_id, None)
+            self._deregister_services(alloc_id)
             if alloc is not None and alloc["ClientStatus"] in ("pending", "running"):
                 status = "complete" if code == 0 or alloc["DesiredStatus"] != "run" else "failed"
                 self._set_alloc(alloc, ClientStatus=status, ClientDescription=f"Task exited with code {code}")
 
     def _stop_alloc(self, alloc: dict[str, Any], why: str) -> None:
         self._set_alloc(alloc, DesiredStatus="stop", DesiredDescription=why)
+        self._deregister_services(alloc["ID"])
         task = self.tasks.get(alloc["ID"])
         if task is None:
             if alloc["ClientStatus"] in ("pending", "running"):

@@ -1,0 +1,265 @@
+"""Cluster mode end to end: `skiff controller` drives the Nomad double, `skiff gateway` serves.
+
+Real processes on 127.0.0.1: the Nomad double runs each allocation's raw_exec task as a local
+subprocess with the environment Nomad gives it (NOMAD_ALLOC_ID is the worker id) and registers
+load_balancer services in the Consul double, whose HTTP checks probe the workers. The controller
+(SKIFF_ORCHESTRATOR=nomad, SKIFF_DISCOVERY=consul: Consul session leader lock) and one gateway
+(Consul discovery for /lb/) share a queue and store; SQLite in a shared state dir is enough here,
+since what is under test is the Nomad/Consul path (the SQS/Redis path has its own replica tests).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.doubles.consul import ConsulDouble
+from tests.doubles.nomad import NomadDouble
+from tests.stack import REPO, SKIFF, TEST_KEY, free_port
+
+ECHO = "tests/workers/skiff_async_echo.py"
+# A load_balancer worker with its API on $PORT and GET /ping on $PORT_HEALTH (Runpod's two
+# ports; the rendered Nomad job gives each a dynamic port and checks the health one).
+LB_WORKER = "tests/workers/lb_plain.py"
+ENDPOINTS = {
+    # request_count with target 1: one worker per job, up to 3; idle workers leave after 1 s.
+    "echo.hcl": f"""endpoint "echo" {{
+  type    = "queue"
+  command = ["{sys.executable}", "-u", "{ECHO}"]
+  scaling {{
+    min_workers  = 0
+    max_workers  = 3
+    idle_timeout = "1s"
+    scaler       = "request_count"
+    target       = 1
+  }}
+}}
+""",
+    "web.hcl": f"""endpoint "web" {{
+  type    = "load_balancer"
+  command = ["{sys.executable}", "-u", "{LB_WORKER}"]
+  scaling {{
+    min_workers = 2
+    max_workers = 2
+  }}
+}}
+""",
+}
+
+
+@dataclass
+class Cluster:
+    nomad: NomadDouble
+    consul: ConsulDouble
+    gateway_url: str
+    controller_url: str
+    logs: Path
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.gateway_url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=timeout, trust_env=False
+        )
+
+    def output(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(self.logs.glob("*.log")))
+
+
+def _wait(what: str, cond: Callable[[], bool], timeout: float, cluster: Cluster | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{cluster.output() if cluster else ''}")
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(args, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return int(proc.returncode)
+
+
+def _get_json(url: str) -> dict[str, object] | None:
+    try:
+        body = httpx.get(url, timeout=2, trust_env=False).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster-nomad")
+    endpoints = root / "endpoints"
+    endpoints.mkdir()
+    for name, text in ENDPOINTS.items():
+        (endpoints / name).write_text(text)
+    logs = root / "logs"
+    logs.mkdir()
+    gateway_port, controller_port = free_port(), free_port()
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    with ConsulDouble() as consul, NomadDouble(run_tasks=True, consul=consul, check_interval_cap_s=0.2) as nomad:
+        env = {
+            **os.environ,
+            "SKIFF_API_KEY": TEST_KEY,
+            "SKIFF_STATE_DIR": str(root / "state"),
+            "SKIFF_TAKE_WAIT_S": "2",
+            "SKIFF_LB_HOLD_S": "10",
+            "SKIFF_DISCOVERY": "consul",
+            "SKIFF_CONSUL_ADDR": consul.address,
+            "SKIFF_LOG_LEVEL": "INFO",
+        }
+        gateway = _start(
+            [SKIFF, "gateway", "--endpoints", str(endpoints), "--port", str(gateway_port)], env, logs / "gateway.log"
+        )
+        controller_env = {
+            **env,
+            "SKIFF_ORCHESTRATOR": "nomad",
+            "SKIFF_NOMAD_ADDR": nomad.address,
+            "SKIFF_PUBLIC_URL": gateway_url,
+        }
+        controller = _start(
+            [SKIFF, "controller", "--endpoints", str(endpoints), "--port", str(controller_port)],
+            controller_env,
+            logs / "controller.log",
+        )
+        cluster = Cluster(nomad, consul, gateway_url, f"http://127.0.0.1:{controller_port}", logs)
+        try:
+            _wait("the gateway", lambda: _get_json(f"{gateway_url}/healthz") is not None, 30, cluster)
+            _wait(
+                "the controller to lead",
+                lambda: (_get_json(f"{cluster.controller_url}/healthz") or {}).get("leader") is True,
+                30,
+                cluster,
+            )
+            yield cluster
+        finally:
+            _stop(controller)
+            _stop(gateway)
+
+
+def _live(cluster: Cluster, endpoint: str) -> list[dict[str, object]]:
+    return cluster.nomad.live_allocs(f"skiff-{endpoint}")
+
+
+def test_controller_leads_through_a_consul_session_and_registers_one_job_per_endpoint(cluster: Cluster) -> None:
+    # The leader lock is a Consul session holding the KV key (not a file in the state dir).
+    entry = cluster.consul.kv.get("skiff/controller/leader")
+    assert entry is not None and entry.get("Session") in cluster.consul.sessions
+    _wait("both endpoints registered", lambda: sorted(cluster.nomad.jobs) == ["skiff-echo", "skiff-web"], 20, cluster)
+    task = cluster.nomad.jobs["skiff-echo"]["TaskGroups"][0]["Tasks"][0]
+    assert task["Driver"] == "raw_exec" and task["Env"]["RUNPOD_POD_ID"] == "${NOMAD_ALLOC_ID}"
+    assert task["Env"]["RUNPOD_WEBHOOK_GET_JOB"].startswith(f"{cluster.gateway_url}/v2/echo/job-take/")
+
+
+def test_jobs_complete_through_the_gateway_scaling_0_n_0_without_stopping_busy_workers(cluster: Cluster) -> None:
+    _wait("echo to start at zero workers", lambda: "skiff-echo" in cluster.nomad.jobs, 10, cluster)
+    assert _live(cluster, "echo") == []
+    seen: set[str] = set()
+    peak = 0
+    watching = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not watching.is_set():
+            live = _live(cluster, "echo")
+            peak = max(peak, len(live))
+            seen.update(str(a["ID"]) for a in live)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with cluster.client() as client:
+            # Short and long jobs together: the workers that ran short ones go idle and are drained
+            # and stopped (a scale-down) while others are still busy with long ones.
+            inputs = [{"n": n, "sleep": 0.3} for n in range(3)] + [{"n": n, "sleep": 6.0} for n in range(3, 5)]
+            ids = [client.post("/v2/echo/run", json={"input": i}).json()["id"] for i in inputs]
+            _wait("more than one worker", lambda: peak >= 2, 60, cluster)
+            health = client.get("/v2/echo/health").json()
+            assert health["jobs"]["inQueue"] + health["jobs"]["inProgress"] + health["jobs"]["completed"] >= 1
+            results: dict[str, dict[str, Any]] = {}
+            deadline = time.monotonic() + 90
+            while len(results) < len(ids) and time.monotonic() < deadline:
+                for job_id in ids:
+                    if job_id not in results:
+                        body = client.get(f"/v2/echo/status/{job_id}").json()
+                        if body["status"] not in ("IN_QUEUE", "IN_PROGRESS"):
+                            results[job_id] = body
+                time.sleep(0.1)
+            assert len(results) == len(ids), cluster.output()
+            for inp, job_id in zip(inputs, ids, strict=True):
+                body = results[job_id]
+                assert body["status"] == "COMPLETED", body
+                assert body["output"] == inp
+                # Never delivered twice: no worker was stopped holding it.
+                assert body.get("retries", 0) == 0, body
+                assert body["workerId"] in seen  # the worker id is the Nomad allocation id
+            # Back to zero: every allocation stopped once idle.
+            _wait("echo to scale back to zero", lambda: _live(cluster, "echo") == [], 60, cluster)
+            _wait(
+                "the gateway to report no ready worker",
+                lambda: client.get("/v2/echo/health").json()["workers"]["ready"] == 0,
+                30,
+                cluster,
+            )
+    finally:
+        watching.set()
+        watcher.join(5)
+    assert peak >= 2
+    events = cluster.nomad.scale_events["skiff-echo"]
+    counts = [e["Count"] for e in events]
+    assert max(counts) >= 2 and counts[-1] == 0, events
+    assert all(e["Message"].startswith("skiff: scale echo") for e in events)
+    # Every allocation was stopped by a Skiff scale-down (none crashed); none held a job (retries 0).
+    for alloc_id in seen:
+        alloc = cluster.nomad.allocs[alloc_id]
+        assert alloc["DesiredStatus"] == "stop", alloc
+
+
+def test_load_balancer_traffic_goes_only_to_passing_instances(cluster: Cluster) -> None:
+    def passing() -> list[str]:
+        with cluster.consul.lock:
+            return sorted(
+                i.id for i in cluster.consul.instances.values() if i.service == "skiff-web" and i.status == "passing"
+            )
+
+    _wait("two passing web instances", lambda: len(passing()) == 2, 60, cluster)
+    services = passing()
+    allocs = sorted(str(a["ID"]) for a in _live(cluster, "web"))
+    # Consul service ids name their allocation; the worker's RUNPOD_POD_ID is that allocation id.
+    assert sorted(next(a for a in allocs if a in s) for s in services) == allocs
+
+    def whoami(n: int) -> list[str]:
+        with cluster.client() as client:
+            return [client.get("/lb/web/whoami").json()["worker"] for _ in range(n)]
+
+    assert sorted(set(whoami(8))) == allocs
+    # One instance's check turns critical: within a blocking-query round it gets no traffic.
+    sick = services[0]
+    cluster.consul.set_status(sick, "critical")
+    sick_alloc = next(a for a in allocs if a in sick)
+    time.sleep(0.5)
+    assert set(whoami(10)) == {a for a in allocs if a != sick_alloc}
+    cluster.consul.set_status(sick, "passing")
+    _wait("the instance to get traffic again", lambda: sick_alloc in set(whoami(6)), 10, cluster)
