@@ -9,6 +9,12 @@ http_client.py (the `Authorization` header carries the bare key).
 Where Skiff behaves better than runpod it keeps the wire format: a freed job slot is refilled at
 once (runpod polls every second), network errors back off instead of spinning, a 401/403 says
 which key is wrong, SIGTERM stops taking jobs at once and lets running ones finish.
+
+The job loop talks HTTP through one aiohttp session, as runpod's worker does (rp_scale.py,
+http_client.AsyncClientSession): httpx's async pool cost the worker ~2 ms of CPU per job on
+request building and pool bookkeeping (benchmarks/gateway.py). aiohttp is imported only when the
+loop starts, so `import skiff.serverless` stays light. The heartbeat thread and progress updates
+are rare and synchronous, so they keep httpx.
 """
 
 from __future__ import annotations
@@ -44,12 +50,19 @@ USER_AGENT = (
     f"Language/Python {platform.python_version()}"
 )
 
-TAKE_TIMEOUT_S = 90.0  # runpod's jobs_fetcher_timeout: the gateway long-polls below this
-STOP_TIMEOUT_S = 90.0
+# runpod's jobs_fetcher_timeout: the gateway holds job-take and job-stop polls open below this.
+TAKE_TIMEOUT_S = 90.0
 POST_ATTEMPTS = 8  # ~1 minute of backoff: a restarting gateway must not lose a finished result
 # Once the worker is shutting down, an unreachable gateway gets this long at most: the job's lease
 # brings it back anyway, and a worker orphaned by a dead `skiff up` must not linger for a minute.
 SHUTDOWN_POST_BUDGET_S = 5.0
+CONNECT_TIMEOUT_S = 30.0
+# Connections to the gateway at most: the two long polls plus one result post per running job
+# stay well below it; a runaway concurrency_modifier queues its posts instead of opening sockets.
+MAX_CONNECTIONS = 64
+# uvicorn (the gateway) closes an idle keep-alive connection after 5 s; dropping ours first means
+# a result post never goes out on a socket the server is closing at that moment.
+KEEPALIVE_S = 4.0
 
 
 # --------------------------------------------------------------------------- configuration
@@ -156,6 +169,14 @@ class GatewayRejected(Exception):
 
 class TooManyRequests(Exception):
     pass
+
+
+class GatewayStatusError(Exception):
+    """The gateway answered a status the protocol does not expect (typically a 5xx)."""
+
+    def __init__(self, status: int, url: str) -> None:
+        super().__init__(f"{_safe_url(url)} answered HTTP {status}")
+        self.status = status
 
 
 def _describe_rejection(status: int, url: str) -> str:
@@ -268,6 +289,63 @@ class Heartbeat:
                 self._stop.wait(interval)
 
 
+# --------------------------------------------------------------------------- gateway HTTP
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+
+
+class GatewayHttp:
+    """The job loop's one HTTP session to the gateway: keep-alive connections, whole replies.
+
+    Must be created inside the running event loop (aiohttp binds the session to it).
+    """
+
+    def __init__(self) -> None:
+        import aiohttp  # here, not at module top: see the module docstring
+
+        self._aiohttp = aiohttp
+        # What counts as "the gateway could not be reached / answered garbage": retried with
+        # backoff. InvalidURL and the like are bugs and propagate.
+        self.transport_errors: tuple[type[BaseException], ...] = (
+            aiohttp.ClientConnectionError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientResponseError,
+            TimeoutError,
+        )
+        # One timeout object for every request (read bounded by the long-poll timeout), built once.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_S),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=CONNECT_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S, sock_read=TAKE_TIMEOUT_S
+            ),
+            # As runpod's session: proxies from the environment do not apply to the gateway.
+            trust_env=False,
+        )
+
+    async def get(self, url: str, headers: dict[str, str]) -> Reply:
+        async with self._session.get(url, headers=headers, allow_redirects=False) as response:
+            return Reply(response.status, await response.read())
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            return Reply(response.status, await response.read())
+
+    def describe(self, err: BaseException) -> str:
+        """A short name for a transport error; the same names the worker logged under httpx."""
+        if isinstance(err, self._aiohttp.ClientConnectorError):
+            return "ConnectError"
+        if isinstance(err, TimeoutError):
+            return "Timeout"
+        return type(err).__name__
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -312,10 +390,10 @@ class WorkerLoop:
         self._slot_freed = asyncio.Event()
         self._forced = False
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="skiff-job")
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, read=TAKE_TIMEOUT_S),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
-        )
+        self._http = GatewayHttp()
+        # A long poll that failed this way is retried after a backoff.
+        self._poll_errors: tuple[type[BaseException], ...] = (GatewayStatusError, *self._http.transport_errors)
+        self._get_headers = self.gateway.get_headers()
         self._modifier_warned = False
 
     # ------------------------------------------------------------ control
@@ -359,8 +437,8 @@ class WorkerLoop:
 
     async def _take(self, count: int) -> list[dict[str, Any]]:
         url = self.gateway.take(count, in_progress=bool(self.running))
-        response = await self._client.get(url, headers=self.gateway.get_headers())
-        status = response.status_code
+        reply = await self._http.get(url, self._get_headers)
+        status = reply.status
         # rp_job.get_job: 204 = no work; 400 is what Runpod answers under FlashBoot: also no work.
         if status in (204, 400):
             return []
@@ -368,11 +446,12 @@ class WorkerLoop:
             raise GatewayRejected(_describe_rejection(status, url))
         if status == 429:
             raise TooManyRequests()
-        response.raise_for_status()
-        if not response.content:
+        if status >= 300:
+            raise GatewayStatusError(status, url)
+        if not reply.body:
             return []
         try:
-            payload = response.json()
+            payload = json.loads(reply.body)
         except ValueError:
             log.warn(f"job-take answered {status} with a body that is not JSON; ignoring it.")
             return []
@@ -410,9 +489,10 @@ class WorkerLoop:
                 log.debug("job-take: too many requests; waiting 5 s.")
                 await asyncio.sleep(5)
                 continue
-            except httpx.HTTPError as err:
+            except self._poll_errors as err:
                 delay = backoff.next_delay()
-                log.warn(f"job-take failed ({type(err).__name__}: {err or 'no detail'}); retrying in {delay:.1f} s.")
+                name = self._http.describe(err)
+                log.warn(f"job-take failed ({name}: {err or 'no detail'}); retrying in {delay:.1f} s.")
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
@@ -441,25 +521,28 @@ class WorkerLoop:
         backoff = Backoff()
         loop = asyncio.get_running_loop()
         give_up_at: float | None = None
+        data = _dumps(body).encode()
+        headers = self.gateway.post_headers(job_id)
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
-                response = await self._client.post(url, content=_dumps(body), headers=self.gateway.post_headers(job_id))
-            except httpx.TransportError as err:
+                reply = await self._http.post(url, data, headers)
+            except self._http.transport_errors as err:
                 if self._shutdown.is_set() and give_up_at is None:
                     give_up_at = loop.time() + SHUTDOWN_POST_BUDGET_S
                 if attempt == POST_ATTEMPTS or (give_up_at is not None and loop.time() >= give_up_at):
                     log.error(f"Could not send the result to {_safe_url(url)}: {err}", job_id)
                     return
-                log.warn(f"Could not reach the gateway ({type(err).__name__}); retrying.", job_id)
+                log.warn(f"Could not reach the gateway ({self._http.describe(err)}); retrying.", job_id)
             else:
-                status = response.status_code
+                status = reply.status
                 if status < 400:
                     return
                 if status in (401, 403):
                     log.error(_describe_rejection(status, url), job_id)
                     return
                 if not _retryable(status) or attempt == POST_ATTEMPTS:
-                    log.error(f"{_safe_url(url)} answered {status}: {response.text[:500]}", job_id)
+                    text = reply.body[:2000].decode("utf-8", "replace")[:500]
+                    log.error(f"{_safe_url(url)} answered {status}: {text}", job_id)
                     return
             await asyncio.sleep(backoff.next_delay())
 
@@ -499,16 +582,17 @@ class WorkerLoop:
     # ------------------------------------------------------------ job-stop
 
     async def _stop_signals(self, url: str) -> list[str]:
-        response = await self._client.get(url, headers=self.gateway.get_headers(), timeout=STOP_TIMEOUT_S)
-        if response.status_code == 204:
+        reply = await self._http.get(url, self._get_headers)
+        if reply.status == 204:
             return []
-        if response.status_code in (401, 403):
-            raise GatewayRejected(_describe_rejection(response.status_code, url))
-        if response.status_code == 429:
+        if reply.status in (401, 403):
+            raise GatewayRejected(_describe_rejection(reply.status, url))
+        if reply.status == 429:
             raise TooManyRequests()
-        response.raise_for_status()
+        if reply.status >= 300:
+            raise GatewayStatusError(reply.status, url)
         try:
-            payload = response.json()
+            payload = json.loads(reply.body)
         except ValueError:
             return []
         ids = payload.get("jobsToStop", []) if isinstance(payload, dict) else []
@@ -526,11 +610,12 @@ class WorkerLoop:
             except TooManyRequests:
                 await asyncio.sleep(5)
                 continue
-            except (GatewayRejected, httpx.HTTPError) as err:
-                if isinstance(err, GatewayRejected):
-                    log.error(str(err))
-                else:
-                    log.debug(f"job-stop poll failed ({type(err).__name__}: {err}).")
+            except GatewayRejected as err:
+                log.error(str(err))
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except self._poll_errors as err:
+                log.debug(f"job-stop poll failed ({self._http.describe(err)}: {err}).")
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
@@ -569,13 +654,21 @@ class WorkerLoop:
             take.cancel()
             stop.cancel()
             await asyncio.gather(take, stop, return_exceptions=True)
-            await self._client.aclose()
+            await self._http.close()
             self._executor.shutdown(wait=not self._forced, cancel_futures=True)
 
 
 def run_worker(config: dict[str, Any], gateway: GatewayConfig) -> int:
     """Run the loop until SIGTERM/SIGINT or refresh_worker; returns the process exit code."""
     options = WorkerOptions.from_config(config)
+    try:
+        import aiohttp  # noqa: F401  (checked before any job is taken; GatewayHttp uses it)
+    except ImportError as err:
+        log.error(
+            f"The worker runtime needs aiohttp to talk to the gateway ({err}). "
+            "Add `aiohttp>=3.9` to the worker image (the runpod SDK needs it too)."
+        )
+        return 1
 
     async def main() -> bool:
         await run_fitness_checks()
