@@ -24,12 +24,14 @@ def test_examples_validate_with_a_summary_table() -> None:
     result = _skiff()  # the default directory is examples/endpoints, relative to the cwd
     assert result.returncode == 0, result.stderr
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 2}
-    assert sorted(rows) == ["echo", "runpod-echo", "stream"]
+    assert sorted(rows) == ["echo", "lb-hello", "runpod-echo", "stream"]
     echo = [cell.strip() for cell in rows["echo"].split("│")[1:-1]]
     assert echo == ["echo", "queue", "0-3", "queue_delay > 4s", "10m", "-"]
     stream = [cell.strip() for cell in rows["stream"].split("│")[1:-1]]
     assert stream == ["stream", "queue", "0-2", "request_count 4/worker", "2m", "-"]
-    assert "3 endpoints OK in examples/endpoints" in result.stdout
+    lb = [cell.strip() for cell in rows["lb-hello"].split("│")[1:-1]]
+    assert lb == ["lb-hello", "load_balancer", "0-2", "request_count 8/worker", "-", "-"]
+    assert "4 endpoints OK in examples/endpoints" in result.stdout
     assert result.stderr == ""
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from skiff.cli.app import app
-from skiff.cli.options import EndpointsDir, StateDir, load_settings
+from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
 from skiff.config import Settings
 from skiff.endpoints import EndpointFileError, load_endpoints
 from skiff.gateway.workers import WorkerTracker
@@ -81,7 +81,7 @@ def controller(
 ) -> None:
     """Run the controller only (cluster mode): leader lock, endpoints into the orchestrator, autoscaling."""
     settings = load_settings(endpoints_dir=endpoints, state_dir=state_dir, host=host)
-    specs = _load_specs(settings)
+    specs = list(load_specs_or_exit(settings).values())
     logging.basicConfig(
         level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -106,21 +106,6 @@ def controller(
         typer.echo(f"skiff controller: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo("skiff controller: stopped.")
-
-
-def _load_specs(settings: Settings) -> list[EndpointSpec]:
-    if not settings.endpoints_dir.is_dir():
-        typer.echo(f"skiff: endpoints directory {settings.endpoints_dir} does not exist", err=True)
-        raise typer.Exit(2)
-    try:
-        specs = load_endpoints(settings.endpoints_dir)
-    except EndpointFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    if not specs:
-        typer.echo(f"skiff: no endpoint files (*.hcl) in {settings.endpoints_dir}", err=True)
-        raise typer.Exit(1)
-    return list(specs.values())
 
 
 async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str, port: int | None) -> None:

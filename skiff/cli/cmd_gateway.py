@@ -22,9 +22,8 @@ import typer
 import uvicorn
 
 from skiff.cli.app import app
-from skiff.cli.options import EndpointsDir, StateDir, load_settings
+from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
 from skiff.config import Settings
-from skiff.endpoints import EndpointFileError, load_endpoints
 from skiff.spec import EndpointSpec
 
 log = logging.getLogger("skiff")
@@ -60,7 +59,7 @@ def gateway(
 ) -> None:
     """Run one gateway replica (client and worker APIs only) until Ctrl-C or SIGTERM."""
     settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
-    specs = _load_specs(settings)
+    specs = list(load_specs_or_exit(settings).values())
     logging.basicConfig(
         level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -90,21 +89,6 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _load_specs(settings: Settings) -> list[EndpointSpec]:
-    if not settings.endpoints_dir.is_dir():
-        typer.echo(f"skiff: endpoints directory {settings.endpoints_dir} does not exist", err=True)
-        raise typer.Exit(2)
-    try:
-        specs = load_endpoints(settings.endpoints_dir)
-    except EndpointFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    if not specs:
-        typer.echo(f"skiff: no endpoint files (*.hcl) in {settings.endpoints_dir}", err=True)
-        raise typer.Exit(1)
-    return list(specs.values())
 
 
 def _client_key(settings: Settings) -> str:

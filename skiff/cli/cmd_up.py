@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skiff.cli.app import app
-from skiff.cli.options import EndpointsDir, StateDir, load_settings
+from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
 from skiff.endpoints import EndpointFileError, load_endpoints
 from skiff.spec import EndpointSpec, EndpointType
 
@@ -39,17 +39,7 @@ def up(
     from skiff.stack import Stack, resolve_api_key
 
     settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
-    if not settings.endpoints_dir.is_dir():
-        typer.echo(f"skiff: endpoints directory {settings.endpoints_dir} does not exist", err=True)
-        raise typer.Exit(2)
-    try:
-        specs = load_endpoints(settings.endpoints_dir)
-    except EndpointFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    if not specs:
-        typer.echo(f"skiff: no endpoint files (*.hcl) in {settings.endpoints_dir}", err=True)
-        raise typer.Exit(1)
+    specs = load_specs_or_exit(settings)
 
     logging.basicConfig(
         level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"

@@ -17,7 +17,7 @@ from rich.table import Table
 from skiff.cli.app import app
 from skiff.durations import format_duration
 from skiff.endpoints import EndpointFileError, endpoint_files, load_endpoint_file, load_endpoints
-from skiff.spec import EndpointSpec, ScalerType
+from skiff.spec import EndpointSpec, EndpointType, ScalerType
 
 DEFAULT_DIR = Path("examples/endpoints")
 
@@ -38,7 +38,8 @@ def validate(
     except EndpointFileError as exc:
         count = len(exc.problems)
         _fail(1, f"{exc}\nskiff validate: {count} problem{'s' if count != 1 else ''} in {path}")
-    console = Console()
+    # Rows never wrap nor truncate: a pipe or a narrow terminal still gets one line per endpoint.
+    console = Console(width=max(Console().width, 120))
     console.print(_table(specs))
     console.print(f"{len(specs)} endpoint{'s' if len(specs) != 1 else ''} OK in {path}", highlight=False)
 
@@ -50,7 +51,9 @@ def _fail(code: int, message: str) -> None:
 
 
 def _table(specs: list[EndpointSpec]) -> Table:
-    table = Table("name", "type", "workers", "scaler", "timeout", "gpu")
+    table = Table()
+    for column in ("name", "type", "workers", "scaler", "timeout", "gpu"):
+        table.add_column(column, no_wrap=True)
     for spec in specs:
         scaling = spec.scaling
         if scaling.scaler is ScalerType.QUEUE_DELAY:
@@ -63,7 +66,7 @@ def _table(specs: list[EndpointSpec]) -> Table:
             spec.type.value,
             f"{scaling.min_workers}-{scaling.max_workers}",
             scaler,
-            format_duration(spec.execution_timeout),
+            "-" if spec.type is EndpointType.LOAD_BALANCER else format_duration(spec.execution_timeout),
             gpu,
         )
     return table
