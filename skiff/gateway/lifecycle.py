@@ -255,6 +255,7 @@ class JobService:
                 await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), output=stored)
             await self._extend_lease(spec, job)
             return
+        self.workers.seen(worker_id, spec.name)
         self.workers.finished(worker_id, spec.name, job_id)
         if job.status is not JobStatus.IN_PROGRESS:
             # Checked before storing a big output too, so a late duplicate cannot overwrite the

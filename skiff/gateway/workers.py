@@ -59,7 +59,11 @@ class WorkerTracker:
         self._set_state(worker, time.time())
 
     def finished(self, worker_id: str, endpoint: str, job_id: str) -> None:
-        worker = self.seen(worker_id, endpoint)
+        """The job left the worker's hands. Not a sign of life: the gateway also calls this when it
+        cancels or times out a job whose worker may be gone, which must not resurrect it."""
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return
         if job_id in worker.jobs_in_progress:
             worker.jobs_in_progress.remove(job_id)
             self._set_state(worker, time.time())

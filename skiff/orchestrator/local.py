@@ -259,6 +259,10 @@ class LocalOrchestrator:
     async def _watch(self, state: _Endpoint, worker: _Worker) -> None:
         code = await worker.process.wait()
         state.workers.pop(worker.id, None)
+        # A crashed worker's children live on otherwise (the runpod SDK's ping process would keep
+        # reporting the dead worker as busy): the whole process group goes with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.process.pid, signal.SIGKILL)
         if worker.stopping:
             return
         ran = time.time() - worker.launched_at

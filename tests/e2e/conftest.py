@@ -1,4 +1,4 @@
-"""End-to-end fixtures: one `skiff up` per module for the lifecycle tests (workers are slow to start)."""
+"""End-to-end fixtures: one `skiff up` per worker flavour for the session (workers are slow to start)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ WORKERS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(WORKERS))
+@pytest.fixture(scope="session", params=sorted(WORKERS))
 def echo_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkiffProcess]:
-    """`skiff up` with an echo endpoint (1 worker) served by the Skiff or the runpod SDK, plus a
+    """One `skiff up` per worker flavour for the whole session, with an echo endpoint (1 worker) served by the Skiff or the runpod SDK, plus a
     second endpoint, to check that keys and jobs do not cross endpoints."""
     root = tmp_path_factory.mktemp(f"echo-{request.param}")
     endpoints = root / "endpoints"

@@ -60,7 +60,7 @@ def test_health_and_purge_queue(endpoint: runpod.Endpoint) -> None:
     queued = [endpoint.run({"input": {"n": i}}) for i in range(2)]
     health = endpoint.health()
     assert health["jobs"]["inQueue"] >= 2
-    assert health["workers"]["running"] == 1
+    assert health["workers"]["running"] == 1, health
     assert endpoint.purge_queue() == {"removed": 2, "status": "completed"}
     assert [j.status() for j in queued] == ["CANCELLED", "CANCELLED"]
     blocker.cancel()
