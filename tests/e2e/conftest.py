@@ -17,8 +17,9 @@ WORKERS = {
 
 @pytest.fixture(scope="session", params=sorted(WORKERS))
 def echo_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkiffProcess]:
-    """One `skiff up` per worker flavour for the whole session, with an echo endpoint (1 worker) served by the Skiff or the runpod SDK, plus a
-    second endpoint, to check that keys and jobs do not cross endpoints."""
+    """One `skiff up` per worker flavour for the whole session: an echo endpoint (1 worker) served
+    by the Skiff or the runpod SDK, a stream endpoint, and a second echo endpoint to check that
+    keys and jobs do not cross endpoints."""
     root = tmp_path_factory.mktemp(f"echo-{request.param}")
     endpoints = root / "endpoints"
     endpoints.mkdir()
