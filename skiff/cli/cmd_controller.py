@@ -240,12 +240,15 @@ async def _serve_health(control: Controller, keys: KeyRing, host: str, port: int
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "leader": control.leading, "pid": os.getpid()}
 
-    @health.get("/v1/status")
     async def status(request: Request) -> Response:
         # Every API route checks its key: the status names workers and endpoints.
         if not keys.is_client(presented_key(request.headers.get("authorization"))):
             return error_response(401, "missing or invalid API key: send `Authorization: Bearer <key>`")
         return json_response(await control.status())
+
+    # A plain Starlette route: FastAPI would read the locally imported `Request` annotation as a
+    # query parameter (annotations are strings here) and answer 422.
+    health.add_route("/v1/status", status, methods=["GET"])
 
     class _Quiet(uvicorn.Server):
         # The process's own SIGINT/SIGTERM handlers stop everything; uvicorn must not take them.

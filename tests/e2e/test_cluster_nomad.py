@@ -263,3 +263,14 @@ def test_load_balancer_traffic_goes_only_to_passing_instances(cluster: Cluster) 
     assert set(whoami(10)) == {a for a in allocs if a != sick_alloc}
     cluster.consul.set_status(sick, "passing")
     _wait("the instance to get traffic again", lambda: sick_alloc in set(whoami(6)), 10, cluster)
+
+
+def test_skiff_status_against_the_controller(cluster: Cluster) -> None:
+    """`skiff status` in cluster mode: the controller's /v1/status, behind the client key."""
+    env = {**os.environ, "SKIFF_API_KEY": TEST_KEY}
+    out = subprocess.run(
+        [SKIFF, "status", "--url", cluster.controller_url], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert "echo" in out.stdout and "web" in out.stdout
+    assert httpx.get(f"{cluster.controller_url}/v1/status", timeout=5, trust_env=False).status_code == 401
