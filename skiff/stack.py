@@ -79,7 +79,6 @@ class Stack:
         self.ctx.discovery = self.discovery
         self.ctx.balancer = self.balancer
         self.ctx.control = self.controller
-        self.ctx.lb_hold_s = settings.lb_hold_s
         # Extra observers of worker launches (the wake-latency benchmark uses one).
         self.launch_hooks: list[Callable[[str, str, float], None]] = []
         self._server: uvicorn.Server | None = None

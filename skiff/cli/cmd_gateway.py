@@ -105,7 +105,7 @@ def _client_key(settings: Settings) -> str:
 
 async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket.socket) -> None:
     # Imported here so `skiff --help` stays fast.
-    from skiff.backends import build_discovery, build_payloads, build_queue, build_store
+    from skiff.backends import build_discovery, build_queue, build_store
     from skiff.controller.lb_proxy import Balancer
     from skiff.gateway.app import create_app
     from skiff.gateway.catalog import EndpointCatalog
@@ -126,12 +126,10 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
             catalog,
             KeyRing(_client_key(settings)),
             discovery=discovery,
-            payloads=build_payloads(settings),
         )
         if discovery is not None:
             # No wake hook: the controller is another process; it sees held requests on its tick.
             ctx.balancer = Balancer(discovery)
-            ctx.lb_hold_s = settings.lb_hold_s
         # The app's lifespan starts and stops the context (queues ensured, housekeeping, payloads).
         config = uvicorn.Config(
             create_app(ctx, manage_context=True),

@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("skiff.gateway")
 
-# How long a load_balancer request waits for a worker to become healthy before 503.
-DEFAULT_LB_HOLD_S = 60.0
-
 
 class ControlPlane(Protocol):
     """What the admin routes (`skiff status`, `skiff apply`) ask of the controller."""
@@ -52,9 +49,13 @@ class GatewayContext:
     discovery: Discovery | None = None
     balancer: Balancer | None = None
     control: ControlPlane | None = None
-    lb_hold_s: float = DEFAULT_LB_HOLD_S
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lb_client: httpx.AsyncClient | None = None
+
+    @property
+    def lb_hold_s(self) -> float:
+        """How long a load_balancer request waits for a healthy worker before 503."""
+        return self.settings.lb_hold_s
 
     def lb_client(self) -> httpx.AsyncClient:
         """One pooled client for proxying to load_balancer workers (no read timeout: streams may be long)."""
