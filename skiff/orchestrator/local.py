@@ -64,9 +64,6 @@ class _Endpoint:
     restart_at: float = 0.0
     pending: int = 0  # launches under way, not yet in `workers`
 
-    def launch_finished(self, _task: asyncio.Task[None]) -> None:
-        self.pending -= 1
-
     def alive(self) -> int:
         return self.pending + sum(1 for w in self.workers.values() if not w.stopping)
 
@@ -208,9 +205,26 @@ class LocalOrchestrator:
             self._spawn(state, worker_id, env, log_path, launched_at, port, health_port)
         )
         task.add_done_callback(_log_failure)
-        task.add_done_callback(state.launch_finished)
 
     async def _spawn(
+        self,
+        state: _Endpoint,
+        worker_id: str,
+        env: dict[str, str],
+        log_path: Path,
+        launched_at: float,
+        port: int | None,
+        health_port: int | None,
+    ) -> None:
+        # `pending` must drop in the same step that adds the worker to `workers` (not in a done
+        # callback, which runs a loop iteration later): in between, alive() would count the new
+        # worker twice and a scale() landing there would launch one too few.
+        try:
+            await self._start_process(state, worker_id, env, log_path, launched_at, port, health_port)
+        finally:
+            state.pending -= 1
+
+    async def _start_process(
         self,
         state: _Endpoint,
         worker_id: str,
