@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from skiff.controller.lb_proxy import Balancer
 
 log = logging.getLogger("skiff.gateway")
+
+# Payload leftovers are rare (only a crash between dropping a record and its payloads leaves
+# any) and finding them lists a directory or bucket: a few times an hour is plenty.
+PAYLOAD_SWEEP_EVERY_S = 600.0
 
 
 class ControlPlane(Protocol):
@@ -51,6 +56,7 @@ class GatewayContext:
     control: ControlPlane | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lb_client: httpx.AsyncClient | None = None
+    _payloads_swept_at: float | None = None
 
     @property
     def lb_hold_s(self) -> float:
@@ -114,6 +120,12 @@ class GatewayContext:
 
     async def housekeeping_pass(self) -> None:
         await self.jobs.sweep(self.catalog.get)
+        now = time.monotonic()
+        if self._payloads_swept_at is None or now - self._payloads_swept_at >= PAYLOAD_SWEEP_EVERY_S:
+            self._payloads_swept_at = now
+            removed = await self.jobs.payloads.sweep()
+            if removed:
+                log.info("removed %d expired payload(s) left behind by dropped jobs", removed)
         for spec in self.catalog.all():
             await self.jobs.sweep_dead_letters(spec)
         for worker_id in await self.workers.flush(self.settings.worker_lost_after_s):

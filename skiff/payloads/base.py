@@ -32,6 +32,11 @@ class PayloadStore(Protocol):
     async def delete(self, job_id: str) -> None:
         """Remove the job's payloads (all kinds); no error when there are none."""
 
+    async def sweep(self, now: float | None = None) -> int:
+        """Remove payloads past their expiry that no `delete` reached (a gateway died between
+        dropping a record and its payloads); returns how many. 0 where the backend expires
+        objects itself."""
+
     async def close(self) -> None: ...
 
 

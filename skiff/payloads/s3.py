@@ -172,6 +172,9 @@ class S3Payloads:
             Delete={"Objects": [{"Key": self._key(job_id, kind)} for kind in KINDS], "Quiet": True},
         )
 
+    async def sweep(self, now: float | None = None) -> int:
+        return 0  # the bucket's lifecycle rules (see `ensure`) expire objects by their tag
+
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()

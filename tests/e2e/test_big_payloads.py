@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -185,6 +186,34 @@ def test_references_are_resolved_for_the_worker_and_webhook_and_dropped_at_reten
         await ctx.jobs.sweep(ctx.catalog.get, now=stored.deadline_at + 1)
         assert await store.get(job.id) is None and await store.get(small.id) is None
         assert not (tmp_path / "payloads" / job.id).exists()
+        await ctx.stop()
+        await queue.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_housekeeping_removes_payloads_left_behind_by_a_crash(tmp_path: Path) -> None:
+    """A gateway that died between dropping a record and its payloads leaves files behind; the
+    next gateway's housekeeping removes those past their expiry and keeps live ones."""
+    settings = Settings(state_dir=tmp_path)
+    spec = EndpointSpec(name="big", type=EndpointType.QUEUE, command=["true"])
+    queue, store = SqliteQueue(tmp_path / "skiff.db"), SqliteStore(tmp_path / "skiff.db")
+    payloads = FilePayloads(tmp_path / "payloads")
+    ctx = GatewayContext.build(settings, queue, store, EndpointCatalog([spec]), KeyRing("sk_test"), payloads=payloads)
+
+    async def scenario() -> None:
+        await queue.ensure("big", max_receives=3)
+        orphan = await payloads.put("orphan", "output", b"x" * 10, expires_at=time.time() - 1)
+        live = await payloads.put("live", "input", b"y" * 10, expires_at=time.time() + 3600)
+        await ctx.housekeeping_pass()
+        assert not (tmp_path / "payloads" / "orphan").exists()
+        assert await payloads.get(live) == b"y" * 10
+        # Not on every pass: the next sweep waits for its interval.
+        again = await payloads.put("orphan", "output", b"x", expires_at=time.time() - 1)
+        await ctx.housekeeping_pass()
+        assert await payloads.get(again) == b"x"
+        assert orphan == again
         await ctx.stop()
         await queue.close()
         await store.close()
