@@ -118,7 +118,7 @@ async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str, port
         build_queue,
         build_store,
     )
-    from skiff.controller.lb_proxy import Balancer
+    from skiff.controller.lb_reports import ReportedLoads
     from skiff.controller.loop import Controller
     from skiff.gateway.catalog import EndpointCatalog
     from skiff.gateway.context import GatewayContext
@@ -147,12 +147,11 @@ async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str, port
     hooks = LocalHooks(Path.cwd(), on_launch=tracker.register, on_exit=worker_exited)
     orchestrator = build_orchestrator(settings, keys.worker_key, hooks)
     discovery = build_discovery(settings, orchestrator, catalog.all)
-    balancer = Balancer(discovery) if discovery is not None else None
+    # The gateways are other processes: their load-balancer numbers arrive as reports in the store.
+    balancer = ReportedLoads(store, discovery) if discovery is not None else None
     lock = build_leader_lock(settings)
     control = Controller(ctx, orchestrator, lock, balancer=balancer)
     ctx.control = control
-    if balancer is not None:
-        balancer.wake = control.wake
     tasks: list[asyncio.Task[Any]] = []
     try:
         for spec in specs:

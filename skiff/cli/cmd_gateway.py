@@ -107,6 +107,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
     # Imported here so `skiff --help` stays fast.
     from skiff.backends import build_discovery, build_queue, build_store
     from skiff.controller.lb_proxy import Balancer
+    from skiff.controller.lb_reports import LoadReporter
     from skiff.gateway.app import create_app
     from skiff.gateway.catalog import EndpointCatalog
     from skiff.gateway.context import GatewayContext
@@ -118,6 +119,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
     # Without an orchestrator here, only a cluster's discovery (Consul) can find load_balancer
     # workers; embedded replicas answer /lb/ with 503 and leave it to `skiff up`.
     discovery = build_discovery(settings, None, catalog.all)
+    background: list[asyncio.Task[None]] = []
     try:
         ctx = GatewayContext.build(
             settings,
@@ -128,8 +130,12 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
             discovery=discovery,
         )
         if discovery is not None:
-            # No wake hook: the controller is another process; it sees held requests on its tick.
+            # The controller is another process: it scales by the reports this replica publishes.
             ctx.balancer = Balancer(discovery)
+            reporter = LoadReporter(ctx.balancer, store)
+            ctx.balancer.wake = reporter.poke
+            # Started before serving: the first round adopts the controller's drain marks.
+            background.append(asyncio.create_task(reporter.run(), name="lb-report"))
         # The app's lifespan starts and stops the context (queues ensured, housekeeping, payloads).
         config = uvicorn.Config(
             create_app(ctx, manage_context=True),
@@ -151,6 +157,9 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
         typer.echo(f"endpoints: {', '.join(s.name for s in specs)}; workers reach it at {settings.gateway_url}")
         await serving
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         if discovery is not None:
             await discovery.close()
         await queue.close()

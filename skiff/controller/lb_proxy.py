@@ -11,8 +11,9 @@ the controller saw idle and marked draining cannot be picked afterwards.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from skiff.discovery.base import Discovery, Instance
 
@@ -36,6 +37,25 @@ class EndpointLoad:
     waiting: int  # requests held because no healthy worker could take them
     oldest_wait_s: float
     inflight: int
+
+
+class LoadView(Protocol):
+    """What the controller reads and marks on load_balancer workers: the in-process `Balancer`
+    under `skiff up`, `skiff.controller.lb_reports.ReportedLoads` when the gateways are other
+    processes."""
+
+    async def observe(self, endpoint: str) -> tuple[EndpointLoad, dict[str, InstanceLoad]]: ...
+
+    def drain(self, instance_id: str) -> None: ...
+
+    def is_draining(self, instance_id: str) -> bool: ...
+
+    def can_stop(self, instance_id: str) -> bool:
+        """Whether a draining worker can be stopped without cutting a request off."""
+
+    def load_of(self, instance_id: str) -> InstanceLoad | None: ...
+
+    def forget(self, instance_id: str) -> None: ...
 
 
 @dataclass
@@ -137,6 +157,25 @@ class Balancer:
     def drain(self, instance_id: str) -> None:
         self._draining.add(instance_id)
 
+    def set_draining(self, instance_ids: Collection[str]) -> None:
+        """Adopt another process's drain marks (a gateway replica following the controller)."""
+        self._draining = set(instance_ids)
+
+    def draining(self) -> frozenset[str]:
+        return frozenset(self._draining)
+
+    def can_stop(self, instance_id: str) -> bool:
+        # Picking and counting happen on this event loop: a drained worker with nothing in
+        # flight cannot be handed a request afterwards.
+        return self.inflight(instance_id) == 0
+
+    def held(self) -> dict[str, tuple[int, float]]:
+        """Requests held for want of a worker: endpoint -> (how many, since when the oldest)."""
+        return {name: (len(e.waiting), min(e.waiting.values())) for name, e in self._endpoints.items() if e.waiting}
+
+    def loads(self) -> dict[str, InstanceLoad]:
+        return dict(self._loads)
+
     def is_draining(self, instance_id: str) -> bool:
         return instance_id in self._draining
 
@@ -146,6 +185,15 @@ class Balancer:
     def inflight(self, instance_id: str) -> int:
         load = self._loads.get(instance_id)
         return 0 if load is None else load.inflight
+
+    async def prune(self) -> None:
+        """Forget workers that left discovery with nothing in flight: without a controller in
+        this process to forget them, the table would grow with every worker ever seen."""
+        for endpoint in {load.endpoint for load in self._loads.values()}:
+            healthy = {i.id for i in await self.discovery.healthy(endpoint)}
+            for instance_id, load in list(self._loads.items()):
+                if load.endpoint == endpoint and instance_id not in healthy and not load.inflight:
+                    self.forget(instance_id)
 
     def forget(self, instance_id: str) -> None:
         self._loads.pop(instance_id, None)

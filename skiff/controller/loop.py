@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skiff.controller.autoscaler import Autoscaler, Observation, ScalingDecision, WorkerView
-from skiff.controller.lb_proxy import Balancer
+from skiff.controller.lb_proxy import LoadView
 from skiff.controller.reconcile import Reconciler
 from skiff.gateway.context import GatewayContext
 from skiff.jobs import WorkerRecord, WorkerState
@@ -71,7 +71,7 @@ class Controller:
         orchestrator: Orchestrator,
         lock: LeaderLock,
         *,
-        balancer: Balancer | None = None,
+        balancer: LoadView | None = None,
         autoscaler: Autoscaler | None = None,
         tick_s: float = 0.5,
         stuck_grace_s: float | None = None,
@@ -409,7 +409,7 @@ class Controller:
     async def _idle(self, spec: EndpointSpec, worker: _Worker, now: float) -> bool:
         """Whether a draining worker can be stopped without interrupting anything."""
         if spec.type is EndpointType.LOAD_BALANCER:
-            return self.balancer is None or self.balancer.inflight(worker.info.id) == 0
+            return self.balancer is None or self.balancer.can_stop(worker.info.id)
         record = self.ctx.workers.get(worker.info.id) or worker.record
         if record is None:
             return True  # never reached the gateway: it holds nothing

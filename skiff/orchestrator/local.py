@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import uuid
+from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,28 +217,29 @@ class LocalOrchestrator:
         port: int | None,
         health_port: int | None,
     ) -> None:
-        # `pending` must drop in the same step that adds the worker to `workers` (not in a done
-        # callback, which runs a loop iteration later): in between, alive() would count the new
-        # worker twice and a scale() landing there would launch one too few.
-        try:
-            await self._start_process(state, worker_id, env, log_path, launched_at, port, health_port)
-        finally:
-            state.pending -= 1
-
-    async def _start_process(
-        self,
-        state: _Endpoint,
-        worker_id: str,
-        env: dict[str, str],
-        log_path: Path,
-        launched_at: float,
-        port: int | None,
-        health_port: int | None,
-    ) -> None:
         spec = state.spec
+        try:
+            process = await self._start_process(spec, env, log_path)
+        except (OSError, ValueError) as exc:
+            log.error("endpoint %s: could not start a worker: %s", spec.name, exc)
+            state.crashes += 1
+            self._schedule_restart(state)
+            return
+        finally:
+            # In the same step that lists the worker below (not in a done callback, a loop
+            # iteration later): in between, alive() would count the new worker twice and a
+            # scale() landing there would launch one too few.
+            state.pending -= 1
+        worker = _Worker(worker_id, spec, process, launched_at, log_path, port, health_port)
+        state.workers[worker_id] = worker
+        if self._on_launch is not None:
+            self._on_launch(worker_id, spec.name, launched_at)
+        worker.monitor = asyncio.get_running_loop().create_task(self._watch(state, worker))
+
+    async def _start_process(self, spec: EndpointSpec, env: dict[str, str], log_path: Path) -> Process:
         with log_path.open("ab") as out:
             try:
-                process = await asyncio.create_subprocess_exec(
+                return await asyncio.create_subprocess_exec(
                     *self._argv(spec),
                     cwd=self._project_dir,
                     env=env,
@@ -249,15 +251,7 @@ class LocalOrchestrator:
                 )
             except (OSError, ValueError) as exc:
                 out.write(f"skiff: could not start worker: {exc}\n".encode())
-                log.error("endpoint %s: could not start a worker: %s", spec.name, exc)
-                state.crashes += 1
-                self._schedule_restart(state)
-                return
-        worker = _Worker(worker_id, spec, process, launched_at, log_path, port, health_port)
-        state.workers[worker_id] = worker
-        if self._on_launch is not None:
-            self._on_launch(worker_id, spec.name, launched_at)
-        worker.monitor = asyncio.get_running_loop().create_task(self._watch(state, worker))
+                raise
 
     async def _watch(self, state: _Endpoint, worker: _Worker) -> None:
         code = await worker.process.wait()

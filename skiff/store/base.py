@@ -68,4 +68,12 @@ class JobStore(Protocol):
         """Pending stop signals for the worker, removed as they are returned; waits up to `wait`
         s for one when there is none."""
 
+    async def put_note(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        """Set a small piece of state shared between processes (a gateway's load-balancer report,
+        the controller's drain marks), replacing any previous value; it vanishes after `ttl_s` s
+        (never when None), so a process that died stops speaking for itself."""
+
+    async def notes(self, prefix: str) -> dict[str, str]:
+        """Every unexpired note whose key starts with `prefix`, by key."""
+
     async def close(self) -> None: ...

@@ -10,6 +10,8 @@ compute, so Redis Cluster is not supported):
   wjobs:<worker>          set of the worker's IN_PROGRESS job ids
   worker:<id>             WorkerRecord JSON; workers / workers:ep:<endpoint> sets index them
   stops:<worker>          list of job ids to stop, popped with BLPOP
+  note:<key>              a note's value, with the note's TTL; `notes` (sorted set key -> expiry
+                          time, +inf when none) indexes them for `notes(prefix)`
   events                  pub/sub channel carrying the id of a job that became final, streamed
                           or was deleted: waiters on every replica wake at once
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Collection
 from typing import Any, cast
@@ -424,6 +427,28 @@ class RedisStore:
             if popped is not None:
                 items = [popped[1], *await self._drain(keys=[key])]
         return list(dict.fromkeys(items))  # one signal per job, as often as it was sent
+
+    # Notes.
+
+    async def put_note(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        expires = math.inf if ttl_s is None else time.time() + ttl_s
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if ttl_s is None:
+                pipe.set(f"{self._p}note:{key}", value)
+            else:
+                pipe.set(f"{self._p}note:{key}", value, px=max(1, int(ttl_s * 1000)))
+            pipe.zadd(f"{self._p}notes", {key: expires})
+            await pipe.execute()
+
+    async def notes(self, prefix: str) -> dict[str, str]:
+        index = f"{self._p}notes"
+        now = time.time()
+        await self._redis.zremrangebyscore(index, "-inf", now)
+        keys = [k for k in cast(list[str], await self._redis.zrangebyscore(index, now, "+inf")) if k.startswith(prefix)]
+        if not keys:
+            return {}
+        values = cast(list[str | None], await self._redis.mget([f"{self._p}note:{k}" for k in keys]))
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
 
     async def close(self) -> None:
         if self._listener is not None:

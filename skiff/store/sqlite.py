@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,11 @@ _SCHEMA = (
         worker_id TEXT NOT NULL,
         job_id TEXT NOT NULL,
         UNIQUE (worker_id, job_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS notes (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        expires_at REAL
     )""",
 )
 
@@ -230,6 +236,26 @@ class SqliteStore:
         if wait <= 0:
             return check()[1]
         return (await self._db.waiter.wait_until(("stop", worker_id), check, wait))[1]
+
+    # Notes.
+
+    async def put_note(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        now = time.time()
+        with WriteTransaction(self._conn) as conn:
+            conn.execute(
+                "INSERT INTO notes (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                (key, value, None if ttl_s is None else now + ttl_s),
+            )
+            # Notes are few (one per gateway replica and a handful more): pruning here is cheap.
+            conn.execute("DELETE FROM notes WHERE expires_at <= ?", (now,))
+
+    async def notes(self, prefix: str) -> dict[str, str]:
+        rows = self._conn.execute(
+            "SELECT key, value FROM notes WHERE substr(key, 1, ?) = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (len(prefix), prefix, time.time()),
+        ).fetchall()
+        return dict(rows)
 
     async def close(self) -> None:
         if not self._closed:

@@ -248,3 +248,19 @@ async def test_take_stops_times_out_empty(store: JobStore, uid: Uid) -> None:
     started = time.monotonic()
     assert await store.take_stops(uid("w"), wait=0.5) == []
     assert time.monotonic() - started >= 0.4
+
+
+async def test_notes_replace_expire_and_filter_by_prefix(store: JobStore, uid: Uid) -> None:
+    prefix = uid("notes") + ":"
+    await store.put_note(prefix + "a", "1", ttl_s=30)
+    await store.put_note(prefix + "a", "2", ttl_s=30)  # replaces
+    await store.put_note(prefix + "forever", "f")
+    await store.put_note(prefix + "short", "s", ttl_s=0.2)
+    await store.put_note(uid("other") + ":a", "x", ttl_s=30)
+    assert await store.notes(prefix) == {prefix + "a": "2", prefix + "forever": "f", prefix + "short": "s"}
+    await asyncio.sleep(0.4)
+    assert await store.notes(prefix) == {prefix + "a": "2", prefix + "forever": "f"}
+    # A note written again after it expired is back.
+    await store.put_note(prefix + "short", "again", ttl_s=30)
+    assert (await store.notes(prefix))[prefix + "short"] == "again"
+    assert await store.notes(uid("nothing")) == {}

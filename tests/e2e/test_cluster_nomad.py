@@ -54,6 +54,18 @@ ENDPOINTS = {
   }}
 }}
 """,
+    # Scales from zero on held requests: the controller learns of them only from the gateway's
+    # load reports in the shared store (it is another process).
+    "web0.hcl": f"""endpoint "web0" {{
+  type    = "load_balancer"
+  command = ["{sys.executable}", "-u", "{LB_WORKER}"]
+  scaling {{
+    min_workers  = 0
+    max_workers  = 1
+    idle_timeout = "1s"
+  }}
+}}
+""",
 }
 
 
@@ -166,7 +178,8 @@ def test_controller_leads_through_a_consul_session_and_registers_one_job_per_end
     # The leader lock is a Consul session holding the KV key (not a file in the state dir).
     entry = cluster.consul.kv.get("skiff/controller/leader")
     assert entry is not None and entry.get("Session") in cluster.consul.sessions
-    _wait("both endpoints registered", lambda: sorted(cluster.nomad.jobs) == ["skiff-echo", "skiff-web"], 20, cluster)
+    every = ["skiff-echo", "skiff-web", "skiff-web0"]
+    _wait("every endpoint registered", lambda: sorted(cluster.nomad.jobs) == every, 20, cluster)
     task = cluster.nomad.jobs["skiff-echo"]["TaskGroups"][0]["Tasks"][0]
     assert task["Driver"] == "raw_exec" and task["Env"]["RUNPOD_POD_ID"] == "${NOMAD_ALLOC_ID}"
     assert task["Env"]["RUNPOD_WEBHOOK_GET_JOB"].startswith(f"{cluster.gateway_url}/v2/echo/job-take/")
@@ -263,6 +276,31 @@ def test_load_balancer_traffic_goes_only_to_passing_instances(cluster: Cluster) 
     assert set(whoami(10)) == {a for a in allocs if a != sick_alloc}
     cluster.consul.set_status(sick, "passing")
     _wait("the instance to get traffic again", lambda: sick_alloc in set(whoami(6)), 10, cluster)
+
+
+def test_load_balancer_scales_from_zero_on_reports_and_never_stops_a_busy_worker(cluster: Cluster) -> None:
+    _wait("web0 registered with no worker", lambda: "skiff-web0" in cluster.nomad.jobs, 20, cluster)
+    _wait("web0 at zero", lambda: not _live(cluster, "web0"), 30, cluster)
+    with cluster.client(timeout=60) as client:
+        # Held by the gateway until the controller, told by the gateway's report, starts a worker.
+        first = client.get("/lb/web0/whoami")
+        assert first.status_code == 200, first.text
+        worker = first.json()["worker"]
+        assert [a["ID"] for a in _live(cluster, "web0")] == [worker]
+        with client.stream("GET", "/lb/web0/stream?n=2") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == f"line 0 from {worker}"
+            # Busy for several idle_timeouts (1 s) and controller passes: the worker must stay.
+            time.sleep(3.5)
+            assert [a["ID"] for a in _live(cluster, "web0")] == [worker], "a busy worker was stopped"
+            assert client.post("/lb/web0/release").status_code == 200
+            assert list(lines) == [f"line 1 from {worker}"]
+    # Idle now: drained through the shared marks and stopped, back to zero.
+    _wait("web0 back to zero", lambda: not _live(cluster, "web0"), 30, cluster)
+    # And from zero again on the next request.
+    with cluster.client(timeout=60) as client:
+        again = client.get("/lb/web0/whoami")
+        assert again.status_code == 200 and again.json()["worker"] != worker
 
 
 def test_skiff_status_against_the_controller(cluster: Cluster) -> None:

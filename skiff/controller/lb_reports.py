@@ -1,0 +1,252 @@
+"""Load-balancer numbers shared between processes: gateway replicas route the requests of
+load_balancer endpoints, and a separate `skiff controller` scales their workers.
+
+Each gateway replica's `LoadReporter` publishes a `LoadReport` (requests held for want of a
+worker, requests in flight per worker, the drain marks it honours) as a job-store note every
+`REPORT_EVERY_S`, at once when a request is held, and with a `REPORT_TTL_S` expiry so that a dead
+replica stops counting. The controller's `ReportedLoads` sums the live reports into the same
+numbers the in-process `Balancer` gives `skiff up`. Drain marks travel the other way: one note
+the controller rewrites, which each replica adopts before it builds its next report.
+
+A drained worker is stopped only once every live report lists the mark and holds no request on
+that worker. A replica adopts the marks before it counts, and never picks a marked worker after,
+so such a report proves that replica will send the worker nothing more; a replica that has not
+reported since the mark was written cannot prove it and holds the stop back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from skiff.controller.lb_proxy import Balancer, EndpointLoad, InstanceLoad
+from skiff.discovery.base import Discovery
+from skiff.store.base import JobStore
+
+log = logging.getLogger("skiff.lb")
+
+REPORT_PREFIX = "lb-report:"
+DRAIN_NOTE = "lb-draining"
+REPORT_EVERY_S = 0.5
+# Several missed reports in a row, not one slow write, mean the replica is gone.
+REPORT_TTL_S = 5.0
+# The controller rewrites its marks this often; they lapse when no controller leads.
+DRAIN_REFRESH_S = 5.0
+DRAIN_TTL_S = 30.0
+# One read of the reports serves every endpoint's pass within this window.
+READ_CACHE_S = 0.1
+
+
+class InstanceReport(BaseModel):
+    endpoint: str
+    inflight: int = 0
+    served: int = 0
+    ready_at: float | None = None
+    busy_since: float | None = None
+    idle_since: float | None = None
+
+
+class HeldReport(BaseModel):
+    count: int
+    since: float
+
+
+class LoadReport(BaseModel):
+    replica: str
+    at: float
+    draining: list[str] = []
+    held: dict[str, HeldReport] = {}
+    loads: dict[str, InstanceReport] = {}
+
+    @classmethod
+    def of(cls, replica: str, balancer: Balancer) -> LoadReport:
+        return cls(
+            replica=replica,
+            at=time.time(),
+            draining=sorted(balancer.draining()),
+            held={name: HeldReport(count=n, since=since) for name, (n, since) in balancer.held().items()},
+            loads={
+                i: InstanceReport(
+                    endpoint=load.endpoint,
+                    inflight=load.inflight,
+                    served=load.served,
+                    ready_at=load.ready_at,
+                    busy_since=load.busy_since,
+                    idle_since=load.idle_since,
+                )
+                for i, load in balancer.loads().items()
+            },
+        )
+
+
+def replica_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class LoadReporter:
+    """The gateway side: adopt the controller's drain marks, then publish this replica's load."""
+
+    def __init__(self, balancer: Balancer, store: JobStore, replica: str | None = None) -> None:
+        self.balancer = balancer
+        self.store = store
+        self.replica = replica or replica_name()
+        self._poke = asyncio.Event()
+
+    def poke(self, _endpoint: str) -> None:
+        """A request is held for want of a worker: report it now, not on the next round."""
+        self._poke.set()
+
+    async def publish_once(self) -> None:
+        marks = (await self.store.notes(DRAIN_NOTE)).get(DRAIN_NOTE)
+        self.balancer.set_draining(_parse_marks(marks))
+        await self.balancer.prune()
+        report = LoadReport.of(self.replica, self.balancer)
+        await self.store.put_note(REPORT_PREFIX + self.replica, report.model_dump_json(), ttl_s=REPORT_TTL_S)
+
+    async def run(self) -> None:
+        while True:
+            self._poke.clear()
+            try:
+                await self.publish_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is down: the report lapses, the controller holds stops
+                log.warning("publishing the load-balancer report failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), REPORT_EVERY_S)
+
+
+def _parse_marks(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    try:
+        marks = json.loads(raw)
+    except ValueError:
+        return []
+    return [str(m) for m in marks] if isinstance(marks, list) else []
+
+
+def _earliest(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _latest(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+class ReportedLoads:
+    """The controller side (a `LoadView`): the sum of every live replica's report."""
+
+    def __init__(self, store: JobStore, discovery: Discovery) -> None:
+        self.store = store
+        self.discovery = discovery
+        self._reports: list[LoadReport] = []
+        self._read_at = float("-inf")
+        self._draining: set[str] = set()
+        self._marks_loaded = False
+        self._marks_dirty = False
+        self._marks_written_at = float("-inf")
+        self._first_seen: dict[str, float] = {}
+        self._merged: dict[str, InstanceLoad] = {}
+
+    async def observe(self, endpoint: str) -> tuple[EndpointLoad, dict[str, InstanceLoad]]:
+        await self._sync()
+        now = time.time()
+        merged: dict[str, InstanceLoad] = {}
+        waiting, oldest = 0, None
+        for report in self._reports:
+            held = report.held.get(endpoint)
+            if held is not None:
+                waiting += held.count
+                oldest = _earliest(oldest, held.since)
+            for instance_id, seen in report.loads.items():
+                if seen.endpoint == endpoint:
+                    self._add(merged.setdefault(instance_id, InstanceLoad(endpoint)), seen)
+        for instance in await self.discovery.healthy(endpoint):
+            first = self._first_seen.setdefault(instance.id, now)
+            load = merged.setdefault(instance.id, InstanceLoad(endpoint))
+            load.ready_at = _earliest(load.ready_at, first)
+        for load in merged.values():
+            if load.inflight:
+                load.idle_since = None
+            else:
+                load.busy_since = None
+                if load.ready_at is not None:
+                    load.idle_since = _latest(load.idle_since, load.ready_at)
+        self._merged = {i: m for i, m in self._merged.items() if m.endpoint != endpoint} | merged
+        summary = EndpointLoad(
+            waiting=waiting,
+            oldest_wait_s=0.0 if oldest is None else max(0.0, now - oldest),
+            inflight=sum(load.inflight for load in merged.values()),
+        )
+        return summary, merged
+
+    @staticmethod
+    def _add(into: InstanceLoad, seen: InstanceReport) -> None:
+        into.inflight += seen.inflight
+        into.served += seen.served
+        into.ready_at = _earliest(into.ready_at, seen.ready_at)
+        if seen.inflight:
+            into.busy_since = _earliest(into.busy_since, seen.busy_since)
+        into.idle_since = _latest(into.idle_since, seen.idle_since)
+
+    async def _sync(self) -> None:
+        """Read the reports (once per READ_CACHE_S) and write the drain marks when they changed."""
+        now = time.time()
+        if not self._marks_loaded:
+            # A controller taking over keeps its predecessor's marks: replicas still honour them.
+            raw = (await self.store.notes(DRAIN_NOTE)).get(DRAIN_NOTE)
+            self._draining |= set(_parse_marks(raw))
+            self._marks_loaded = True
+        if self._marks_dirty or now - self._marks_written_at >= DRAIN_REFRESH_S:
+            await self.store.put_note(DRAIN_NOTE, json.dumps(sorted(self._draining)), ttl_s=DRAIN_TTL_S)
+            self._marks_dirty, self._marks_written_at = False, now
+        if now - self._read_at >= READ_CACHE_S:
+            self._reports = list(self._parse(await self.store.notes(REPORT_PREFIX)))
+            self._read_at = now
+
+    @staticmethod
+    def _parse(notes: dict[str, str]) -> Iterable[LoadReport]:
+        for key, raw in notes.items():
+            try:
+                yield LoadReport.model_validate_json(raw)
+            except ValidationError:
+                log.warning("ignoring an unreadable load-balancer report %s", key)
+
+    def drain(self, instance_id: str) -> None:
+        if instance_id not in self._draining:
+            self._draining.add(instance_id)
+            self._marks_dirty = True
+
+    def is_draining(self, instance_id: str) -> bool:
+        return instance_id in self._draining
+
+    def can_stop(self, instance_id: str) -> bool:
+        if instance_id not in self._draining or self._marks_dirty:
+            return False
+        for report in self._reports:
+            seen = report.loads.get(instance_id)
+            if instance_id not in report.draining or (seen is not None and seen.inflight):
+                return False
+        return True
+
+    def load_of(self, instance_id: str) -> InstanceLoad | None:
+        return self._merged.get(instance_id)
+
+    def forget(self, instance_id: str) -> None:
+        self._merged.pop(instance_id, None)
+        self._first_seen.pop(instance_id, None)
+        if instance_id in self._draining:
+            self._draining.discard(instance_id)
+            self._marks_dirty = True
