@@ -32,6 +32,7 @@ from skiff.backends import (
 )
 from skiff.config import Settings
 from skiff.controller.lb_proxy import Balancer
+from skiff.controller.lb_reports import LoadReporter, ReportedLoads
 from skiff.controller.loop import Controller
 from skiff.gateway.app import create_app
 from skiff.gateway.catalog import EndpointCatalog
@@ -71,11 +72,15 @@ class Stack:
         assert discovery is not None  # built with an orchestrator, there always is one
         self.discovery = discovery
         self.balancer = Balancer(self.discovery)
+        # Other gateway replicas (and a controller elsewhere, should it lead) see this process's
+        # load-balancer traffic through its reports; this controller sees theirs.
+        self.reporter = LoadReporter(self.balancer, self.store)
+        loads = ReportedLoads(self.store, self.discovery, local=self.balancer, replica=self.reporter.replica)
         self.lock: LeaderLock = build_leader_lock(settings)
-        self.controller = Controller(self.ctx, self.orchestrator, self.lock, balancer=self.balancer)
+        self.controller = Controller(self.ctx, self.orchestrator, self.lock, balancer=loads)
         # Wake on enqueue: a job for an endpoint without workers starts one within milliseconds.
         self.ctx.jobs.on_enqueue = self.controller.wake
-        self.balancer.wake = self.controller.wake
+        self.balancer.wake = self._request_held
         self.ctx.discovery = self.discovery
         self.ctx.balancer = self.balancer
         self.ctx.control = self.controller
@@ -83,6 +88,10 @@ class Stack:
         self.launch_hooks: list[Callable[[str, str, float], None]] = []
         self._server: uvicorn.Server | None = None
         self.app = create_app(self.ctx, manage_context=False)
+
+    def _request_held(self, endpoint: str) -> None:
+        self.controller.wake(endpoint)
+        self.reporter.poke(endpoint)
 
     def _launched(self, worker_id: str, endpoint: str, launched_at: float) -> None:
         self.ctx.workers.register(worker_id, endpoint, launched_at)
@@ -120,6 +129,7 @@ class Stack:
         starter = getattr(self.discovery, "start", None)
         if callable(starter):
             starter()
+        reporting = asyncio.create_task(self.reporter.run(), name="lb-report")
         serving = asyncio.create_task(server.serve())
         controlling: asyncio.Task[None] | None = None
         try:
@@ -134,10 +144,11 @@ class Stack:
                 on_ready.set()
             await serving
         finally:
-            if controlling is not None:
-                controlling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await controlling
+            for task in (controlling, reporting):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self.orchestrator.close()
             await self.discovery.close()
             closer = getattr(self.lock, "close", None)  # the Consul lock's HTTP session

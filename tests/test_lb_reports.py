@@ -134,3 +134,36 @@ async def test_workers_gone_from_discovery_leave_the_report(tmp_path: Path) -> N
     _, loads = await controller.observe("web")
     assert set(loads) == {busy.id}, "an idle worker gone from discovery is still reported"
     await store.close()
+
+
+async def test_skiff_up_counts_its_own_balancer_live_and_other_replicas_by_report(tmp_path: Path) -> None:
+    """`skiff up`: the controller's process also routes; its own report is not counted twice."""
+    store = SqliteStore(tmp_path / "skiff.db")
+    discovery = FixedDiscovery(W1, W2)
+    (local, report_local), (b, report_b) = _replica(store, "up", discovery), _replica(store, "b", discovery)
+    controller = ReportedLoads(store, discovery, local=local, replica="up")
+    mine = await local.acquire("web", 1.0)
+    first, theirs = await b.acquire("web", 1.0), await b.acquire("web", 1.0)
+    assert mine is not None and first is not None and theirs is not None
+    b.release(first)  # b keeps one request, on the other worker
+    assert {mine, theirs} == {W1, W2}
+    await report_local.publish_once()
+    await report_b.publish_once()
+    summary, loads = await controller.observe("web")
+    assert summary.inflight == 2 and loads[mine.id].inflight == 1
+
+    # A local drain takes effect at once in this process; b must still acknowledge it.
+    controller.drain(mine.id)
+    assert local.is_draining(mine.id)
+    assert {await local.acquire("web", 1.0) for _ in range(3)} == {theirs}
+    await controller.observe("web")  # marks written
+    await report_b.publish_once()  # b adopts them
+    # The local publisher adopting the note must not undo the local drain.
+    await report_local.publish_once()
+    assert local.is_draining(mine.id)
+    await asyncio.sleep(READ_CACHE_S)
+    await controller.observe("web")
+    assert not controller.can_stop(mine.id), "the local request on it is still in flight"
+    local.release(mine)
+    assert controller.can_stop(mine.id)
+    await store.close()

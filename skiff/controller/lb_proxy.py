@@ -69,7 +69,8 @@ class Balancer:
         self.wake = wake  # the controller's hook: a request arrived that needs a worker
         self._loads: dict[str, InstanceLoad] = {}
         self._endpoints: dict[str, _Endpoint] = {}
-        self._draining: set[str] = set()
+        self._draining: set[str] = set()  # drained by a controller in this process
+        self._marked: set[str] = set()  # drain marks adopted from the controller's note
         self._benched: dict[str, float] = {}
         self._tokens = 0
 
@@ -115,7 +116,11 @@ class Balancer:
 
     def _pick(self, endpoint: str, healthy: list[Instance]) -> Instance | None:
         now_mono = time.monotonic()
-        candidates = [i for i in healthy if i.id not in self._draining and self._benched.get(i.id, 0.0) <= now_mono]
+        candidates = [
+            i
+            for i in healthy
+            if i.id not in self._draining and i.id not in self._marked and self._benched.get(i.id, 0.0) <= now_mono
+        ]
         if not candidates:
             return None
         now = time.time()
@@ -157,12 +162,13 @@ class Balancer:
     def drain(self, instance_id: str) -> None:
         self._draining.add(instance_id)
 
-    def set_draining(self, instance_ids: Collection[str]) -> None:
-        """Adopt another process's drain marks (a gateway replica following the controller)."""
-        self._draining = set(instance_ids)
+    def adopt_marks(self, instance_ids: Collection[str]) -> None:
+        """Adopt the leading controller's drain marks (it may run in another process). Kept apart
+        from this process's own drains, which a note written before them must not undo."""
+        self._marked = set(instance_ids)
 
     def draining(self) -> frozenset[str]:
-        return frozenset(self._draining)
+        return frozenset(self._draining | self._marked)
 
     def can_stop(self, instance_id: str) -> bool:
         # Picking and counting happen on this event loop: a drained worker with nothing in
@@ -177,7 +183,7 @@ class Balancer:
         return dict(self._loads)
 
     def is_draining(self, instance_id: str) -> bool:
-        return instance_id in self._draining
+        return instance_id in self._draining or instance_id in self._marked
 
     def load_of(self, instance_id: str) -> InstanceLoad | None:
         return self._loads.get(instance_id)
@@ -198,4 +204,5 @@ class Balancer:
     def forget(self, instance_id: str) -> None:
         self._loads.pop(instance_id, None)
         self._draining.discard(instance_id)
+        self._marked.discard(instance_id)
         self._benched.pop(instance_id, None)

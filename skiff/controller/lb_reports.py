@@ -107,7 +107,7 @@ class LoadReporter:
 
     async def publish_once(self) -> None:
         marks = (await self.store.notes(DRAIN_NOTE)).get(DRAIN_NOTE)
-        self.balancer.set_draining(_parse_marks(marks))
+        self.balancer.adopt_marks(_parse_marks(marks))
         await self.balancer.prune()
         report = LoadReport.of(self.replica, self.balancer)
         await self.store.put_note(REPORT_PREFIX + self.replica, report.model_dump_json(), ttl_s=REPORT_TTL_S)
@@ -146,11 +146,19 @@ def _latest(*values: float | None) -> float | None:
 
 
 class ReportedLoads:
-    """The controller side (a `LoadView`): the sum of every live replica's report."""
+    """The controller side (a `LoadView`): the sum of every live replica's report.
 
-    def __init__(self, store: JobStore, discovery: Discovery) -> None:
+    Under `skiff up` the controller shares a process with a gateway: `local` is that gateway's
+    Balancer, read live instead of through its own report (`replica`), and drained directly.
+    """
+
+    def __init__(
+        self, store: JobStore, discovery: Discovery, *, local: Balancer | None = None, replica: str | None = None
+    ) -> None:
         self.store = store
         self.discovery = discovery
+        self.local = local
+        self.replica = replica
         self._reports: list[LoadReport] = []
         self._read_at = float("-inf")
         self._draining: set[str] = set()
@@ -165,7 +173,7 @@ class ReportedLoads:
         now = time.time()
         merged: dict[str, InstanceLoad] = {}
         waiting, oldest = 0, None
-        for report in self._reports:
+        for report in self._current_reports():
             held = report.held.get(endpoint)
             if held is not None:
                 waiting += held.count
@@ -191,6 +199,12 @@ class ReportedLoads:
             inflight=sum(load.inflight for load in merged.values()),
         )
         return summary, merged
+
+    def _current_reports(self) -> list[LoadReport]:
+        others = [r for r in self._reports if self.replica is None or r.replica != self.replica]
+        if self.local is None:
+            return others
+        return [*others, LoadReport.of(self.replica or "local", self.local)]
 
     @staticmethod
     def _add(into: InstanceLoad, seen: InstanceReport) -> None:
@@ -225,6 +239,8 @@ class ReportedLoads:
                 log.warning("ignoring an unreadable load-balancer report %s", key)
 
     def drain(self, instance_id: str) -> None:
+        if self.local is not None:
+            self.local.drain(instance_id)  # takes effect before this pass ends: same event loop
         if instance_id not in self._draining:
             self._draining.add(instance_id)
             self._marks_dirty = True
@@ -235,7 +251,11 @@ class ReportedLoads:
     def can_stop(self, instance_id: str) -> bool:
         if instance_id not in self._draining or self._marks_dirty:
             return False
+        if self.local is not None and not (self.local.is_draining(instance_id) and self.local.can_stop(instance_id)):
+            return False
         for report in self._reports:
+            if self.replica is not None and report.replica == self.replica:
+                continue
             seen = report.loads.get(instance_id)
             if instance_id not in report.draining or (seen is not None and seen.inflight):
                 return False
@@ -245,6 +265,8 @@ class ReportedLoads:
         return self._merged.get(instance_id)
 
     def forget(self, instance_id: str) -> None:
+        if self.local is not None:
+            self.local.forget(instance_id)
         self._merged.pop(instance_id, None)
         self._first_seen.pop(instance_id, None)
         if instance_id in self._draining:
