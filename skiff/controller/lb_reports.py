@@ -113,14 +113,20 @@ class LoadReporter:
         await self.store.put_note(REPORT_PREFIX + self.replica, report.model_dump_json(), ttl_s=REPORT_TTL_S)
 
     async def run(self) -> None:
+        failing = False
         while True:
             self._poke.clear()
             try:
                 await self.publish_once()
+                if failing:
+                    log.warning("publishing the load-balancer report works again")
+                failing = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store is down: the report lapses, the controller holds stops
-                log.warning("publishing the load-balancer report failed: %s", exc)
+                if not failing:  # once per outage, not twice a second
+                    log.warning("publishing the load-balancer report failed (retrying): %s", exc)
+                failing = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), REPORT_EVERY_S)
 
