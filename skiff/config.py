@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     ping_interval_s: float = Field(default=10.0, gt=0)
     # A worker that has not pinged (nor taken a job) for this long is considered gone.
     worker_lost_after_s: float = Field(default=30.0, gt=0)
+    # A worker not ready this long after launch (no job-take; for load_balancer endpoints no
+    # passing health check) is replaced: a hung start must not hold a max_workers slot forever.
+    # Generous by default: big images and model loads take minutes.
+    worker_startup_timeout_s: float = Field(default=900.0, gt=0)
     # Long polls held by the gateway (job-take, job-stop, runsync default wait).
     take_wait_s: float = Field(default=20.0, ge=0)
     runsync_wait_s: float = Field(default=90.0, ge=0)

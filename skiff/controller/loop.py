@@ -293,6 +293,7 @@ class Controller:
             if worker.view.state is WorkerState.UNHEALTHY and worker.info.phase is not WorkerPhase.STOPPING:
                 log.warning("worker %s of %s stopped pinging: replacing it", worker.info.id, name)
                 stop.add(worker.info.id)
+        stop |= self._never_ready(spec, workers, now)
         stop |= await self._stuck(spec, loop, workers, now)
         for worker in workers:
             if worker.info.id in drain:
@@ -423,6 +424,25 @@ class Controller:
             return False
         # The job store is the authority on what a worker holds (pings may lag a take).
         return not await self.ctx.store.jobs_of_worker(worker.info.id)
+
+    def _never_ready(self, spec: EndpointSpec, workers: list[_Worker], now: float) -> set[str]:
+        """Running workers still not ready `worker_startup_timeout_s` after launch."""
+        limit = self.ctx.settings.worker_startup_timeout_s
+        slow = {
+            w.info.id
+            for w in workers
+            if w.view.state is WorkerState.INITIALIZING
+            and w.info.phase is WorkerPhase.RUNNING
+            and now - w.info.launched_at > limit
+        }
+        for worker_id in sorted(slow):
+            log.warning(
+                "worker %s of %s is not ready %.0fs after launch (worker_startup_timeout_s): replacing it",
+                worker_id,
+                spec.name,
+                limit,
+            )
+        return slow
 
     async def _stuck(self, spec: EndpointSpec, loop: _Loop, workers: list[_Worker], now: float) -> set[str]:
         """Workers still holding a job that ended (execution timeout, cancel) after the grace period."""

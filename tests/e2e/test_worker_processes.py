@@ -7,6 +7,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tests.stack import REPO, SkiffProcess, endpoint_hcl
 
@@ -64,3 +67,35 @@ def test_skiff_up_refuses_bad_endpoint_files(tmp_path: Path) -> None:
         [SKIFF, "up", "--endpoints", str(tmp_path / "nope")], cwd=REPO, capture_output=True, text=True, timeout=30
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_worker_never_ready_is_replaced_after_the_startup_timeout(skiff_stack: Callable[..., SkiffProcess]) -> None:
+    hang = (
+        'endpoint "hang" {\n  type    = "queue"\n'
+        '  command = ["python", "-c", "import time; print(\'loading forever\', flush=True); time.sleep(600)"]\n'
+        "  scaling {\n    min_workers = 1\n    max_workers = 1\n  }\n}\n"
+    )
+    echo = endpoint_hcl("echo", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 1, "max_workers": 1})
+    stack = skiff_stack({"hang": hang, "echo": echo}, extra_env={"SKIFF_WORKER_STARTUP_TIMEOUT_S": "2"})
+    stack.wait_ready_workers("echo")
+    with stack.client() as client:
+        ready_echo = {w["id"] for w in _workers(client, "echo")}
+        job = client.post("/v2/hang/run", json={"input": {"n": 1}}).json()
+        deadline = time.monotonic() + 30
+        seen: set[str] = set()
+        while time.monotonic() < deadline and len(seen) < 3:
+            seen |= {w["id"] for w in _workers(client, "hang")}
+            time.sleep(0.2)
+        assert len(seen) >= 3, f"a worker that never became ready was not replaced: {seen}"
+        assert {w["id"] for w in _workers(client, "echo")} == ready_echo, "a ready worker was replaced"
+        # The job waits for a worker that works; it is neither lost nor failed.
+        assert client.get(f"/v2/hang/status/{job['id']}").json()["status"] == "IN_QUEUE"
+    logs = sorted((stack.state_dir / "logs" / "hang").glob("*.log"))
+    assert len(logs) >= 3 and all("loading forever" in p.read_text() for p in logs)
+    assert "not ready 2s after launch" in stack.output()
+
+
+def _workers(client: httpx.Client, endpoint: str) -> list[dict[str, Any]]:
+    doc = client.get("/v1/status").json()
+    workers = next(e for e in doc["endpoints"] if e["name"] == endpoint)["workers"]
+    return [w for w in workers if w["state"] != "stopping"]
