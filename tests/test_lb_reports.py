@@ -94,7 +94,9 @@ async def test_a_drained_worker_is_stoppable_only_once_every_replica_honours_the
 
     controller.drain("w1")
     assert controller.is_draining("w1") and not controller.can_stop("w1"), "mark not even written yet"
-    await controller.observe("web")  # writes the mark; the reports predate it
+    await controller.publish()  # the mark is written; the reports predate it
+    await asyncio.sleep(READ_CACHE_S)
+    await controller.observe("web")
     assert not controller.can_stop("w1")
     for reporter in (report_a, report_b):
         await reporter.publish_once()
@@ -109,12 +111,20 @@ async def test_a_drained_worker_is_stoppable_only_once_every_replica_honours_the
     await controller.observe("web")
     assert controller.can_stop("w1")
 
-    # A controller taking over inherits the marks, so replicas keep honouring them.
-    successor = ReportedLoads(store, discovery)
-    await successor.observe("web")
-    assert successor.is_draining("w1")
-    successor.forget("w1")
-    await successor.observe("web")
+    # A standby only reads: observing writes nothing.
+    standby = ReportedLoads(store, discovery)
+    await standby.observe("web")
+    assert standby.is_draining("w1")
+    # A later drain by the leader is kept when the standby, now leading, publishes its own.
+    controller.drain("w2")
+    await controller.publish()
+    standby.drain("w3")
+    await standby.publish()
+    assert standby.is_draining("w2") and standby.is_draining("w3")
+    # Forgetting a stopped worker drops its mark for every replica.
+    standby.forget("w1")
+    standby.forget("w2")
+    await standby.publish()
     await report_b.publish_once()
     assert {await b.acquire("web", 1.0) for _ in range(6)} == {W1, W2}
     await store.close()
@@ -156,7 +166,7 @@ async def test_skiff_up_counts_its_own_balancer_live_and_other_replicas_by_repor
     controller.drain(mine.id)
     assert local.is_draining(mine.id)
     assert {await local.acquire("web", 1.0) for _ in range(3)} == {theirs}
-    await controller.observe("web")  # marks written
+    await controller.publish()  # marks written
     await report_b.publish_once()  # b adopts them
     # The local publisher adopting the note must not undo the local drain.
     await report_local.publish_once()

@@ -40,9 +40,8 @@ class EndpointLoad:
 
 
 class LoadView(Protocol):
-    """What the controller reads and marks on load_balancer workers: the in-process `Balancer`
-    under `skiff up`, `skiff.controller.lb_reports.ReportedLoads` when the gateways are other
-    processes."""
+    """What the controller reads and marks on load_balancer workers
+    (`skiff.controller.lb_reports.ReportedLoads`: the sum of every gateway replica's numbers)."""
 
     async def observe(self, endpoint: str) -> tuple[EndpointLoad, dict[str, InstanceLoad]]: ...
 
@@ -56,6 +55,9 @@ class LoadView(Protocol):
     def load_of(self, instance_id: str) -> InstanceLoad | None: ...
 
     def forget(self, instance_id: str) -> None: ...
+
+    async def publish(self) -> None:
+        """Make this pass's drains and forgets visible to other processes (leader only)."""
 
 
 @dataclass

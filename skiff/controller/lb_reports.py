@@ -34,6 +34,7 @@ from skiff.store.base import JobStore
 
 log = logging.getLogger("skiff.lb")
 
+NOTES_PREFIX = "lb-"
 REPORT_PREFIX = "lb-report:"
 DRAIN_NOTE = "lb-draining"
 REPORT_EVERY_S = 0.5
@@ -167,9 +168,11 @@ class ReportedLoads:
         self.replica = replica
         self._reports: list[LoadReport] = []
         self._read_at = float("-inf")
-        self._draining: set[str] = set()
-        self._marks_loaded = False
-        self._marks_dirty = False
+        # Drain marks as last read from or written to the store, and this process's changes
+        # not written yet. Only the leader writes; every process reads.
+        self._marks: set[str] = set()
+        self._drained: set[str] = set()
+        self._forgotten: set[str] = set()
         self._marks_written_at = float("-inf")
         self._first_seen: dict[str, float] = {}
         self._merged: dict[str, InstanceLoad] = {}
@@ -222,19 +225,29 @@ class ReportedLoads:
         into.idle_since = _latest(into.idle_since, seen.idle_since)
 
     async def _sync(self) -> None:
-        """Read the reports (once per READ_CACHE_S) and write the drain marks when they changed."""
+        """Read the reports and the marks, once per READ_CACHE_S: one read of every `lb-` note."""
         now = time.time()
-        if not self._marks_loaded:
-            # A controller taking over keeps its predecessor's marks: replicas still honour them.
-            raw = (await self.store.notes(DRAIN_NOTE)).get(DRAIN_NOTE)
-            self._draining |= set(_parse_marks(raw))
-            self._marks_loaded = True
-        if self._marks_dirty or now - self._marks_written_at >= DRAIN_REFRESH_S:
-            await self.store.put_note(DRAIN_NOTE, json.dumps(sorted(self._draining)), ttl_s=DRAIN_TTL_S)
-            self._marks_dirty, self._marks_written_at = False, now
-        if now - self._read_at >= READ_CACHE_S:
-            self._reports = list(self._parse(await self.store.notes(REPORT_PREFIX)))
-            self._read_at = now
+        if now - self._read_at < READ_CACHE_S:
+            return
+        notes = await self.store.notes(NOTES_PREFIX)
+        self._marks = set(_parse_marks(notes.pop(DRAIN_NOTE, None)))
+        self._reports = list(self._parse({k: v for k, v in notes.items() if k.startswith(REPORT_PREFIX)}))
+        self._read_at = now
+
+    async def publish(self) -> None:
+        """Write this process's drains and forgets (and every DRAIN_REFRESH_S, so that marks lapse
+        when no controller leads). The leading controller only. The marks are read again and
+        merged, so a write never drops a mark this process did not forget: a controller taking
+        over keeps its predecessor's marks, which replicas still honour."""
+        now = time.time()
+        if not (self._drained or self._forgotten or now - self._marks_written_at >= DRAIN_REFRESH_S):
+            return
+        stored = set(_parse_marks((await self.store.notes(DRAIN_NOTE)).get(DRAIN_NOTE)))
+        marks = (stored | self._drained) - self._forgotten
+        await self.store.put_note(DRAIN_NOTE, json.dumps(sorted(marks)), ttl_s=DRAIN_TTL_S)
+        self._marks, self._marks_written_at = marks, now
+        self._drained.clear()
+        self._forgotten.clear()
 
     @staticmethod
     def _parse(notes: dict[str, str]) -> Iterable[LoadReport]:
@@ -247,15 +260,17 @@ class ReportedLoads:
     def drain(self, instance_id: str) -> None:
         if self.local is not None:
             self.local.drain(instance_id)  # takes effect before this pass ends: same event loop
-        if instance_id not in self._draining:
-            self._draining.add(instance_id)
-            self._marks_dirty = True
+        self._forgotten.discard(instance_id)
+        if instance_id not in self._marks:
+            self._drained.add(instance_id)
 
     def is_draining(self, instance_id: str) -> bool:
-        return instance_id in self._draining
+        return instance_id in (self._marks | self._drained) - self._forgotten
 
     def can_stop(self, instance_id: str) -> bool:
-        if instance_id not in self._draining or self._marks_dirty:
+        # The mark must be in the store (written, not just decided) and acknowledged by every
+        # live report: a report lists a mark only if its replica adopted it before counting.
+        if instance_id not in self._marks or instance_id in self._forgotten:
             return False
         if self.local is not None and not (self.local.is_draining(instance_id) and self.local.can_stop(instance_id)):
             return False
@@ -275,6 +290,5 @@ class ReportedLoads:
             self.local.forget(instance_id)
         self._merged.pop(instance_id, None)
         self._first_seen.pop(instance_id, None)
-        if instance_id in self._draining:
-            self._draining.discard(instance_id)
-            self._marks_dirty = True
+        self._drained.discard(instance_id)
+        self._forgotten.add(instance_id)  # also when this process never read the mark: publish drops it

@@ -307,6 +307,8 @@ class Controller:
             if start:
                 log.info("%s: starting %d worker(s): %s", name, start, decision.reason)
             self._spawn(self._scale(name, loop.count, sorted(stop)))
+        if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None:
+            await self.balancer.publish()
         return decision
 
     def _roll(
