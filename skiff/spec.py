@@ -27,6 +27,9 @@ from pydantic import (
 from skiff.durations import parse_duration
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Skiff's own Nomad jobs and Consul services are `skiff-<name>` too (nomad/*.nomad.hcl): an
+# endpoint of one of these names would replace the gateway's job or take its service name.
+RESERVED_NAMES = frozenset({"gateway", "controller", "redis", "elasticmq"})
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -101,6 +104,11 @@ class EndpointSpec(_Strict):
             raise ValueError(
                 "endpoint names are 1-63 lowercase letters, digits and dashes, starting and ending "
                 f"with a letter or digit (got {value!r})"
+            )
+        if value in RESERVED_NAMES:
+            raise ValueError(
+                f"endpoint name {value!r} is reserved: Skiff's own Nomad job and Consul service are "
+                f"called skiff-{value} (reserved: {', '.join(sorted(RESERVED_NAMES))})"
             )
         return value
 

@@ -259,3 +259,14 @@ def test_directory_order_skips_hidden_files_and_misses_are_problems(tmp_path: Pa
     with pytest.raises(EndpointFileError) as caught:
         load_endpoints(missing)
     assert str(caught.value) == f"{missing}: no such directory"
+
+
+@pytest.mark.parametrize("name", ["gateway", "controller", "redis", "elasticmq"])
+def test_names_of_skiffs_own_jobs_are_reserved(tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.hcl"
+    path.write_text(f'endpoint "{name}" {{\n  image = "a:1"\n}}\n')
+    with pytest.raises(EndpointFileError) as caught:
+        load_endpoint_file(path)
+    assert len(caught.value.problems) == 1
+    assert f"endpoint name {name!r} is reserved" in str(caught.value)
+    assert f"skiff-{name}" in str(caught.value)
