@@ -4,7 +4,9 @@
 #   .venv/bin/python -c "import sys; sys.path.insert(0,'tests'); from test_nomad_render import write_template; write_template()"
 # Reference endpoint: load_balancer "llm", image ghcr.io/acme/llm:2, 2 x nvidia/gpu (A100 80GB or
 # L40S), 4000 MHz, 16 GiB, 1..8 workers, execution_timeout 120s, health path /health.
-# Run it by hand with `nomad job run nomad/worker.nomad.hcl` after replacing REPLACE_WITH_WORKER_KEY.
+# The worker key is not in this file: the task's template reads it from the job's Nomad Variable.
+# Run it by hand with `nomad var put nomad/jobs/skiff-llm worker_key=<key>` (the key the gateway
+# derives for endpoint "llm"), then `nomad job run nomad/worker.nomad.hcl`.
 
 # Rendered by skiff 0.1.0 from endpoint 'llm'; `skiff render` prints it.
 job "skiff-llm" {
@@ -85,7 +87,6 @@ job "skiff-llm" {
         RUNPOD_WEBHOOK_POST_STREAM = "http://skiff-gateway.service.consul:8000/v2/llm/job-stream/$RUNPOD_POD_ID/$ID?gpu=cuda"
         RUNPOD_WEBHOOK_PING        = "http://skiff-gateway.service.consul:8000/v2/llm/ping/$RUNPOD_POD_ID"
         RUNPOD_PING_INTERVAL       = "10000"
-        RUNPOD_AI_API_KEY          = "REPLACE_WITH_WORKER_KEY"
         RUNPOD_POD_ID              = "${NOMAD_ALLOC_ID}"
         RUNPOD_ENDPOINT_ID         = "llm"
         RUNPOD_POD_HOSTNAME        = "${NOMAD_ALLOC_ID}"
@@ -94,6 +95,15 @@ job "skiff-llm" {
         PYTHONUNBUFFERED           = "1"
         PORT                       = "${NOMAD_PORT_http}"
         PORT_HEALTH                = "${NOMAD_PORT_health}"
+      }
+
+      # RUNPOD_AI_API_KEY from the job's Nomad Variable, never from this file.
+      template {
+        destination = "secrets/worker.env"
+        env         = true
+        change_mode = "restart"
+        perms       = "0600"
+        data        = "{{ with nomadVar \"nomad/jobs/skiff-llm\" }}RUNPOD_AI_API_KEY={{ .worker_key }}{{ end }}"
       }
 
       resources {

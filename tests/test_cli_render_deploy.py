@@ -42,15 +42,24 @@ def test_render_json_is_the_register_body() -> None:
 
     expected = render_job(load_endpoints(EXAMPLES)["runpod-echo"], Settings())
     assert body == expected
-    device = body["Job"]["TaskGroups"][0]["Tasks"][0]["Resources"]["Devices"][0]
+    task = body["Job"]["TaskGroups"][0]["Tasks"][0]
+    device = task["Resources"]["Devices"][0]
     assert device["Constraints"][0]["RTarget"] == "NVIDIA L4,NVIDIA A10G"
+    # The key's template, never a key.
+    assert "RUNPOD_AI_API_KEY" not in task["Env"] and "skw_" not in result.stdout
+    assert task["Templates"][0]["EmbeddedTmpl"].startswith('{{ with nomadVar "nomad/jobs/skiff-runpod-echo" }}')
 
 
 def test_render_hcl_and_errors() -> None:
-    result = skiff("render", "echo", "--endpoints", str(EXAMPLES), "--format", "hcl")
+    result = skiff("render", "echo", "--endpoints", str(EXAMPLES), "--format", "hcl", env={"SKIFF_API_KEY": "sk_x"})
     assert result.returncode == 0, result.stderr
     parsed = hcl2.load(io.StringIO(result.stdout))
     assert '"skiff-echo"' in parsed["job"][0]
+    task = parsed["job"][0]['"skiff-echo"']["group"][0]['"worker"']["task"][0]['"worker"']
+    assert "RUNPOD_AI_API_KEY" not in task["env"][0] and "skw_" not in result.stdout
+    (template,) = task["template"]
+    assert template["env"] is True and template["destination"] == '"secrets/worker.env"'
+    assert 'nomadVar \\"nomad/jobs/skiff-echo\\"' in template["data"]
     missing = skiff("render", "nope", "--endpoints", str(EXAMPLES))
     assert missing.returncode == 1 and "no endpoint 'nope'" in missing.stderr and "echo" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -72,8 +81,14 @@ def test_deploy_registers_everything_and_prunes_removed(tmp_path: Path) -> None:
         assert "created" in result.stdout and "4 endpoint(s) deployed" in result.stdout
         job = nomad.jobs["skiff-echo"]
         env_vars = job["TaskGroups"][0]["Tasks"][0]["Env"]
-        assert env_vars["RUNPOD_AI_API_KEY"].startswith("skw_echo_")
+        assert "RUNPOD_AI_API_KEY" not in env_vars
         assert env_vars["RUNPOD_WEBHOOK_GET_JOB"].startswith("http://gw:8000/v2/echo/job-take/")
+        # Each endpoint's worker key is in its job's Nomad Variable, derived from the client key.
+        from skiff.gateway.keys import KeyRing
+
+        for name in ("echo", "stream", "runpod-echo", "lb-hello"):
+            variable = nomad.variable(f"nomad/jobs/skiff-{name}")
+            assert variable is not None and variable["Items"] == {"worker_key": KeyRing("sk_test").worker_key(name)}
         registrations = [b for m, p, b in nomad.requests if p == "/v1/jobs" and m in ("PUT", "POST")]
         assert all(b is not None and b["PreserveCounts"] for b in registrations)
 
@@ -82,6 +97,9 @@ def test_deploy_registers_everything_and_prunes_removed(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr
         assert "stream: removed" in again.stdout and "unchanged" in again.stdout
         assert set(nomad.jobs) == {"skiff-echo", "skiff-runpod-echo", "skiff-lb-hello"}
+        assert nomad.variable("nomad/jobs/skiff-stream") is None
+        # Unchanged keys were not written again.
+        assert len([p for m, p, _ in nomad.requests if m == "PUT" and p.startswith("/v1/var/")]) == 4
         # A job not managed by Skiff is never touched.
         nomad.jobs["skiff-handmade"] = dict(nomad.jobs["skiff-echo"], ID="skiff-handmade", Meta={})
         assert skiff("deploy", str(directory), "--wait", "0", env=env).returncode == 0
@@ -101,6 +119,17 @@ def test_deploy_wrong_address_and_denied_token(tmp_path: Path) -> None:
             "deploy", str(directory), "--nomad-token", "wrong", env={"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "k"}
         )
         assert denied.returncode == 2 and "ACL token not found" in denied.stderr
+        assert "Traceback" not in denied.stderr and nomad.jobs == {}
+    with NomadDouble(acl_tokens={"jobs-only": {"submit-job", "read-job", "list-jobs", "scale-job"}}) as nomad:
+        denied = skiff(
+            "deploy",
+            str(directory),
+            "--nomad-token",
+            "jobs-only",
+            env={"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "k"},
+        )
+        assert denied.returncode == 2 and "Permission denied" in denied.stderr
+        assert 'variables capabilities ["read", "write", "destroy"] on path "nomad/jobs/skiff-*"' in denied.stderr
         assert "Traceback" not in denied.stderr and nomad.jobs == {}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,13 @@ from skiff.nomad.render import (
     render_hcl,
     render_job,
     validate_image_reference,
+    worker_key_variable,
 )
 from skiff.spec import EndpointSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = Settings(public_url="http://skiff-gateway.service.consul:8000", nomad_datacenters=["dc1"])
-KEY = "skw_example_0000"
 
 # Field names of Nomad's api package (github.com/hashicorp/nomad/api), struct by struct; the JSON
 # job format uses them verbatim (https://developer.hashicorp.com/nomad/api-docs/json-jobs).
@@ -197,6 +198,26 @@ ALLOWED: dict[str, set[str]] = {
         "Actions",
         "Schedule",
     },
+    # api/tasks.go type Template
+    "Template": {
+        "SourcePath",
+        "DestPath",
+        "EmbeddedTmpl",
+        "ChangeMode",
+        "ChangeScript",
+        "ChangeSignal",
+        "Once",
+        "Splay",
+        "Perms",
+        "Uid",
+        "Gid",
+        "LeftDelim",
+        "RightDelim",
+        "Envvars",
+        "VaultGrace",
+        "Wait",
+        "ErrMissingKey",
+    },
     # api/resources.go type Resources / RequestedDevice; api/constraint.go type Constraint
     "Resources": {
         "CPU",
@@ -231,6 +252,7 @@ NESTED: dict[tuple[str, str], str] = {
     ("NetworkResource", "DynamicPorts"): "Port",
     ("Service", "Checks"): "ServiceCheck",
     ("Task", "Env"): "map",
+    ("Task", "Templates"): "Template",
     ("Task", "Resources"): "Resources",
     ("Resources", "Devices"): "RequestedDevice",
     ("RequestedDevice", "Constraints"): "Constraint",
@@ -244,6 +266,7 @@ DURATIONS = {
     ("ServiceCheck", "Interval"),
     ("ServiceCheck", "Timeout"),
     ("Task", "KillTimeout"),
+    ("Template", "Splay"),
 }
 
 
@@ -275,14 +298,10 @@ def example_specs() -> dict[str, EndpointSpec]:
     return load_endpoints(ROOT / "examples" / "endpoints")
 
 
-def golden_options(spec: EndpointSpec) -> RenderOptions:
-    return RenderOptions(worker_key=KEY)
-
-
 @pytest.mark.parametrize("name", ["echo", "stream", "runpod-echo", "lb-hello"])
 def test_example_matches_golden(name: str) -> None:
     spec = example_specs()[name]
-    rendered = render_job(spec, SETTINGS, golden_options(spec))
+    rendered = render_job(spec, SETTINGS)
     path = GOLDEN / f"{name}.json"
     if os.environ.get("SKIFF_UPDATE_GOLDENS"):
         path.write_text(json.dumps(rendered, indent=2, sort_keys=True) + "\n")
@@ -291,9 +310,39 @@ def test_example_matches_golden(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["echo", "stream", "runpod-echo", "lb-hello"])
 def test_every_key_is_a_nomad_api_field(name: str) -> None:
-    body = render_job(example_specs()[name], SETTINGS, golden_options(example_specs()[name]))
+    body = render_job(example_specs()[name], SETTINGS)
     assert set(body) == {"Job"}
     assert check_fields("Job", body["Job"]) == []
+
+
+@pytest.mark.parametrize("name", ["echo", "stream", "runpod-echo", "lb-hello"])
+def test_worker_key_comes_from_the_jobs_nomad_variable_not_env(name: str) -> None:
+    """Anyone with read-job could read a key in Env (`nomad job inspect`); the task gets it from
+    the Nomad Variable its own workload identity may read, through an env template."""
+    job = render_job(example_specs()[name], SETTINGS)["Job"]
+    (task,) = job["TaskGroups"][0]["Tasks"]
+    assert "RUNPOD_AI_API_KEY" not in task["Env"]
+    assert not any(v.startswith("skw_") for v in task["Env"].values())
+    assert worker_key_variable(name) == f"nomad/jobs/{job['ID']}"
+    assert task["Templates"] == [
+        {
+            "EmbeddedTmpl": f'{{{{ with nomadVar "nomad/jobs/skiff-{name}" }}}}RUNPOD_AI_API_KEY={{{{ .worker_key }}}}'
+            "{{ end }}",
+            "DestPath": "secrets/worker.env",
+            "Envvars": True,
+            "ChangeMode": "restart",
+            "Perms": "0600",
+        }
+    ]
+    # The rest of the worker API's environment is still there.
+    assert task["Env"]["RUNPOD_POD_ID"] == "${NOMAD_ALLOC_ID}" and task["Env"]["RUNPOD_ENDPOINT_ID"] == name
+
+
+def test_a_key_in_the_endpoints_own_env_is_not_rendered_either() -> None:
+    spec = lb_gpu_spec(env={"RUNPOD_AI_API_KEY": "skw_llm_leak", "MODEL": "m"})
+    for text in (json.dumps(render_job(spec, SETTINGS)), render_hcl(spec, SETTINGS)):
+        assert "skw_llm_leak" not in text
+    assert render_job(spec, SETTINGS)["Job"]["TaskGroups"][0]["Tasks"][0]["Env"]["MODEL"] == "m"
 
 
 def test_field_check_catches_a_wrong_name() -> None:
@@ -440,6 +489,13 @@ def test_hcl_rendering_agrees_with_json() -> None:
     assert unq(task_hcl["config"][0]["image"]) == task["Config"]["image"]
     env = {k: unq(v) for k, v in task_hcl["env"][0].items() if not k.startswith("__")}
     assert env == task["Env"]
+    (template_hcl,) = task_hcl["template"]
+    (template,) = task["Templates"]
+    assert unq(template_hcl["destination"]) == template["DestPath"]
+    assert template_hcl["env"] is template["Envvars"] is True
+    assert unq(template_hcl["change_mode"]) == template["ChangeMode"] and unq(template_hcl["perms"]) == "0600"
+    # python-hcl2 keeps the HCL escapes of the quoted string: decode them as JSON does.
+    assert json.loads(template_hcl["data"]) == template["EmbeddedTmpl"]
     device_hcl = task_hcl["resources"][0]["device"][0]['"nvidia/gpu"']
     assert unq(device_hcl["constraint"][0]["value"]) == task["Resources"]["Devices"][0]["Constraints"][0]["RTarget"]
     service_hcl = group_hcl["service"][0]
@@ -451,15 +507,14 @@ def test_worker_template_file_is_the_rendering_of_its_reference_endpoint() -> No
     text = (ROOT / "nomad" / "worker.nomad.hcl").read_text()
     spec = lb_gpu_spec()
     settings = Settings(public_url="http://skiff-gateway.service.consul:8000")
-    expected = render_hcl(spec, settings, RenderOptions(worker_key="REPLACE_WITH_WORKER_KEY"))
+    expected = render_hcl(spec, settings)
     body = text.split("\n\n", 1)[1] if text.startswith("# Skiff worker job template") else text
     assert body == expected, "nomad/worker.nomad.hcl is stale: regenerate it (see its header)"
+    assert not re.search(r"RUNPOD_AI_API_KEY\s+=", text) and 'nomadVar \\"nomad/jobs/skiff-llm\\"' in text
 
 
 def write_template() -> None:
     path = ROOT / "nomad" / "worker.nomad.hcl"
     header = path.read_text().split("\n\n", 1)[0]
     settings = Settings(public_url="http://skiff-gateway.service.consul:8000")
-    path.write_text(
-        header + "\n\n" + render_hcl(lb_gpu_spec(), settings, RenderOptions(worker_key="REPLACE_WITH_WORKER_KEY"))
-    )
+    path.write_text(header + "\n\n" + render_hcl(lb_gpu_spec(), settings))

@@ -1,8 +1,10 @@
 """`skiff deploy DIR`: make a Nomad cluster run exactly the endpoints declared in DIR.
 
 Every endpoint becomes (or updates) its service job `skiff-<name>`, registered with
-`PreserveCounts` so the autoscaler's counts survive; jobs Skiff manages (meta skiff_managed=true)
-whose endpoint is no longer in DIR are stopped and purged. Addresses and tokens are read like
+`PreserveCounts` so the autoscaler's counts survive, after its worker key (derived from the client
+key) is written to the Nomad Variable `nomad/jobs/skiff-<name>`; jobs Skiff manages (meta
+skiff_managed=true) whose endpoint is no longer in DIR are stopped and purged, their variables
+deleted. Addresses and tokens are read like
 Nomad's and Consul's own CLIs do: NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE, NOMAD_REGION,
 CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, each overridable by a flag.
 

@@ -1,7 +1,9 @@
 """`skiff render ENDPOINT`: print the Nomad job Skiff submits for an endpoint.
 
 `--format json` (default) prints the `{"Job": {...}}` body of `POST /v1/jobs`; `--format hcl` the
-same job as a jobspec for `nomad job run`. Nothing is sent anywhere.
+same job as a jobspec for `nomad job run`. Nothing is sent anywhere, and no worker key is
+printed: the job's template reads it from the Nomad Variable `nomad/jobs/skiff-<name>`, which
+`skiff deploy` and the controller write.
 """
 
 from __future__ import annotations

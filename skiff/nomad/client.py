@@ -4,7 +4,9 @@ python-nomad (2.1.0, synchronous, run in a thread) does register / read / alloca
 / deregister. It has no scale call and no blocking-query support, so those go through httpx:
 `POST /v1/job/:id/scale` (https://developer.hashicorp.com/nomad/api-docs/jobs#scale-task-group)
 and `?index=&wait=` reads answered with `X-Nomad-Index`
-(https://developer.hashicorp.com/nomad/api-docs#blocking-queries).
+(https://developer.hashicorp.com/nomad/api-docs#blocking-queries). Nomad Variables go through
+python-nomad's `variable` API (`GET|PUT|DELETE /v1/var/:path`,
+https://developer.hashicorp.com/nomad/api-docs/variables/variables).
 
 Every failure becomes a NomadError whose message says what to check: an unreachable address, a
 token the ACL system refuses (403 "Permission denied" / "ACL token not found"), a request Nomad
@@ -36,6 +38,16 @@ T = TypeVar("T")
 # Nomad caps `wait` at 10 minutes and adds up to wait/16 of jitter (api-docs "Blocking Queries").
 MAX_WAIT_S = 600.0
 
+# What a 403 says the token lacks, in the words of the ACL policy spec
+# (https://developer.hashicorp.com/nomad/docs/other-specifications/acl-policy).
+JOB_CAPABILITIES = "the submit-job, read-job and scale-job capabilities"
+VARIABLE_CAPABILITIES = (
+    'variables capabilities ["read", "write", "destroy"] on path "nomad/jobs/skiff-*" '
+    "(nomad/policies/skiff-controller.policy.hcl)"
+)
+# Check-and-set rounds before giving up on a variable another writer keeps changing.
+_CAS_ATTEMPTS = 5
+
 
 class NomadError(Exception):
     """Anything Nomad refused or could not be asked."""
@@ -55,6 +67,10 @@ class NomadBadRequest(NomadError):
 
 class NomadNotFound(NomadError):
     pass
+
+
+class NomadConflict(NomadError):
+    """A check-and-set (`cas`) variable write or delete found another ModifyIndex (409)."""
 
 
 class _Retryable(Exception):
@@ -99,26 +115,31 @@ class NomadClient:
             namespace=namespace,
             region=region,
             timeout=int(max(1, timeout_s)),
+            # python-nomad passes `verify` on every request (nomad/api/base.py), and a per-request
+            # value overrides Session.verify: its default False would turn certificate checks off.
+            verify=ca_cert or True,
         )
         headers = {"X-Nomad-Token": token} if token else {}
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_cert) if ca_cert else True
         self._http = httpx.AsyncClient(base_url=self.address, headers=headers, timeout=timeout_s, verify=verify)
 
     # --- error handling -------------------------------------------------------------------
-    def _denied(self, detail: str) -> NomadPermissionDenied:
+    def _denied(self, detail: str, needs: str) -> NomadPermissionDenied:
         who = "the token in NOMAD_TOKEN" if self._token else "an anonymous request (no NOMAD_TOKEN)"
         return NomadPermissionDenied(
-            f"Nomad at {self.address} refused {who}: {detail}. The token needs the submit-job, "
-            f"read-job and scale-job capabilities in namespace {self.namespace or 'default'!r}."
+            f"Nomad at {self.address} refused {who}: {detail}. The token needs {needs} "
+            f"in namespace {self.namespace or 'default'!r}."
         )
 
-    def _from_status(self, status: int, text: str, what: str) -> NomadError:
+    def _from_status(self, status: int, text: str, what: str, needs: str = JOB_CAPABILITIES) -> NomadError:
         if status == 403:
-            return self._denied(text)
+            return self._denied(text, needs)
         if status == 404:
             return NomadNotFound(f"{what}: not found ({text})")
         if status == 400:
             return NomadBadRequest(f"Nomad rejected {what}: {text}")
+        if status == 409:
+            return NomadConflict(f"{what}: changed concurrently ({text})")
         return NomadError(f"Nomad answered {status} to {what}: {text}")
 
     def _unreachable(self, detail: object) -> NomadUnreachable:
@@ -127,7 +148,7 @@ class NomadClient:
             "and that the agent is running (`nomad agent -dev` listens on http://127.0.0.1:4646)."
         )
 
-    def _translate_python_nomad(self, exc: Exception, what: str) -> NomadError | _Retryable:
+    def _translate_python_nomad(self, exc: Exception, what: str, needs: str) -> NomadError | _Retryable:
         resp = getattr(exc, "nomad_resp", None)
         if isinstance(resp, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
             return _Retryable(self._unreachable(resp))
@@ -136,7 +157,7 @@ class NomadClient:
         if isinstance(exc, requests.exceptions.RequestException):
             return _Retryable(self._unreachable(exc))
         status = int(getattr(resp, "status_code", 0) or 0)
-        error = self._from_status(status, _body_text(resp), what)
+        error = self._from_status(status, _body_text(resp), what, needs)
         return _Retryable(error) if status >= 500 else error
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -152,12 +173,12 @@ class NomadClient:
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
-    async def _lib(self, what: str, fn: Callable[[], T]) -> T:
+    async def _lib(self, what: str, fn: Callable[[], T], needs: str = JOB_CAPABILITIES) -> T:
         async def call() -> T:
             try:
                 return await asyncio.to_thread(fn)
             except (nomad_exc.BaseNomadException, requests.RequestException) as exc:
-                translated = self._translate_python_nomad(exc, what)
+                translated = self._translate_python_nomad(exc, what, needs)
                 if isinstance(translated, _Retryable):
                     raise translated from None
                 raise translated from None
@@ -253,6 +274,77 @@ class NomadClient:
         except NomadNotFound:
             return None
         return result
+
+    # --- variables (python-nomad) ---------------------------------------------------------
+    # https://developer.hashicorp.com/nomad/api-docs/variables/variables: a variable is
+    # `{"Namespace", "Path", "CreateIndex", "ModifyIndex", "CreateTime", "ModifyTime", "Items"}`;
+    # GET answers 404 "variable not found" when there is none; PUT takes `{"Namespace", "Path",
+    # "Items"}` and `?cas=<ModifyIndex>` (0: only if absent), answering 409 with the current
+    # variable on a mismatch; DELETE answers 204 (also when absent) and takes `?cas=` too.
+    # Needs variables:read / write / destroy on the path (403 otherwise).
+    async def get_variable(self, path: str) -> dict[str, Any] | None:
+        try:
+            variable: dict[str, Any] = await self._lib(
+                f"reading variable {path}",
+                lambda: self._nomad.variable.get_variable(path, namespace=self.namespace),
+                VARIABLE_CAPABILITIES,
+            )
+        except NomadNotFound:
+            return None
+        return variable
+
+    async def put_variable(self, path: str, items: dict[str, str], *, cas: int | None = None) -> dict[str, Any]:
+        body = {"Namespace": self.namespace or "default", "Path": path, "Items": items}
+        variable: dict[str, Any] = await self._lib(
+            f"writing variable {path}",
+            lambda: self._nomad.variable.create_variable(path, body, namespace=self.namespace, cas=cas),
+            VARIABLE_CAPABILITIES,
+        )
+        return variable
+
+    async def delete_variable(self, path: str, *, cas: int | None = None) -> None:
+        await self._lib(
+            f"deleting variable {path}",
+            lambda: self._nomad.variable.delete_variable(path, namespace=self.namespace, cas=cas),
+            VARIABLE_CAPABILITIES,
+        )
+
+    async def set_variable_item(self, path: str, item: str, value: str) -> bool:
+        """Make the variable's `item` equal `value`, keeping its other items; False when it
+        already was (nothing written). Read, then write with `cas` = the ModifyIndex read, so a
+        concurrent writer is never overwritten blindly: on 409 read again."""
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get_variable(path)
+            items = dict((current or {}).get("Items") or {})
+            if items.get(item) == value:
+                return False
+            items[item] = value
+            try:
+                await self.put_variable(path, items, cas=int(current["ModifyIndex"]) if current else 0)
+            except NomadConflict:
+                continue
+            return True
+        raise NomadConflict(f"variable {path}: still changing after {_CAS_ATTEMPTS} check-and-set writes")
+
+    async def remove_variable_item(self, path: str, item: str) -> bool:
+        """Remove `item` from the variable, deleting the variable when nothing else is left in
+        it; False when there was nothing to remove. Check-and-set like `set_variable_item`."""
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get_variable(path)
+            items = dict((current or {}).get("Items") or {})
+            if current is None or item not in items:
+                return False
+            del items[item]
+            cas = int(current["ModifyIndex"])
+            try:
+                if items:
+                    await self.put_variable(path, items, cas=cas)
+                else:
+                    await self.delete_variable(path, cas=cas)
+            except NomadConflict:
+                continue
+            return True
+        raise NomadConflict(f"variable {path}: still changing after {_CAS_ATTEMPTS} check-and-set writes")
 
     # --- scale and blocking queries (httpx) -----------------------------------------------
     async def scale(

@@ -22,6 +22,13 @@ Choices, each made once here:
 - `KillTimeout` = execution timeout (capped at one hour) plus a grace period, so a worker stopped
   mid-job can finish it. Nomad clients cap it with their `max_kill_timeout` (default 30s): raise
   that on GPU clients (docs/nomad-dev.md).
+- The worker key is never in the job: anyone who may read the job (`nomad job inspect`) could
+  otherwise take and complete the endpoint's jobs. The controller keeps it in the Nomad Variable
+  `nomad/jobs/<job id>` (item `worker_key`), which the job's own tasks may read through their
+  workload identity with no ACL policy ("Task Access to Variables",
+  https://developer.hashicorp.com/nomad/docs/concepts/variables), and a template renders it into
+  the task's environment as RUNPOD_AI_API_KEY
+  (https://developer.hashicorp.com/nomad/docs/job-specification/template#nomad-variables).
 """
 
 from __future__ import annotations
@@ -58,14 +65,17 @@ class ImageReferenceError(ValueError):
     """The endpoint's `image` is not a valid Docker image reference."""
 
 
+# The worker key's way into the task (see the module docstring).
+WORKER_KEY_ENV = "RUNPOD_AI_API_KEY"
+WORKER_KEY_ITEM = "worker_key"
+WORKER_ENV_FILE = "secrets/worker.env"
+
+
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
     # "auto": docker when the endpoint has an image, raw_exec (its `command`) otherwise.
     # "raw_exec": run `command` directly, as on `nomad agent -dev` without Docker.
     driver: Driver = "auto"
-    # The key workers present to the gateway (KeyRing.worker_key); a placeholder when unknown,
-    # as in `skiff render` output meant for reading.
-    worker_key: str | None = None
     # raw_exec starts tasks in their allocation directory; a relative `command` (the embedded
     # mode's "examples/workers/echo.py") needs the directory it is relative to.
     workdir: Path | None = None
@@ -81,6 +91,29 @@ def service_name(endpoint: str) -> str:
 
 def endpoint_of_job(job: str) -> str | None:
     return job[len(JOB_PREFIX) :] if job.startswith(JOB_PREFIX) else None
+
+
+def worker_key_variable(endpoint: str) -> str:
+    """The Nomad Variable path holding the endpoint's worker key: its job's own path, the one
+    path its tasks read implicitly (the policy's `path "nomad/jobs/$job_id"`)."""
+    return f"nomad/jobs/{job_id(endpoint)}"
+
+
+def worker_key_template(endpoint: str) -> dict[str, Any]:
+    """api/tasks.go `Template`: rendered by the Nomad client into the task directory and, with
+    `Envvars`, read back as `KEY=value` lines into the task's environment, where it overrides the
+    task's `Env` (client/taskenv/env.go). `ChangeMode: restart` restarts the task when the key
+    changes (the only change mode that updates env). Until the variable exists Nomad blocks the
+    task, so the controller writes it before registering the job."""
+    path = worker_key_variable(endpoint)
+    return {
+        "EmbeddedTmpl": f'{{{{ with nomadVar "{path}" }}}}{WORKER_KEY_ENV}={{{{ .{WORKER_KEY_ITEM} }}}}{{{{ end }}}}',
+        "DestPath": WORKER_ENV_FILE,
+        "Envvars": True,
+        "ChangeMode": "restart",
+        # Only the Nomad client reads it (into env); the task itself never needs the file.
+        "Perms": "0600",
+    }
 
 
 # --- image references --------------------------------------------------------------------------
@@ -128,8 +161,9 @@ def pick_driver(spec: EndpointSpec, options: RenderOptions) -> Literal["docker",
     return "raw_exec"
 
 
-def worker_env(spec: EndpointSpec, gateway_url: str, worker_key: str, ping_interval_s: float = 10.0) -> dict[str, str]:
-    """The environment of DESIGN.md's worker API, shared with the local orchestrator.
+def worker_env(spec: EndpointSpec, gateway_url: str, ping_interval_s: float = 10.0) -> dict[str, str]:
+    """The environment of DESIGN.md's worker API, shared with the local orchestrator, less the
+    worker key (the template `worker_key_template` supplies it).
 
     Nomad interpolates `${NOMAD_ALLOC_ID}` when it starts the task, so the worker id is the
     allocation id (https://developer.hashicorp.com/nomad/docs/runtime/environment).
@@ -137,10 +171,11 @@ def worker_env(spec: EndpointSpec, gateway_url: str, worker_key: str, ping_inter
     env = worker_environment(
         spec,
         gateway_url=gateway_url,
-        worker_key=worker_key,
+        worker_key="",
         worker_id="${NOMAD_ALLOC_ID}",
         ping_interval_s=ping_interval_s,
     )
+    env.pop(WORKER_KEY_ENV, None)
     if spec.type is EndpointType.LOAD_BALANCER:
         # Runpod load-balancing workers listen on $PORT and answer health on $PORT_HEALTH.
         env["PORT"] = f"${{NOMAD_PORT_{HTTP_PORT_LABEL}}}"
@@ -196,13 +231,13 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     options = options or RenderOptions()
     driver = pick_driver(spec, options)
     lb = spec.type is EndpointType.LOAD_BALANCER
-    worker_key = options.worker_key or "<worker key: set by the controller>"
 
     task: dict[str, Any] = {
         "Name": TASK_NAME,
         "Driver": driver,
         "Config": _task_config(spec, driver, options),
-        "Env": worker_env(spec, settings.gateway_url, worker_key, settings.ping_interval_s),
+        "Env": worker_env(spec, settings.gateway_url, settings.ping_interval_s),
+        "Templates": [worker_key_template(spec.name)],
         "Resources": _resources(spec),
         "KillTimeout": _ns(kill_timeout_s(spec)),
         "KillSignal": "SIGTERM",
@@ -424,6 +459,20 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     out.close()
     out.blank()
     out.map_block("env", task["Env"])
+    for template in task["Templates"]:
+        out.blank()
+        out.lines.append("  " * out.depth + f"# {WORKER_KEY_ENV} from the job's Nomad Variable, never from this file.")
+        out.open("template")
+        out.attrs(
+            {
+                "destination": template["DestPath"],
+                "env": template["Envvars"],
+                "change_mode": template["ChangeMode"],
+                "perms": template.get("Perms"),
+                "data": template["EmbeddedTmpl"],
+            }
+        )
+        out.close()
     out.blank()
     resources = task["Resources"]
     out.open("resources")

@@ -16,6 +16,10 @@ neither counts nor re-stops them), the group's Count includes them, and each lat
 drops every retiring allocation that has reached the top of the name indexes. Count is never
 lowered past an allocation that was not named, so a busy worker is never stopped; the price is
 that a drained, idle low-index worker can linger until the ones above it are drained too.
+
+The endpoint's worker key lives in the Nomad Variable `nomad/jobs/<job id>` (skiff.nomad.render
+explains why): `apply` writes it before registering the job, whose template blocks until it
+exists, and only when it differs; `remove` deletes it after the job is gone.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from typing import Any
 
 from skiff.config import Settings
 from skiff.nomad.client import NomadClient, NomadError
-from skiff.nomad.render import GROUP_NAME, TASK_NAME, RenderOptions, job_id, render_job
+from skiff.nomad.render import (
+    GROUP_NAME,
+    TASK_NAME,
+    WORKER_KEY_ITEM,
+    RenderOptions,
+    job_id,
+    render_job,
+    worker_key_variable,
+)
 from skiff.orchestrator.base import WorkerInfo, WorkerPhase
 from skiff.spec import EndpointSpec
 
@@ -88,9 +100,9 @@ class NomadOrchestrator:
         self,
         settings: Settings,
         *,
+        worker_key: Callable[[str], str],
         client: NomadClient | None = None,
         render_options: RenderOptions | None = None,
-        worker_key: Callable[[str], str] | None = None,
         eval_wait_s: float = 5.0,
         deferred_stops: bool = False,
     ) -> None:
@@ -115,21 +127,23 @@ class NomadOrchestrator:
         return self._client
 
     def render(self, spec: EndpointSpec) -> dict[str, Any]:
-        options = self._options
-        if self._worker_key is not None:
-            options = RenderOptions(
-                driver=options.driver, worker_key=self._worker_key(spec.name), workdir=options.workdir
-            )
-        return render_job(spec, self._settings, options)
+        return render_job(spec, self._settings, self._options)
 
     async def apply(self, spec: EndpointSpec) -> None:
+        body = self.render(spec)  # first: an endpoint that cannot be rendered changes nothing
+        # Before the job: its tasks' template waits for the variable and starts them with the key.
+        await self._client.set_variable_item(
+            worker_key_variable(spec.name), WORKER_KEY_ITEM, self._worker_key(spec.name)
+        )
         # PreserveCounts: re-rendering must not reset the count the autoscaler set.
-        response = await self._client.register(self.render(spec), preserve_counts=True)
+        response = await self._client.register(body, preserve_counts=True)
         self._specs[spec.name] = spec
         await self._check_placement(spec.name, str(response.get("EvalID") or ""))
 
     async def remove(self, endpoint: str) -> None:
         await self._client.deregister(job_id(endpoint), purge=True)
+        # After the job: its running tasks keep their environment while they stop.
+        await self._client.remove_variable_item(worker_key_variable(endpoint), WORKER_KEY_ITEM)
         self._specs.pop(endpoint, None)
         self._retiring.pop(endpoint, None)
 

@@ -28,11 +28,30 @@ Sources for each shape:
   (api-docs#blocking-queries).
 - ACLs: `X-Nomad-Token`; no token or a token without the capability -> 403 "Permission denied",
   an unknown token -> 403 "ACL token not found" (nomad/structs/errors.go ErrPermissionDenied,
-  ErrTokenNotFound).
+  ErrTokenNotFound). Variables need "variables:read|write|destroy|list" here (the double does not
+  model per-path rules).
+- Variables (https://developer.hashicorp.com/nomad/api-docs/variables/variables,
+  command/agent/variable_endpoint.go, nomad/state/state_store_variables.go): `GET /v1/var/:path`
+  -> `{Namespace, Path, CreateIndex, ModifyIndex, CreateTime, ModifyTime, Items}` or 404 "variable
+  not found"; `PUT|POST /v1/var/:path` with `{Namespace, Path, Items}` (the `namespace` query
+  overrides the body; no Items: 400 "variable missing required Items object"; paths must match
+  `^[a-zA-Z0-9-_~/]{1,128}$`) answers the stored variable, unchanged Items keep the ModifyIndex;
+  `?cas=N` writes only if the ModifyIndex is N (0: only if absent), else 409 with the current
+  variable (Items left out without variables:read); `DELETE` answers 204 with no body, also for an
+  absent variable, and takes `?cas=` too; `GET /v1/vars?prefix=` lists metadata without Items.
 - Tasks (optional): each allocation of a raw_exec task runs as a local subprocess in its own task
   directory with the environment Nomad gives (https://developer.hashicorp.com/nomad/docs/runtime/environment):
   NOMAD_ALLOC_ID, NOMAD_ALLOC_INDEX, NOMAD_ALLOC_NAME, NOMAD_PORT_<label>, NOMAD_ADDR_<label>, ...
   `${VAR}` in the task's env is interpolated; stopping sends KillSignal, then SIGKILL after KillTimeout.
+  `Templates` with `Envvars: true` are rendered into the task directory and read back as
+  `KEY=value` lines that override `Env` (client/taskenv/env.go: "Copy template env vars as they
+  override task env vars"). Only `{{ with nomadVar "PATH" }}KEY={{ .item }}{{ end }}` (several
+  KEY= lines allowed) is understood, reading the variable with the task's implicit workload
+  identity access: `nomad/jobs`, `nomad/jobs/<job>`, `.../<group>`, `.../<group>/<task>` in the
+  job's namespace (https://developer.hashicorp.com/nomad/docs/concepts/variables, "Task Access to
+  Variables"). Anything else fails the task with "Template failed: ..." (TaskEvent "Killing",
+  the way Nomad kills a task whose template cannot render); a missing variable fails it too,
+  where Nomad would block the task until the variable appears.
 - Consul services (optional, with a ConsulDouble): a running allocation's group services are
   registered as `_nomad-task-<alloc id>-group-<group>-<service>-<port label>`
   (client/serviceregistration/id.go MakeAllocServiceID) on the allocation's port; an `http` check
@@ -64,6 +83,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 _GO_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+_VAR_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
+_NOMAD_VAR_TMPL = re.compile(r'^\{\{ with nomadVar "(?P<path>[^"]+)" \}\}(?P<body>.*)\{\{ end \}\}$', re.S)
+_ENV_LINE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)=\{\{ \.(?P<item>[A-Za-z0-9_]+) \}\}$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -85,6 +107,10 @@ class FakeNode:
     devices: dict[tuple[str, str, str], int] = field(default_factory=dict)
     datacenter: str = "dc1"
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class _TemplateError(Exception):
+    """A template the double (standing in for the Nomad client) cannot render."""
 
 
 class HttpError(Exception):
@@ -143,10 +169,11 @@ class NomadDouble:
         self.services: dict[str, list[str]] = {}  # alloc id -> Consul service ids
         self.lock = threading.Condition()
         self.index = 10
-        self.table_index: dict[str, int] = {"jobs": 1, "allocs": 1, "evals": 1}
+        self.table_index: dict[str, int] = {"jobs": 1, "allocs": 1, "evals": 1, "vars": 1}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.allocs: dict[str, dict[str, Any]] = {}
         self.evals: dict[str, dict[str, Any]] = {}
+        self.variables: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, path) -> variable
         self.scale_events: dict[str, list[dict[str, Any]]] = {}
         self.deployment_until: dict[str, float] = {}
         self.requests: list[tuple[str, str, dict[str, Any] | None]] = []
@@ -194,6 +221,11 @@ class NomadDouble:
                 for a in self.allocs.values()
                 if a["JobID"] == job_id and a["DesiredStatus"] == "run" and a["ClientStatus"] in ("pending", "running")
             ]
+
+    def variable(self, path: str, namespace: str = "default") -> dict[str, Any] | None:
+        with self.lock:
+            found = self.variables.get((namespace, path))
+            return None if found is None else dict(found, Items=dict(found["Items"]))
 
     def set_client_status(self, alloc_id: str, status: str) -> None:
         with self.lock:
@@ -430,7 +462,13 @@ class NomadDouble:
             if not self.run_tasks:
                 self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
                 return
-        proc = self._spawn(alloc, job, task)
+            task_dir = self._task_dir(alloc, task)
+            try:
+                template_env = self._render_templates(alloc, job, task, task_dir)
+            except _TemplateError as err:
+                self._fail_task(alloc, task, f"Template failed: {err}")
+                return
+        proc = self._spawn(alloc, job, task, template_env)
         with self.lock:
             if alloc["DesiredStatus"] != "run":
                 proc.kill()
@@ -495,8 +533,68 @@ class NomadDouble:
             if self.consul is not None:
                 self.consul.deregister(service_id)
 
-    def task_env(
+    def _render_templates(
         self, alloc: dict[str, Any], job: dict[str, Any], task: dict[str, Any], task_dir: Path
+    ) -> dict[str, str]:
+        """Each template into its DestPath; returns the env its `KEY=value` lines give."""
+        namespace = job["Namespace"]
+        own = f"nomad/jobs/{job['ID']}"
+        readable = {"nomad/jobs", own, f"{own}/{alloc['TaskGroup']}", f"{own}/{alloc['TaskGroup']}/{task['Name']}"}
+        env: dict[str, str] = {}
+        for template in task.get("Templates") or []:
+            text = str(template.get("EmbeddedTmpl") or "")
+            match = _NOMAD_VAR_TMPL.match(text)
+            lines = [line.strip() for line in match["body"].splitlines() if line.strip()] if match else []
+            parsed = [_ENV_LINE.match(line) for line in lines]
+            if not template.get("Envvars") or match is None or not parsed or not all(parsed):
+                raise _TemplateError(
+                    'the Nomad double renders only env templates (Envvars: true) of the form {{ with nomadVar "PATH" }}'
+                    f"KEY={{{{ .item }}}}{{{{ end }}}}, not {text!r} (Envvars={template.get('Envvars')!r})"
+                )
+            dest = Path(str(template.get("DestPath") or ""))
+            if dest.is_absolute() or ".." in dest.parts or not dest.parts:
+                raise _TemplateError(f"the Nomad double renders only inside the task directory, not {str(dest)!r}")
+            path = match["path"]
+            block = f"nomad.var.block({path}@{namespace}.{job.get('Region') or 'global'})"
+            if path not in readable:
+                raise _TemplateError(f"{block}: Permission denied")
+            variable = self.variables.get((namespace, path))
+            if variable is None:
+                raise _TemplateError(f"Missing: {block}")
+            rendered = {}
+            for line in parsed:
+                assert line is not None
+                if line["item"] not in variable["Items"]:
+                    raise _TemplateError(f"{block}: variable has no item {line['item']!r}")
+                rendered[line["key"]] = str(variable["Items"][line["item"]])
+            target = task_dir / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(f"{k}={v}\n" for k, v in rendered.items()))
+            target.chmod(int(str(template.get("Perms") or "0644"), 8))
+            env.update(rendered)
+        return env
+
+    def _fail_task(self, alloc: dict[str, Any], task: dict[str, Any], message: str) -> None:
+        # api/tasks.go TaskEvent; Nomad kills a task whose template fails with this display message.
+        event = {
+            "Type": "Killing",
+            "Time": _now_ns(),
+            "DisplayMessage": message,
+            "Message": message,
+            "Details": {"fails_task": "true", "kill_reason": message},
+            "FailsTask": True,
+            "KillReason": message,
+        }
+        alloc["TaskStates"][task["Name"]]["Events"].append(event)
+        self._set_alloc(alloc, ClientStatus="failed", ClientDescription="Failed tasks")
+
+    def task_env(
+        self,
+        alloc: dict[str, Any],
+        job: dict[str, Any],
+        task: dict[str, Any],
+        task_dir: Path,
+        template_env: dict[str, str] | None = None,
     ) -> dict[str, str]:
         nomad_env = {
             "NOMAD_ALLOC_ID": alloc["ID"],
@@ -540,19 +638,27 @@ class NomadDouble:
         env.update(nomad_env)
         for key, value in (task.get("Env") or {}).items():
             env[key] = interpolate(str(value))
+        # Template env is taken as rendered (not interpolated) and wins over Env.
+        env.update(template_env or {})
         return env
 
-    def _spawn(self, alloc: dict[str, Any], job: dict[str, Any], task: dict[str, Any]) -> subprocess.Popen[bytes]:
-        if task["Driver"] != "raw_exec":
-            raise RuntimeError(f"the Nomad double runs raw_exec tasks only, not {task['Driver']!r}")
+    def _task_dir(self, alloc: dict[str, Any], task: dict[str, Any]) -> Path:
         task_dir = self.root / alloc["ID"] / task["Name"]
         for sub in ("local", "secrets", "tmp"):
             (task_dir / sub).mkdir(parents=True, exist_ok=True)
+        return task_dir
+
+    def _spawn(
+        self, alloc: dict[str, Any], job: dict[str, Any], task: dict[str, Any], template_env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        if task["Driver"] != "raw_exec":
+            raise RuntimeError(f"the Nomad double runs raw_exec tasks only, not {task['Driver']!r}")
+        task_dir = self._task_dir(alloc, task)
         logs = self.root / alloc["ID"] / "alloc" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         config = task.get("Config") or {}
         argv = [str(config["command"]), *[str(a) for a in config.get("args") or []]]
-        env = self.task_env(alloc, job, task, task_dir)
+        env = self.task_env(alloc, job, task, task_dir, template_env)
         with (
             (logs / f"{task['Name']}.stdout.0").open("wb") as out,
             (logs / f"{task['Name']}.stderr.0").open("wb") as err,
@@ -584,6 +690,13 @@ class NomadDouble:
         threading.Thread(target=task.stop, daemon=True).start()  # the reaper records the exit
 
     # --- ACL ------------------------------------------------------------------------------
+    def _allowed(self, token: str | None, capability: str) -> bool:
+        try:
+            self._authorize(token, capability)
+        except HttpError:
+            return False
+        return True
+
     def _authorize(self, token: str | None, capability: str) -> None:
         if self.acl_tokens is None:
             return
@@ -630,6 +743,15 @@ class NomadDouble:
             for task in group.get("Tasks") or []:
                 if task.get("Driver") not in ("docker", "raw_exec", "exec"):
                     errors.append(f"Task {task.get('Name')} validation failed: Missing task driver")
+                # nomad/structs Template.Validate
+                for i, template in enumerate(task.get("Templates") or [], start=1):
+                    prefix = f"Task {task.get('Name')} validation failed: Template {i} validation failed: "
+                    if not template.get("DestPath"):
+                        errors.append(prefix + "Must specify a destination for the template")
+                    if not template.get("EmbeddedTmpl") and not template.get("SourcePath"):
+                        errors.append(prefix + "Must specify a source path or have an embedded template")
+                    if template.get("Envvars") and template.get("ChangeMode") == "signal":
+                        errors.append(prefix + "cannot use signals with env var templates")
         if errors:
             lines = "".join(f"\t* {e}\n" for e in errors)
             raise HttpError(400, f"{len(errors)} error{'s' if len(errors) > 1 else ''} occurred:\n{lines}\n")
@@ -821,6 +943,73 @@ class NomadDouble:
                 "KnownLeader": False,
             }
 
+    def _cas(self, query: dict[str, str]) -> int | None:
+        if "cas" not in query or query["cas"] == "":
+            return None
+        try:
+            return int(query["cas"])
+        except ValueError:
+            raise HttpError(
+                400, f'can not parse cas: strconv.ParseUint: parsing "{query["cas"]}": invalid syntax'
+            ) from None
+
+    def _conflict(self, namespace: str, path: str, token: str | None) -> tuple[int, Any, str]:
+        current = self.variables.get((namespace, path))
+        # A cas index on an absent variable conflicts with "a plausible zero value".
+        body = dict(current) if current else {"Namespace": namespace, "Path": path, "CreateIndex": 0, "ModifyIndex": 0}
+        if not self._allowed(token, "variables:read"):
+            body.pop("Items", None)
+        return 409, body, "vars"
+
+    def put_variable(
+        self, path: str, body: dict[str, Any], namespace: str, cas: int | None, token: str | None
+    ) -> tuple[int, Any, str]:
+        if not _VAR_PATH.match(path):
+            raise HttpError(400, f"invalid path {path!r}")
+        items = body.get("Items")
+        if not items:
+            raise HttpError(400, "variable missing required Items object")
+        if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
+            raise HttpError(400, "json: cannot unmarshal Items: values must be strings")
+        existing = self.variables.get((namespace, path))
+        if cas is not None and (
+            (cas == 0 and existing is not None) or (cas != 0 and (existing is None or existing["ModifyIndex"] != cas))
+        ):
+            return self._conflict(namespace, path, token)
+        if existing is not None and existing["Items"] == items:
+            return 200, dict(existing), "vars"  # unchanged: not written, ModifyIndex kept
+        index = self._bump("vars")
+        now = _now_ns()
+        variable = {
+            "Namespace": namespace,
+            "Path": path,
+            "CreateIndex": existing["CreateIndex"] if existing else index,
+            "ModifyIndex": index,
+            "CreateTime": existing["CreateTime"] if existing else now,
+            "ModifyTime": now,
+            "Items": dict(items),
+        }
+        self.variables[(namespace, path)] = variable
+        return 200, dict(variable), "vars"
+
+    def delete_variable(self, path: str, namespace: str, cas: int | None, token: str | None) -> tuple[int, Any, str]:
+        existing = self.variables.get((namespace, path))
+        if cas is not None and (
+            (cas == 0 and existing is not None) or (cas != 0 and (existing is None or existing["ModifyIndex"] != cas))
+        ):
+            return self._conflict(namespace, path, token)
+        if existing is not None:
+            del self.variables[(namespace, path)]
+            self._bump("vars")
+        return 204, None, "vars"
+
+    def list_variables(self, namespace: str, prefix: str) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in var.items() if k != "Items"}
+            for (ns, path), var in sorted(self.variables.items())
+            if (namespace == "*" or ns == namespace) and path.startswith(prefix)
+        ]
+
     def list_jobs(self, prefix: str, meta: bool) -> list[dict[str, Any]]:
         stubs = []
         for job in sorted(self.jobs.values(), key=lambda j: j["ID"]):
@@ -887,6 +1076,27 @@ class NomadDouble:
                     return 200, self.scale(job_id, body or {}), "jobs"
                 self._authorize(token, "read-job")
                 return 200, self.scale_status(job_id), "jobs"
+        if parts[:2] == ["v1", "vars"] and len(parts) == 2:
+            self._authorize(token, "variables:list")
+            return 200, self.list_variables(namespace, query.get("prefix", "")), "vars"
+        if parts[:2] == ["v1", "var"]:
+            var_path = "/".join(parts[2:])
+            if not var_path:
+                raise HttpError(400, "missing variable path")
+            if method == "GET":
+                self._authorize(token, "variables:read")
+                variable = self.variables.get((namespace, var_path))
+                if variable is None:
+                    raise HttpError(404, "variable not found")
+                return 200, dict(variable), "vars"
+            if method in ("PUT", "POST"):
+                self._authorize(token, "variables:write")
+                # The `namespace` query parameter overrides the body's Namespace.
+                ns = query.get("namespace") or (body or {}).get("Namespace") or "default"
+                return self.put_variable(var_path, body or {}, ns, self._cas(query), token)
+            if method == "DELETE":
+                self._authorize(token, "variables:destroy")
+                return self.delete_variable(var_path, namespace, self._cas(query), token)
         if parts[:2] == ["v1", "evaluation"] and len(parts) == 3:
             self._authorize(token, "read-job")
             ev = self.evals.get(parts[2])
@@ -928,7 +1138,8 @@ class NomadDouble:
                                 double.lock.wait(deadline - time.monotonic())
                             status, payload, table = double.route(method, url.path, query, body, token)
                         index = double.table_index[table]
-                    data = json.dumps(payload).encode()
+                    # 204 (a deleted variable) has no body.
+                    data = b"" if status == 204 else json.dumps(payload).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("X-Nomad-Index", str(index))
