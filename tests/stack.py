@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,20 @@ def _hcl(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_hcl(v) for v in value) + "]"
     return str(value)
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int, output: Callable[[], str], timeout: float = 20) -> int:
+    """Signal a skiff process and wait; one that hangs dumps its threads (SIGUSR1, see
+    skiff/cli/main.py) into its log before it is killed, and the failure shows that log."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError(f"{proc.args} did not stop within {timeout}s of {sig!r}:\n{output()[-12000:]}") from None
 
 
 class SkiffProcess:
@@ -139,10 +154,4 @@ class SkiffProcess:
     def stop(self) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise
+        return stop_process(self.proc, signal.SIGINT, self.output)

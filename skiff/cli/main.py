@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 
 _MISSING_SERVER = (
@@ -10,6 +12,9 @@ _MISSING_SERVER = (
 
 
 def main() -> None:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the log): how to see where a
+    # stuck gateway or controller is, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         from skiff.cli.app import app
     except ImportError as exc:  # typer / fastapi absent: the SDK-only install

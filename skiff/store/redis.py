@@ -29,7 +29,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any, cast
 
 import orjson
@@ -40,6 +40,8 @@ from redis.exceptions import RedisError
 from skiff.jobs import FINAL_STATUSES, JobRecord, JobStatus, WorkerRecord
 
 log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 2.0
 
 _FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(info.annotation if info.annotation is not None else Any)
@@ -302,7 +304,7 @@ class RedisStore:
                 if message is not None and message["type"] == "subscribe":
                     break
                 if time.monotonic() >= deadline:
-                    await pubsub.aclose()
+                    await _bounded_close(pubsub.aclose(), "pub/sub connection")
                     raise TimeoutError("Redis did not confirm the pub/sub subscription within 10 s")
             self._listener = asyncio.create_task(self._listen(pubsub), name="skiff-redis-events")
 
@@ -321,7 +323,7 @@ class RedisStore:
                     self._wake_all()
                     await asyncio.sleep(0.5)
         finally:
-            await pubsub.aclose()
+            await _bounded_close(pubsub.aclose(), "pub/sub connection")
 
     def _wake_all(self) -> None:
         for events in self._waiters.values():
@@ -456,4 +458,13 @@ class RedisStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        await self._redis.aclose()
+        await _bounded_close(self._redis.aclose(), "connection pool")
+
+
+async def _bounded_close(closing: Awaitable[None], what: str) -> None:
+    """redis-py's asyncio close can hang in StreamWriter.wait_closed (redis/redis-py#3941, open):
+    a process stopping must not wait on it. The sockets go when the process exits."""
+    try:
+        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+    except (TimeoutError, RedisError, OSError) as exc:
+        log.warning("closing the Redis %s did not finish cleanly (%s); leaving it", what, type(exc).__name__)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.services import MotoServer, RedisServer, moto_server, redis_server
-from tests.stack import FAST_ENV, REPO, TEST_KEY, SkiffProcess, endpoint_hcl, free_port
+from tests.stack import FAST_ENV, REPO, TEST_KEY, SkiffProcess, endpoint_hcl, free_port, stop_process
 
 ECHO = "tests/workers/skiff_async_echo.py"
 GATEWAY_CLI = [str(Path(sys.executable).parent / "skiff")]
@@ -62,13 +62,7 @@ class GatewayReplica:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise
+            stop_process(self.proc, sig, self.output)
         return self.proc.returncode
 
     def kill9(self) -> None:

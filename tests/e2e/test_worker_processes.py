@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -99,3 +100,16 @@ def _workers(client: httpx.Client, endpoint: str) -> list[dict[str, Any]]:
     doc = client.get("/v1/status").json()
     workers = next(e for e in doc["endpoints"] if e["name"] == endpoint)["workers"]
     return [w for w in workers if w["state"] != "stopping"]
+
+
+def test_sigusr1_prints_every_thread_and_skiff_keeps_serving(skiff_stack: Callable[..., SkiffProcess]) -> None:
+    stack = skiff_stack({"e": endpoint_hcl("e", "tests/workers/skiff_async_echo.py")})
+    assert stack.proc is not None
+    stack.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while "most recent call first" not in stack.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "most recent call first" in stack.output() and "skiff" in stack.output()
+    with stack.client() as client:
+        assert client.get("/v2/e/health").status_code == 200
+    assert stack.proc.poll() is None
