@@ -67,11 +67,13 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int, output: Callable[[], s
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGUSR1)
+        proc.send_signal(signal.SIGUSR1)  # every thread's stack
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGUSR2)  # every asyncio task's stack (skiff up, gateway, controller)
         time.sleep(1.0)
         proc.kill()
         proc.wait(5)
-        raise AssertionError(f"{proc.args} did not stop within {timeout}s of {sig!r}:\n{output()[-12000:]}") from None
+        raise AssertionError(f"{proc.args} did not stop within {timeout}s of {sig!r}:\n{output()[-30000:]}") from None
 
 
 class SkiffProcess:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skiff.cli.app import app
+from skiff.cli.diagnostics import dump_tasks_on_sigusr2
 from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
 from skiff.endpoints import EndpointFileError, load_endpoints
 from skiff.spec import EndpointSpec, EndpointType
@@ -60,6 +61,7 @@ def up(
             )
 
     async def main() -> None:
+        dump_tasks_on_sigusr2()
         announcer = asyncio.create_task(announce())
         watcher = asyncio.create_task(_watch(stack, settings.endpoints_dir))
         try:

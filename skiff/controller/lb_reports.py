@@ -17,7 +17,6 @@ reported since the mark was written cannot prove it and holds the stop back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
 
+from skiff.aio import wait_event
 from skiff.controller.lb_proxy import Balancer, EndpointLoad, InstanceLoad
 from skiff.discovery.base import Discovery
 from skiff.store.base import JobStore
@@ -128,8 +128,7 @@ class LoadReporter:
                 if not failing:  # once per outage, not twice a second
                     log.warning("publishing the load-balancer report failed (retrying): %s", exc)
                 failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), REPORT_EVERY_S)
+            await wait_event(self._poke, REPORT_EVERY_S)
 
 
 def _parse_marks(raw: str | None) -> list[str]:

@@ -21,13 +21,13 @@ the queue, the worker registry and the orchestrator's table, asks the pure autos
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from skiff.aio import wait_event
 from skiff.controller.autoscaler import Autoscaler, Observation, ScalingDecision, WorkerView
 from skiff.controller.lb_proxy import LoadView
 from skiff.controller.reconcile import Reconciler
@@ -246,8 +246,7 @@ class Controller:
             timeout = self.tick_s
             if decision is not None and decision.recheck_at is not None:
                 timeout = min(timeout, max(0.01, decision.recheck_at - time.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(loop.wake.wait(), timeout)
+            await wait_event(loop.wake, timeout)
 
     async def pass_once(self, name: str, *, enqueue: bool = False) -> ScalingDecision | None:
         spec = self.ctx.catalog.get(name)

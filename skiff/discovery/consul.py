@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import consul.aio
 
+from skiff.aio import wait_event
 from skiff.discovery.base import Instance
 from skiff.nomad.render import service_name
 
@@ -131,14 +132,12 @@ class ConsulDiscovery:
     async def healthy(self, endpoint: str) -> list[Instance]:
         watch = self._watch(endpoint)
         if not watch.ready.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watch.ready.wait(), self._first_timeout)
+            await wait_event(watch.ready, self._first_timeout)
         return list(watch.instances)
 
     async def wait_change(self, endpoint: str, timeout: float) -> None:
         watch = self._watch(endpoint)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(watch.changed.wait(), timeout)
+        await wait_event(watch.changed, timeout)
 
     async def close(self) -> None:
         tasks = [w.task for w in self._watches.values() if w.task is not None]

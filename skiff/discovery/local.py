@@ -11,12 +11,12 @@ worker is sent the moment the worker first answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import httpx
 
+from skiff.aio import wait_event
 from skiff.discovery.base import Instance
 from skiff.orchestrator.base import Orchestrator, WorkerPhase
 from skiff.spec import EndpointSpec, EndpointType
@@ -50,8 +50,7 @@ class LocalDiscovery:
 
     async def wait_change(self, endpoint: str, timeout: float) -> None:
         event = self._changed.setdefault(endpoint, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        await wait_event(event, timeout)
 
     async def close(self) -> None:
         if self._task is not None:

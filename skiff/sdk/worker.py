@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from skiff import __version__
+from skiff.aio import wait_event
 from skiff.sdk import SDK_VERSION, log
 from skiff.sdk import progress as progress_mod
 from skiff.sdk.handlers import Handler, Result, is_generator, run_job, run_streaming
@@ -467,8 +468,7 @@ class WorkerLoop:
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
         # Re-check every second: concurrency_modifier may raise the limit without a job ending.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._slot_freed.wait(), timeout=1.0)
+        await wait_event(self._slot_freed, 1.0)
 
     async def take_loop(self) -> None:
         backoff = Backoff()

@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 from redis.exceptions import RedisError
 
+from skiff.aio import wait_event
 from skiff.jobs import FINAL_STATUSES, JobRecord, JobStatus, WorkerRecord
 
 log = logging.getLogger(__name__)
@@ -271,8 +272,7 @@ class RedisStore:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), min(remaining, self._recheck_s))
+        await wait_event(wake, min(remaining, self._recheck_s))
         return True
 
     @contextlib.asynccontextmanager
@@ -465,6 +465,7 @@ async def _bounded_close(closing: Awaitable[None], what: str) -> None:
     """redis-py's asyncio close can hang in StreamWriter.wait_closed (redis/redis-py#3941, open):
     a process stopping must not wait on it. The sockets go when the process exits."""
     try:
-        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await closing
     except (TimeoutError, RedisError, OSError) as exc:
         log.warning("closing the Redis %s did not finish cleanly (%s); leaving it", what, type(exc).__name__)
