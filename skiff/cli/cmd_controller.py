@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from skiff.cli.app import app
+from skiff.cli.diagnostics import dump_tasks_on_sigusr2
 from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
 from skiff.config import Settings
 from skiff.endpoints import EndpointFileError, load_endpoints
@@ -124,6 +125,7 @@ async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str, port
     from skiff.gateway.context import GatewayContext
     from skiff.gateway.keys import KeyRing
 
+    dump_tasks_on_sigusr2()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

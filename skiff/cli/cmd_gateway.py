@@ -22,6 +22,7 @@ import typer
 import uvicorn
 
 from skiff.cli.app import app
+from skiff.cli.diagnostics import dump_tasks_on_sigusr2
 from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
 from skiff.config import Settings
 from skiff.spec import EndpointSpec
@@ -113,6 +114,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
     from skiff.gateway.context import GatewayContext
     from skiff.gateway.keys import KeyRing
 
+    dump_tasks_on_sigusr2()
     queue = build_queue(settings)
     store = build_store(settings)
     catalog = EndpointCatalog(specs)

@@ -102,7 +102,7 @@ def _workers(client: httpx.Client, endpoint: str) -> list[dict[str, Any]]:
     return [w for w in workers if w["state"] != "stopping"]
 
 
-def test_sigusr1_prints_every_thread_and_skiff_keeps_serving(skiff_stack: Callable[..., SkiffProcess]) -> None:
+def test_sigusr1_and_sigusr2_print_threads_and_tasks(skiff_stack: Callable[..., SkiffProcess]) -> None:
     stack = skiff_stack({"e": endpoint_hcl("e", "tests/workers/skiff_async_echo.py")})
     assert stack.proc is not None
     stack.proc.send_signal(signal.SIGUSR1)
@@ -110,6 +110,11 @@ def test_sigusr1_prints_every_thread_and_skiff_keeps_serving(skiff_stack: Callab
     while "most recent call first" not in stack.output() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "most recent call first" in stack.output() and "skiff" in stack.output()
+    stack.proc.send_signal(signal.SIGUSR2)  # every asyncio task's stack
+    deadline = time.monotonic() + 10
+    while "asyncio task(s)" not in stack.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "asyncio task(s)" in stack.output() and "Stack for <Task" in stack.output()
     with stack.client() as client:
         assert client.get("/v2/e/health").status_code == 200
     assert stack.proc.poll() is None
