@@ -38,6 +38,7 @@ from skiff.gateway.app import create_app
 from skiff.gateway.catalog import EndpointCatalog
 from skiff.gateway.context import GatewayContext
 from skiff.gateway.keys import KeyRing, load_or_create_key
+from skiff.gateway.server_logs import quiet_cancelled_requests
 from skiff.leader import LeaderLock
 from skiff.spec import EndpointSpec
 
@@ -123,6 +124,7 @@ class Stack:
             lifespan="on",
             timeout_graceful_shutdown=3,
         )
+        quiet_cancelled_requests()
         server = self._server = uvicorn.Server(config)
         await self.ctx.start()
         # LocalDiscovery probes in a task started here; Consul's watches start on first use.

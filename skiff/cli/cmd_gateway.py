@@ -113,6 +113,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
     from skiff.gateway.catalog import EndpointCatalog
     from skiff.gateway.context import GatewayContext
     from skiff.gateway.keys import KeyRing
+    from skiff.gateway.server_logs import quiet_cancelled_requests
 
     dump_tasks_on_sigusr2()
     queue = build_queue(settings)
@@ -148,6 +149,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
             lifespan="on",
             timeout_graceful_shutdown=3,
         )
+        quiet_cancelled_requests()
         server = _Server(config)
         serving = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started:
