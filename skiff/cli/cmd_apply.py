@@ -14,8 +14,7 @@ import typer
 
 from skiff.cli.app import app
 from skiff.cli.cmd_status import GatewayUrl, admin_call
-from skiff.cli.options import StateDir, load_settings
-from skiff.endpoints import EndpointFileError, load_endpoints
+from skiff.cli.options import StateDir, load_dir_or_exit, load_settings
 
 
 @app.command()
@@ -29,14 +28,7 @@ def apply(
     if not directory.is_dir():
         typer.echo(f"skiff: {directory} is not a directory", err=True)
         raise typer.Exit(2)
-    try:
-        specs = load_endpoints(directory)
-    except EndpointFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    if not specs:
-        typer.echo(f"skiff: no endpoint files (*.hcl) in {directory}; refusing to remove every endpoint", err=True)
-        raise typer.Exit(1)
+    specs = load_dir_or_exit(directory, empty_note="; refusing to remove every endpoint")
     body = {"endpoints": [spec.model_dump(mode="json") for spec in specs.values()]}
     result = admin_call(settings, url, "POST", "/v1/apply", body)
     for verb, mark in (("added", "+"), ("changed", "~"), ("removed", "-")):

@@ -28,7 +28,7 @@ import typer
 
 from skiff.cli.app import app
 from skiff.cli.diagnostics import dump_tasks_on_sigusr2
-from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
+from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit, setup_logging
 from skiff.config import Settings
 from skiff.endpoints import EndpointFileError, load_endpoints
 from skiff.gateway.workers import WorkerTracker
@@ -83,9 +83,7 @@ def controller(
     """Run the controller only (cluster mode): leader lock, endpoints into the orchestrator, autoscaling."""
     settings = load_settings(endpoints_dir=endpoints, state_dir=state_dir, host=host)
     specs = list(load_specs_or_exit(settings).values())
-    logging.basicConfig(
-        level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not settings.api_key:
         typer.echo(

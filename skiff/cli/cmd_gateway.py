@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 from collections.abc import Iterator
-from typing import Annotated
 
 import typer
 import uvicorn
 
 from skiff.cli.app import app
 from skiff.cli.diagnostics import dump_tasks_on_sigusr2
-from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
+from skiff.cli.options import EndpointsDir, Host, Port, StateDir, load_settings, load_specs_or_exit, setup_logging
 from skiff.config import Settings
 from skiff.spec import EndpointSpec
 
@@ -54,16 +52,14 @@ class _Server(uvicorn.Server):
 @app.command()
 def gateway(
     endpoints: EndpointsDir = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
+    host: Host = None,
+    port: Port = None,
     state_dir: StateDir = None,
 ) -> None:
     """Run one gateway replica (client and worker APIs only) until Ctrl-C or SIGTERM."""
     settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
     specs = list(load_specs_or_exit(settings).values())
-    logging.basicConfig(
-        level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()
     if settings.queue == "sqlite" or settings.store == "sqlite":
         typer.echo(
             "skiff gateway: note: embedded queue/store: replicas must share one state dir on one machine; "

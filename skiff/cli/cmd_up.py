@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from skiff.cli.app import app
 from skiff.cli.diagnostics import dump_tasks_on_sigusr2
-from skiff.cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit
+from skiff.cli.options import EndpointsDir, Host, Port, StateDir, load_settings, load_specs_or_exit, setup_logging
 from skiff.endpoints import EndpointFileError, load_endpoints
 from skiff.spec import EndpointSpec, EndpointType
 
@@ -32,8 +31,8 @@ console = Console(highlight=False, soft_wrap=True)
 @app.command()
 def up(
     endpoints: EndpointsDir = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
+    host: Host = None,
+    port: Port = None,
     state_dir: StateDir = None,
 ) -> None:
     """Run the gateway and the workers of every endpoint in a directory, until Ctrl-C."""
@@ -42,9 +41,7 @@ def up(
     settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
     specs = load_specs_or_exit(settings)
 
-    logging.basicConfig(
-        level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()
     # One line per health probe and proxied request would drown everything else at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     key = resolve_api_key(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +21,16 @@ EndpointsDir = Annotated[
     Path | None,
     typer.Option("--endpoints", help="Directory of endpoint files (*.hcl) [default: examples/endpoints]"),
 ]
+
+Host = Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")]
+Port = Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")]
+
+
+def setup_logging() -> None:
+    """Log lines of the long-running commands; SKIFF_LOG_LEVEL raises or lowers the bar."""
+    logging.basicConfig(
+        level=os.environ.get("SKIFF_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -39,12 +51,18 @@ def load_specs_or_exit(settings: Settings) -> dict[str, EndpointSpec]:
     if not settings.endpoints_dir.is_dir():
         typer.echo(f"skiff: endpoints directory {settings.endpoints_dir} does not exist", err=True)
         raise typer.Exit(2)
+    return load_dir_or_exit(settings.endpoints_dir)
+
+
+def load_dir_or_exit(directory: Path, *, empty_note: str = "") -> dict[str, EndpointSpec]:
+    """The endpoints of an existing directory, or the problems (file:line) and exit code 1;
+    an empty directory is an error too (`empty_note` says why, where it matters)."""
     try:
-        specs = load_endpoints(settings.endpoints_dir)
+        specs = load_endpoints(directory)
     except EndpointFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     if not specs:
-        typer.echo(f"skiff: no endpoint files (*.hcl) in {settings.endpoints_dir}", err=True)
+        typer.echo(f"skiff: no endpoint files (*.hcl) in {directory}{empty_note}", err=True)
         raise typer.Exit(1)
     return specs
