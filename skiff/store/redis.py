@@ -433,20 +433,21 @@ class RedisStore:
     # Notes.
 
     async def put_note(self, key: str, value: str, ttl_s: float | None = None) -> None:
-        expires = math.inf if ttl_s is None else time.time() + ttl_s
+        now = time.time()
+        expires = math.inf if ttl_s is None else now + ttl_s
         async with self._redis.pipeline(transaction=True) as pipe:
             if ttl_s is None:
                 pipe.set(f"{self._p}note:{key}", value)
             else:
                 pipe.set(f"{self._p}note:{key}", value, px=max(1, int(ttl_s * 1000)))
             pipe.zadd(f"{self._p}notes", {key: expires})
+            # Pruned on write (replicas write twice a second), so reads stay read-only.
+            pipe.zremrangebyscore(f"{self._p}notes", "-inf", now)
             await pipe.execute()
 
     async def notes(self, prefix: str) -> dict[str, str]:
-        index = f"{self._p}notes"
-        now = time.time()
-        await self._redis.zremrangebyscore(index, "-inf", now)
-        keys = [k for k in cast(list[str], await self._redis.zrangebyscore(index, now, "+inf")) if k.startswith(prefix)]
+        live = cast(list[str], await self._redis.zrangebyscore(f"{self._p}notes", time.time(), "+inf"))
+        keys = [k for k in live if k.startswith(prefix)]
         if not keys:
             return {}
         values = cast(list[str | None], await self._redis.mget([f"{self._p}note:{k}" for k in keys]))
