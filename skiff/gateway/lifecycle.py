@@ -256,7 +256,7 @@ class JobService:
             await self._extend_lease(spec, job)
             return
         self.workers.seen(worker_id, spec.name)
-        self.workers.finished(worker_id, spec.name, job_id)
+        self.workers.finished(worker_id, spec.name, job_id, by_worker=True)
         if job.status is not JobStatus.IN_PROGRESS:
             # Checked before storing a big output too, so a late duplicate cannot overwrite the
             # payload of the result that stands.

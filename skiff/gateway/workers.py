@@ -12,12 +12,19 @@ import time
 from skiff.jobs import WorkerRecord, WorkerState
 from skiff.store.base import JobStore
 
+# A ping carries the worker's job list as it stood when the ping left, so it can cross a job-take
+# or job-done in flight: it may miss a job just handed out, or list one just finished. For this
+# long after either event, a ping's word on that job is not taken over the gateway's own record.
+PING_RACE_GRACE_S = 5.0
+
 
 class WorkerTracker:
     def __init__(self, store: JobStore) -> None:
         self._store = store
         self._workers: dict[str, WorkerRecord] = {}
         self._dirty: set[str] = set()
+        self._handed: dict[str, dict[str, float]] = {}
+        self._finished: dict[str, dict[str, float]] = {}
 
     def _get(self, worker_id: str, endpoint: str) -> WorkerRecord:
         worker = self._workers.get(worker_id)
@@ -37,9 +44,11 @@ class WorkerTracker:
         worker = self._get(worker_id, endpoint)
         now = time.time()
         worker.last_seen_at = now
-        if jobs is not None and set(jobs) != set(worker.jobs_in_progress):
-            worker.jobs_in_progress = list(jobs)
-            self._set_state(worker, now)
+        if jobs is not None:
+            reported = self._reconcile(worker_id, worker.jobs_in_progress, jobs, now)
+            if set(reported) != set(worker.jobs_in_progress):
+                worker.jobs_in_progress = reported
+                self._set_state(worker, now)
         if worker.state is WorkerState.UNHEALTHY:
             self._set_state(worker, now)
         return worker
@@ -52,18 +61,34 @@ class WorkerTracker:
             self._set_state(worker, worker.first_take_at)
         return worker
 
+    def _reconcile(self, worker_id: str, held: list[str], reported: list[str], now: float) -> list[str]:
+        handed = _recent(self._handed, worker_id, now)
+        finished = _recent(self._finished, worker_id, now)
+        jobs = [j for j in reported if j not in finished]
+        jobs += [j for j in held if j in handed and j not in jobs]
+        return jobs
+
     def took(self, worker: WorkerRecord, job_ids: list[str]) -> None:
+        now = time.time()
+        handed = self._handed.setdefault(worker.id, {})
         for job_id in job_ids:
+            handed[job_id] = now
             if job_id not in worker.jobs_in_progress:
                 worker.jobs_in_progress.append(job_id)
         self._set_state(worker, time.time())
 
-    def finished(self, worker_id: str, endpoint: str, job_id: str) -> None:
+    def finished(self, worker_id: str, endpoint: str, job_id: str, *, by_worker: bool = False) -> None:
         """The job left the worker's hands. Not a sign of life: the gateway also calls this when it
-        cancels or times out a job whose worker may be gone, which must not resurrect it."""
+        cancels or times out a job whose worker may be gone, which must not resurrect it.
+
+        `by_worker`: the worker itself said so (job-done). A cancelled job may still run on the
+        worker, so only then is a ping that lists the job taken as stale."""
         worker = self._workers.get(worker_id)
         if worker is None:
             return
+        self._handed.get(worker_id, {}).pop(job_id, None)
+        if by_worker:
+            self._finished.setdefault(worker_id, {})[job_id] = time.time()
         if job_id in worker.jobs_in_progress:
             worker.jobs_in_progress.remove(job_id)
             self._set_state(worker, time.time())
@@ -86,6 +111,8 @@ class WorkerTracker:
 
     def forget(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
+        self._handed.pop(worker_id, None)
+        self._finished.pop(worker_id, None)
         self._dirty.discard(worker_id)
 
     def local(self) -> list[WorkerRecord]:
@@ -144,3 +171,13 @@ class WorkerTracker:
                 local.draining = True
                 local.draining_since = stored.draining_since or time.time()
                 self._set_state(local, time.time())
+
+
+def _recent(events: dict[str, dict[str, float]], worker_id: str, now: float) -> set[str]:
+    """Job ids with an event for this worker inside the grace; older entries are dropped."""
+    by_job = events.get(worker_id)
+    if not by_job:
+        return set()
+    for job_id in [j for j, at in by_job.items() if now - at > PING_RACE_GRACE_S]:
+        del by_job[job_id]
+    return set(by_job)

@@ -1,0 +1,72 @@
+"""A ping crossing a job-take or job-done in flight must not flip a worker's state.
+
+The worker composes its ping from the jobs it holds at that moment, so a ping sent just before it
+received a job arrives without that job, and one sent just before its job-done arrives with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skiff.gateway import workers as workers_module
+from skiff.gateway.workers import PING_RACE_GRACE_S, WorkerTracker
+from skiff.jobs import WorkerState
+from skiff.store.sqlite import SqliteStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(workers_module.time, "time", clock.time)
+    return clock
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[WorkerTracker]:
+    store = SqliteStore(tmp_path / "state.db")
+    yield WorkerTracker(store)
+    asyncio.run(store.close())
+
+
+def test_ping_that_missed_a_fresh_job_keeps_the_worker_running(tracker: WorkerTracker, clock: Clock) -> None:
+    worker = tracker.taking("w1", "echo")
+    tracker.took(worker, ["job-a"])
+    clock.now += 0.2
+    assert tracker.seen("w1", "echo", jobs=[]).state is WorkerState.RUNNING
+    # Past the grace, the worker's word stands: it does not hold the job (the take reply was lost).
+    clock.now += PING_RACE_GRACE_S + 1
+    record = tracker.seen("w1", "echo", jobs=[])
+    assert record.state is WorkerState.IDLE
+    assert record.jobs_in_progress == []
+
+
+def test_ping_that_still_lists_a_done_job_does_not_bring_it_back(tracker: WorkerTracker, clock: Clock) -> None:
+    worker = tracker.taking("w1", "echo")
+    tracker.took(worker, ["job-a"])
+    clock.now += 1
+    tracker.finished("w1", "echo", "job-a", by_worker=True)
+    assert tracker.seen("w1", "echo", jobs=["job-a"]).state is WorkerState.IDLE
+    # A job it reports that the gateway never saw finish still counts.
+    assert tracker.seen("w1", "echo", jobs=["job-a", "job-b"]).jobs_in_progress == ["job-b"]
+
+
+def test_cancelled_job_still_running_on_the_worker_keeps_it_busy(tracker: WorkerTracker, clock: Clock) -> None:
+    worker = tracker.taking("w1", "echo")
+    tracker.took(worker, ["job-a"])
+    clock.now += 1
+    tracker.finished("w1", "echo", "job-a")  # cancelled by the client, not done by the worker
+    record = tracker.get("w1")
+    assert record is not None and record.state is WorkerState.IDLE
+    assert tracker.seen("w1", "echo", jobs=["job-a"]).state is WorkerState.RUNNING
