@@ -97,6 +97,7 @@ def build_orchestrator(settings: Settings, worker_key: Callable[[str], str], hoo
         state_dir=settings.state_dir,
         project_dir=hooks.project_dir,
         ping_interval_s=settings.ping_interval_s,
+        stop_grace_s=settings.worker_stop_grace_s,
         on_launch=hooks.on_launch,
         on_exit=hooks.on_exit,
     )

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # passing health check) is replaced: a hung start must not hold a max_workers slot forever.
     # Generous by default: big images and model loads take minutes.
     worker_startup_timeout_s: float = Field(default=900.0, gt=0)
+    # Embedded mode: a stopping worker gets SIGTERM, this long to finish the job in hand, then
+    # SIGKILL (in a cluster, the Nomad job's kill_timeout plays this part).
+    worker_stop_grace_s: float = Field(default=10.0, ge=0)
     # Long polls held by the gateway (job-take, job-stop, runsync default wait).
     take_wait_s: float = Field(default=20.0, ge=0)
     runsync_wait_s: float = Field(default=90.0, ge=0)

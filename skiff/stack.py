@@ -38,6 +38,7 @@ from skiff.gateway.app import create_app
 from skiff.gateway.catalog import EndpointCatalog
 from skiff.gateway.context import GatewayContext
 from skiff.gateway.keys import KeyRing, load_or_create_key
+from skiff.gateway.server import GracefulServer
 from skiff.gateway.server_logs import quiet_cancelled_requests
 from skiff.leader import LeaderLock
 from skiff.spec import EndpointSpec
@@ -88,6 +89,7 @@ class Stack:
         # Extra observers of worker launches (the wake-latency benchmark uses one).
         self.launch_hooks: list[Callable[[str, str, float], None]] = []
         self._server: uvicorn.Server | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.app = create_app(self.ctx, manage_context=False)
 
     def _request_held(self, endpoint: str) -> None:
@@ -104,6 +106,16 @@ class Stack:
         await self.store.delete_worker(worker_id)
         if released:
             log.warning("worker %s of %s died holding %d job(s); re-queued them", worker_id, endpoint, released)
+
+    async def _stop_workers(self) -> None:
+        """Stop the controller (so nothing relaunches), then the workers, while the gateway still
+        answers: a worker finishing its job on SIGTERM posts the result instead of losing it."""
+        background, self._background = self._background, []
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.orchestrator.close()
 
     def request_stop(self) -> None:
         """Ask `serve` to shut down as Ctrl-C would (for in-process users such as benchmarks)."""
@@ -125,33 +137,27 @@ class Stack:
             timeout_graceful_shutdown=3,
         )
         quiet_cancelled_requests()
-        server = self._server = uvicorn.Server(config)
+        server = self._server = GracefulServer(config, before_shutdown=self._stop_workers)
         await self.ctx.start()
         # LocalDiscovery probes in a task started here; Consul's watches start on first use.
         starter = getattr(self.discovery, "start", None)
         if callable(starter):
             starter()
-        reporting = asyncio.create_task(self.reporter.run(), name="lb-report")
+        self._background.append(asyncio.create_task(self.reporter.run(), name="lb-report"))
         serving = asyncio.create_task(server.serve())
-        controlling: asyncio.Task[None] | None = None
         try:
             while not server.started:
                 if serving.done():
                     await serving  # raises the bind error
                     return
                 await asyncio.sleep(0.02)
-            controlling = asyncio.create_task(self.controller.run(), name="controller")
+            self._background.append(asyncio.create_task(self.controller.run(), name="controller"))
             await asyncio.sleep(0.05)  # the first lock attempt is immediate: report who leads
             if on_ready is not None:
                 on_ready.set()
             await serving
         finally:
-            for task in (controlling, reporting):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            await self.orchestrator.close()
+            await self._stop_workers()
             await self.discovery.close()
             closer = getattr(self.lock, "close", None)  # the Consul lock's HTTP session
             if callable(closer):

@@ -10,11 +10,8 @@ is the liveness check for Nomad or Consul.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import socket
-from collections.abc import Iterator
 
 import typer
 import uvicorn
@@ -26,27 +23,6 @@ from skiff.config import Settings
 from skiff.spec import EndpointSpec
 
 log = logging.getLogger("skiff")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopping gracefully on SIGINT/SIGTERM without re-raising the signal.
-
-    uvicorn.Server.capture_signals (uvicorn/server.py, 0.29+) re-raises a captured signal after the
-    graceful shutdown, which kills the process with SIGTERM's default action before our own
-    cleanup; this override keeps the graceful part (handle_exit) and drops the re-raise.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        handled = (signal.SIGINT, signal.SIGTERM)
-        for sig in handled:
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in handled:
-                loop.remove_signal_handler(sig)
 
 
 @app.command()
@@ -109,6 +85,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
     from skiff.gateway.catalog import EndpointCatalog
     from skiff.gateway.context import GatewayContext
     from skiff.gateway.keys import KeyRing
+    from skiff.gateway.server import GracefulServer
     from skiff.gateway.server_logs import quiet_cancelled_requests
 
     dump_tasks_on_sigusr2()
@@ -146,7 +123,7 @@ async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket
             timeout_graceful_shutdown=3,
         )
         quiet_cancelled_requests()
-        server = _Server(config)
+        server = GracefulServer(config)
         serving = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started:
             if serving.done():

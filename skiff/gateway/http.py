@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -71,3 +75,37 @@ def parse_duration_ms(value: Any, field: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ApiError(400, f"{field} must be a positive number of milliseconds")
     return float(value) / 1000.0
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """Await a long poll, or give it up (None) as soon as the caller hangs up.
+
+    uvicorn keeps a handler running after its client is gone, so without this a dead worker's
+    job-take could still lease a job to nobody, and a stopping server would wait for every such
+    poll to time out. Giving up is never worse than letting the poll run: either way a job leased
+    to a closed connection comes back when its lease runs out or its worker is declared lost.
+
+    One watcher task cancels this handler's task on hang-up (the way asyncio.timeout does), which
+    costs less on the hot path than running the poll as a task of its own.
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
+    hung_up = False
+
+    async def watch() -> None:
+        nonlocal hung_up
+        # The request's body (empty for GET) comes first; the next message is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        hung_up = True
+        handler.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if hung_up and handler.uncancel() == 0:
+            return None
+        raise
+    finally:
+        watcher.cancel()

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from skiff.gateway.auth import require_worker
 from skiff.gateway.context import GatewayContext
-from skiff.gateway.http import ApiError, json_response, parse_json, read_body
+from skiff.gateway.http import ApiError, json_response, parse_json, read_body, unless_disconnected
 from skiff.gateway.routing import RouteTable
 from skiff.spec import EndpointSpec
 
@@ -45,7 +45,7 @@ def _take_wait(ctx: GatewayContext, request: Request) -> float:
 @router.get("/v2/{endpoint}/job-take/{worker_id}")
 async def job_take(request: Request, endpoint: str, worker_id: str) -> Response:
     ctx, spec = worker_endpoint(request, endpoint)
-    jobs = await ctx.jobs.take(spec, worker_id, 1, _take_wait(ctx, request))
+    jobs = await unless_disconnected(request, ctx.jobs.take(spec, worker_id, 1, _take_wait(ctx, request)))
     if not jobs:
         return Response(status_code=NO_CONTENT)
     return json_response(jobs[0])
@@ -59,7 +59,7 @@ async def job_take_batch(request: Request, endpoint: str, worker_id: str) -> Res
         batch = max(1, min(MAX_BATCH, int(raw)))
     except ValueError:
         raise ApiError(400, "batch_size must be an integer") from None
-    jobs = await ctx.jobs.take(spec, worker_id, batch, _take_wait(ctx, request))
+    jobs = await unless_disconnected(request, ctx.jobs.take(spec, worker_id, batch, _take_wait(ctx, request)))
     if not jobs:
         return Response(status_code=NO_CONTENT)
     return json_response(jobs)
@@ -84,7 +84,7 @@ async def job_stream(request: Request, endpoint: str, worker_id: str, job_id: st
 @router.get("/v2/{endpoint}/job-stop/{worker_id}")
 async def job_stop(request: Request, endpoint: str, worker_id: str) -> Response:
     ctx, _spec = worker_endpoint(request, endpoint)
-    job_ids = await ctx.store.take_stops(worker_id, ctx.settings.take_wait_s)
+    job_ids = await unless_disconnected(request, ctx.store.take_stops(worker_id, ctx.settings.take_wait_s))
     if not job_ids:
         return Response(status_code=NO_CONTENT)
     return json_response({"jobsToStop": job_ids})

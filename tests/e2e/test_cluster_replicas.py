@@ -5,10 +5,7 @@ killed with -9 under load loses none of the jobs it accepted."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,56 +16,9 @@ import httpx
 import pytest
 
 from tests.services import MotoServer, RedisServer, moto_server, redis_server
-from tests.stack import FAST_ENV, REPO, TEST_KEY, SkiffProcess, endpoint_hcl, free_port, stop_process
+from tests.stack import GatewayReplica, SkiffProcess, endpoint_hcl
 
 ECHO = "tests/workers/skiff_async_echo.py"
-GATEWAY_CLI = [str(Path(sys.executable).parent / "skiff")]
-
-
-class GatewayReplica:
-    """A real `skiff gateway` process on its own port."""
-
-    def __init__(self, endpoints_dir: Path, state_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.state_dir = state_dir
-        self.log_path = state_dir / "gateway.log"
-        self.args = [*GATEWAY_CLI, "gateway", "--endpoints", str(endpoints_dir), "--state-dir", str(state_dir)]
-        self.args += ["--port", str(self.port)]
-        self.env = {**os.environ, **FAST_ENV, **env, "SKIFF_API_KEY": TEST_KEY}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> GatewayReplica:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.args, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"skiff gateway exited with {self.proc.returncode}:\n{self.output()}")
-            if f"Skiff gateway is up at {self.url}" in self.output():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"skiff gateway did not start in {timeout}s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def client(self, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=timeout)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            stop_process(self.proc, sig, self.output)
-        return self.proc.returncode
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")

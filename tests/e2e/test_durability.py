@@ -3,13 +3,18 @@ accepted job; stopping Skiff leaves no process behind."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
+from skiff.jobs import JobRecord, JobStatus
+from skiff.store.sqlite import SqliteStore
 from tests.stack import SkiffProcess, endpoint_hcl
 
 JOBS = 200
@@ -95,8 +100,8 @@ def test_stopping_skiff_leaves_no_orphans(skiff_stack: Callable[..., SkiffProces
         "a": endpoint_hcl("a", "tests/workers/runpod_async_echo.py", scaling={"min_workers": 2, "max_workers": 2}),
         "b": endpoint_hcl("b", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 1}),
     }
-    # Long polls (as in production) outlive uvicorn's 3 s graceful window: it cancels them.
-    stack = skiff_stack(files, extra_env={"SKIFF_TAKE_WAIT_S": "20"})
+    # Long polls as in production; the busy worker below outlives the stop grace and is killed.
+    stack = skiff_stack(files, extra_env={"SKIFF_TAKE_WAIT_S": "20", "SKIFF_WORKER_STOP_GRACE_S": "2"})
     stack.wait_ready_workers("a", 2)
     stack.wait_ready_workers("b", 1)
     with stack.client() as client:
@@ -106,6 +111,40 @@ def test_stopping_skiff_leaves_no_orphans(skiff_stack: Callable[..., SkiffProces
     assert stack.stop() == 0
     assert not _wait_gone(everyone, timeout=5), "processes left behind after skiff up stopped"
     assert "Traceback" not in stack.output(), "the stop printed tracebacks (cancelled long polls)"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_lets_the_job_in_hand_finish_and_store_its_result(
+    sig: int, skiff_stack: Callable[..., SkiffProcess]
+) -> None:
+    """Workers stop before the gateway does, so a job that finishes within the stop grace is
+    stored COMPLETED, not left IN_PROGRESS to run again after the next start."""
+    stack = skiff_stack(
+        {"e": endpoint_hcl("e", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 1, "max_workers": 1})},
+        extra_env={"SKIFF_TAKE_WAIT_S": "20"},
+    )
+    stack.wait_ready_workers("e", 1)
+    with stack.client() as client:
+        job_id = client.post("/v2/e/run", json={"input": {"sleep": 1.5, "n": 7}}).json()["id"]
+        deadline = time.monotonic() + 20
+        while client.get(f"/v2/e/status/{job_id}").json()["status"] == "IN_QUEUE":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+    assert stack.stop(sig) == 0
+    output = stack.output()
+    assert "stopped; all workers exited" in output, output
+    assert "timeout graceful shutdown exceeded" not in output, "open long polls held up the stop"
+
+    async def stored() -> JobRecord | None:
+        store = SqliteStore(stack.state_dir / "skiff.db")
+        try:
+            return await store.get(job_id)
+        finally:
+            await store.close()
+
+    job = asyncio.run(stored())
+    assert job is not None and job.status is JobStatus.COMPLETED, job
+    assert job.output == {"sleep": 1.5, "n": 7}
 
 
 def test_api_key_is_generated_once_and_printed(tmp_path: Path) -> None:
