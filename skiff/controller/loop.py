@@ -288,24 +288,27 @@ class Controller:
             start, drain = self._roll(spec, decision, present, old_live)
 
         stop: set[str] = set()
+        # Unresponsive ones get no stop grace: their jobs are already back in the queue or ended.
+        kill: set[str] = set()
         for worker in workers:
             if worker.view.state is WorkerState.UNHEALTHY and worker.info.phase is not WorkerPhase.STOPPING:
                 log.warning("worker %s of %s stopped pinging: replacing it", worker.info.id, name)
-                stop.add(worker.info.id)
-        stop |= self._never_ready(spec, workers, now)
-        stop |= await self._stuck(spec, loop, workers, now)
+                kill.add(worker.info.id)
+        kill |= self._never_ready(spec, workers, now)
+        kill |= await self._stuck(spec, loop, workers, now)
         for worker in workers:
             if worker.info.id in drain:
                 self._drain(spec, worker)
         for worker in workers:
             draining = worker.view.state is WorkerState.DRAINING or worker.info.id in drain
-            if draining and worker.info.phase is not WorkerPhase.STOPPING and await self._idle(spec, worker, now):
+            leaving = worker.info.phase is WorkerPhase.STOPPING or worker.info.id in kill
+            if draining and not leaving and await self._idle(spec, worker, now):
                 stop.add(worker.info.id)
-        if start or stop:
-            loop.count = max(0, loop.count + start - len(stop))
+        if start or stop or kill:
+            loop.count = max(0, loop.count + start - len(stop) - len(kill))
             if start:
                 log.info("%s: starting %d worker(s): %s", name, start, decision.reason)
-            self._spawn(self._scale(name, loop.count, sorted(stop)))
+            self._spawn(self._scale(name, loop.count, sorted(stop), sorted(kill)))
         if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None:
             await self.balancer.publish()
         return decision
@@ -327,9 +330,9 @@ class Controller:
         drain = {w.info.id for w in leaving[: max(0, len(old_live) - keep_old)]}
         return start, drain
 
-    async def _scale(self, name: str, count: int, stop: list[str]) -> None:
-        await self.orchestrator.scale(name, count, stop=stop)
-        for worker_id in stop:
+    async def _scale(self, name: str, count: int, stop: list[str], kill: list[str]) -> None:
+        await self.orchestrator.scale(name, count, stop=stop, kill=kill)
+        for worker_id in [*stop, *kill]:
             self.ctx.workers.forget(worker_id)
             await self.ctx.store.delete_worker(worker_id)
             if self.balancer is not None:

@@ -39,9 +39,14 @@ class Orchestrator(Protocol):
     async def remove(self, endpoint: str) -> None:
         """Stop every worker of the endpoint and forget it."""
 
-    async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = ()) -> None:
+    async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = (), kill: Sequence[str] = ()) -> None:
         """Run `count` workers. When lowering, stop the workers named in `stop` (idle ones the
-        controller picked) rather than arbitrary ones."""
+        controller picked) rather than arbitrary ones.
+
+        `kill` names workers to stop without the stop grace: ones that stopped pinging, still run a
+        job that already ended, or never became ready. A grace only holds their slot, and a replacement
+        waits for it when the endpoint is at max_workers. An orchestrator that cannot skip the grace
+        (Nomad applies the task's kill_timeout) stops them as it stops `stop`."""
 
     async def workers(self, endpoint: str) -> list[WorkerInfo]: ...
 

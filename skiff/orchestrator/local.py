@@ -109,7 +109,7 @@ class LocalOrchestrator:
         if state is not None:
             await asyncio.gather(*(self._stop(w) for w in list(state.workers.values())))
 
-    async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = ()) -> None:
+    async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = (), kill: Sequence[str] = ()) -> None:
         async with self._lock:
             state = self._endpoints.get(endpoint)
             if state is None:
@@ -119,15 +119,15 @@ class LocalOrchestrator:
             excess = state.alive() - state.desired
             victims: list[_Worker] = []
             if excess > 0:
-                named = [w for w in running if w.id in stop]
-                others = sorted((w for w in running if w.id not in stop), key=lambda w: w.launched_at, reverse=True)
+                named = [w for w in running if w.id in stop or w.id in kill]
+                others = sorted((w for w in running if w not in named), key=lambda w: w.launched_at, reverse=True)
                 victims = (named + others)[:excess]
             # While a crash backoff runs, the restart it scheduled tops the count up: launching
             # here too would turn a crash loop into a fork loop.
             if time.time() >= state.restart_at:
                 for _ in range(-excess):
                     self._launch(state)
-        await asyncio.gather(*(self._stop(w) for w in victims))
+        await asyncio.gather(*(self._stop(w, grace=0 if w.id in kill else None) for w in victims))
 
     async def stop_worker(self, endpoint: str, worker_id: str) -> None:
         """Stop one worker and lower the desired count by one (drain-aware scale-down)."""
@@ -286,16 +286,17 @@ class LocalOrchestrator:
             for _ in range(state.desired - state.alive()):
                 self._launch(state)
 
-    async def _stop(self, worker: _Worker) -> None:
+    async def _stop(self, worker: _Worker, grace: float | None = None) -> None:
         """SIGTERM the worker's process group (the runpod SDK finishes its job and exits), then
-        SIGKILL after the grace period."""
+        SIGKILL after the grace period (the orchestrator's, unless given; 0 kills at once)."""
         worker.stopping = True
         process = worker.process
-        if process.returncode is None:
+        grace = self._stop_grace_s if grace is None else grace
+        if process.returncode is None and grace > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
-                async with asyncio.timeout(self._stop_grace_s):
+                async with asyncio.timeout(grace):
                     await process.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
@@ -304,6 +305,7 @@ class LocalOrchestrator:
         # Reap stragglers the worker left in its group (e.g. the runpod SDK's ping process).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
         if worker.monitor is not None:
             await asyncio.gather(worker.monitor, return_exceptions=True)
 

@@ -157,9 +157,11 @@ class NomadOrchestrator:
         live.sort(key=alloc_index, reverse=True)
         return [str(a["ID"]) for a in live[:excess]]
 
-    async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = ()) -> None:
+    async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = (), kill: Sequence[str] = ()) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
+        # Nomad stops an allocation only through its task's kill_timeout: no faster kill to ask for.
+        stop = [*stop, *kill]
         if self._deferred:
             async with self._scale_lock:
                 await self._scale_deferred(endpoint, count, stop)
