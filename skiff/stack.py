@@ -137,7 +137,9 @@ class Stack:
             timeout_graceful_shutdown=3,
         )
         quiet_cancelled_requests()
-        server = self._server = GracefulServer(config, before_shutdown=self._stop_workers)
+        server = self._server = GracefulServer(
+            config, before_shutdown=self._stop_workers, on_second_signal=self.orchestrator.hurry
+        )
         await self.ctx.start()
         # LocalDiscovery probes in a task started here; Consul's watches start on first use.
         starter = getattr(self.discovery, "start", None)

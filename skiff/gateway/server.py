@@ -7,7 +7,8 @@ this override keeps the graceful part (handle_exit) and drops the re-raise.
 
 `before_shutdown` runs once the stop is asked for and before the listeners close. `skiff up` stops
 its workers there: a worker that finishes its job on SIGTERM can still post the result, and the
-workers' long polls end instead of holding the shutdown for uvicorn's graceful timeout.
+workers' long polls end instead of holding the shutdown for uvicorn's graceful timeout. A second
+signal calls `on_second_signal` (skiff up kills its workers instead of waiting out their grace).
 """
 
 from __future__ import annotations
@@ -17,14 +18,27 @@ import contextlib
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
 
 import uvicorn
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        before_shutdown: Callable[[], Awaitable[None]] | None = None,
+        on_second_signal: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._before_shutdown = before_shutdown
+        self._on_second_signal = on_second_signal
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        again = self.should_exit
+        super().handle_exit(sig, frame)
+        if again and self._on_second_signal is not None:
+            self._on_second_signal()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -52,3 +52,7 @@ class Orchestrator(Protocol):
 
     async def close(self) -> None:
         """Stop every worker this orchestrator started (embedded) or just disconnect (cluster)."""
+
+    def hurry(self) -> None:
+        """Cut short the stop grace of workers being stopped (a second Ctrl-C): kill them now.
+        A no-op where the cluster manager owns the stop."""

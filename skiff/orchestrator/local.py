@@ -88,6 +88,7 @@ class LocalOrchestrator:
         self._project_dir = project_dir
         self._ping_interval_s = ping_interval_s
         self._stop_grace_s = stop_grace_s
+        self._hurried = False
         self._on_launch = on_launch
         self._on_exit = on_exit
         self._endpoints: dict[str, _Endpoint] = {}
@@ -164,6 +165,14 @@ class LocalOrchestrator:
             for state in self._endpoints.values():
                 state.desired = 0
         await asyncio.gather(*(self._stop(w) for w in everyone))
+
+    def hurry(self) -> None:
+        self._hurried = True  # and any stop that starts from now on
+        for state in self._endpoints.values():
+            for worker in state.workers.values():
+                if worker.stopping and worker.process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(worker.process.pid, signal.SIGKILL)
 
     # ------------------------------------------------------------ internals
     def log_path(self, endpoint: str, worker_id: str) -> Path:
@@ -291,7 +300,7 @@ class LocalOrchestrator:
         SIGKILL after the grace period (the orchestrator's, unless given; 0 kills at once)."""
         worker.stopping = True
         process = worker.process
-        grace = self._stop_grace_s if grace is None else grace
+        grace = 0 if self._hurried else self._stop_grace_s if grace is None else grace
         if process.returncode is None and grace > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)

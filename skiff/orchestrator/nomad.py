@@ -273,3 +273,6 @@ class NomadOrchestrator:
 
     async def close(self) -> None:
         await self._client.close()
+
+    def hurry(self) -> None:
+        """Nomad stops allocations on its own clock (kill_timeout); nothing to hurry here."""

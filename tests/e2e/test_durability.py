@@ -147,6 +147,30 @@ def test_a_stop_lets_the_job_in_hand_finish_and_store_its_result(
     assert job.output == {"sleep": 1.5, "n": 7}
 
 
+def test_a_second_ctrl_c_kills_workers_instead_of_waiting_out_their_grace(
+    skiff_stack: Callable[..., SkiffProcess],
+) -> None:
+    stack = skiff_stack(
+        {"e": endpoint_hcl("e", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 1, "max_workers": 1})},
+        extra_env={"SKIFF_WORKER_STOP_GRACE_S": "60"},
+    )
+    stack.wait_ready_workers("e", 1)
+    with stack.client() as client:
+        job_id = client.post("/v2/e/run", json={"input": {"sleep": 60}}).json()["id"]
+        deadline = time.monotonic() + 20
+        while client.get(f"/v2/e/status/{job_id}").json()["status"] == "IN_QUEUE":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+    workers = _descendants(stack.proc.pid)  # type: ignore[union-attr]
+    assert stack.proc is not None
+    stack.proc.send_signal(signal.SIGINT)
+    time.sleep(1)
+    assert stack.proc.poll() is None, "the first Ctrl-C should wait for the job in hand"
+    # Well inside the 60 s grace: only the second Ctrl-C can have ended it.
+    assert stack.stop(signal.SIGINT) == 0
+    assert not _wait_gone(workers, timeout=5), "workers outlived the second Ctrl-C"
+
+
 def test_api_key_is_generated_once_and_printed(tmp_path: Path) -> None:
     endpoints = tmp_path / "endpoints"
     endpoints.mkdir()
