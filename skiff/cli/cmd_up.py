@@ -50,7 +50,7 @@ def up(
 
     async def announce() -> None:
         await ready.wait()
-        _print_banner(settings.gateway_url, key.value, key.generated, key.source, specs)
+        _print_banner(settings.gateway_url, key.value, key.generated, key.source, specs, settings.worker_stop_grace_s)
         if not stack.controller.leading:
             console.print(
                 f"controller: standby; another skiff process on {settings.state_dir} leads "
@@ -92,7 +92,9 @@ async def _watch(stack: Stack, directory: Path) -> None:
                 console.print(f"skiff: endpoint {name} {verb}")
 
 
-def _print_banner(url: str, key: str, generated: bool, source: str, specs: dict[str, EndpointSpec]) -> None:
+def _print_banner(
+    url: str, key: str, generated: bool, source: str, specs: dict[str, EndpointSpec], grace_s: float
+) -> None:
     table = Table(title=None, show_edge=False, box=None, padding=(0, 2))
     table.add_column("endpoint", style="bold")
     table.add_column("type")
@@ -110,4 +112,6 @@ def _print_banner(url: str, key: str, generated: bool, source: str, specs: dict[
         f"  curl -s -X POST {url}/v2/{first}/runsync -H 'Authorization: Bearer {key}' "
         '-H \'Content-Type: application/json\' -d \'{"input": {"hello": "world"}}\''
     )
-    console.print("Press Ctrl-C to stop.")
+    console.print(
+        f"Press Ctrl-C to stop (workers get {grace_s:g} s to finish the job in hand; Ctrl-C again to skip that)."
+    )
