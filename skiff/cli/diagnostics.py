@@ -7,6 +7,7 @@ the running event loop, prints every asyncio task's stack: where each coroutine 
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import sys
 
@@ -17,9 +18,12 @@ def dump_tasks_on_sigusr2() -> None:
 
     def dump() -> None:
         tasks = asyncio.all_tasks(loop)
-        sys.stderr.write(f"skiff: {len(tasks)} asyncio task(s):\n")
+        # One write, so a reader of the log never sees the heading without the stacks.
+        text = io.StringIO()
+        text.write(f"skiff: {len(tasks)} asyncio task(s):\n")
         for task in tasks:
-            task.print_stack(file=sys.stderr)
+            task.print_stack(file=text)
+        sys.stderr.write(text.getvalue())
         sys.stderr.flush()
 
     loop.add_signal_handler(signal.SIGUSR2, dump)
