@@ -8,7 +8,8 @@ this override keeps the graceful part (handle_exit) and drops the re-raise.
 `before_shutdown` runs once the stop is asked for and before the listeners close. `skiff up` stops
 its workers there: a worker that finishes its job on SIGTERM can still post the result, and the
 workers' long polls end instead of holding the shutdown for uvicorn's graceful timeout. A second
-signal calls `on_second_signal` (skiff up kills its workers instead of waiting out their grace).
+signal calls `on_second_signal` (skiff up kills its workers instead of waiting out their grace);
+a third is uvicorn's force exit.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ class GracefulServer(uvicorn.Server):
         self._on_second_signal = on_second_signal
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        again = self.should_exit
+        if self.should_exit and self._on_second_signal is not None:
+            # Hurry instead of uvicorn's force exit, which skips the app's lifespan shutdown (and
+            # prints its cancelled task as a traceback); a third signal still forces.
+            hurry, self._on_second_signal = self._on_second_signal, None
+            hurry()
+            return
         super().handle_exit(sig, frame)
-        if again and self._on_second_signal is not None:
-            self._on_second_signal()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

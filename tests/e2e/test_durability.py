@@ -169,6 +169,7 @@ def test_a_second_ctrl_c_kills_workers_instead_of_waiting_out_their_grace(
     # Well inside the 60 s grace: only the second Ctrl-C can have ended it.
     assert stack.stop(signal.SIGINT) == 0
     assert not _wait_gone(workers, timeout=5), "workers outlived the second Ctrl-C"
+    assert "Traceback" not in stack.output()
 
 
 def test_api_key_is_generated_once_and_printed(tmp_path: Path) -> None:
