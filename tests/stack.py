@@ -34,10 +34,13 @@ def free_port() -> int:
         return port
 
 
-def endpoint_hcl(name: str, worker: str, **fields: Any) -> str:
-    """An endpoint block running one of examples/workers/ (or tests/workers/)."""
+def endpoint_hcl(name: str, worker: str, *, python: str = "python", **fields: Any) -> str:
+    """An endpoint block running one of examples/workers/ (or tests/workers/); a queue endpoint
+    unless `type` says otherwise. `python`: the interpreter named in `command` (the local
+    orchestrator maps "python" to its own; Nomad's raw_exec needs a path)."""
     scaling = fields.pop("scaling", {})
-    lines = [f'endpoint "{name}" {{', '  type    = "queue"', f'  command = ["python", "-u", "{worker}"]']
+    kind = fields.pop("type", "queue")
+    lines = [f'endpoint "{name}" {{', f'  type    = "{kind}"', f'  command = ["{python}", "-u", "{worker}"]']
     for key, value in fields.items():
         lines.append(f"  {key} = {_hcl(value)}")
     if scaling:

@@ -48,6 +48,8 @@ READ_CACHE_S = 0.1
 
 
 class InstanceReport(BaseModel):
+    """An InstanceLoad on the wire: the same fields, read off it by name."""
+
     endpoint: str
     inflight: int = 0
     served: int = 0
@@ -76,15 +78,7 @@ class LoadReport(BaseModel):
             draining=sorted(balancer.draining()),
             held={name: HeldReport(count=n, since=since) for name, (n, since) in balancer.held().items()},
             loads={
-                i: InstanceReport(
-                    endpoint=load.endpoint,
-                    inflight=load.inflight,
-                    served=load.served,
-                    ready_at=load.ready_at,
-                    busy_since=load.busy_since,
-                    idle_since=load.idle_since,
-                )
-                for i, load in balancer.loads().items()
+                i: InstanceReport.model_validate(load, from_attributes=True) for i, load in balancer.loads().items()
             },
         )
 
@@ -107,8 +101,7 @@ class LoadReporter:
         self._poke.set()
 
     async def publish_once(self) -> None:
-        marks = (await self.store.notes(DRAIN_NOTE)).get(DRAIN_NOTE)
-        self.balancer.adopt_marks(_parse_marks(marks))
+        self.balancer.adopt_marks(await _stored_marks(self.store))
         await self.balancer.prune()
         report = LoadReport.of(self.replica, self.balancer)
         await self.store.put_note(REPORT_PREFIX + self.replica, report.model_dump_json(), ttl_s=REPORT_TTL_S)
@@ -129,6 +122,10 @@ class LoadReporter:
                     log.warning("publishing the load-balancer report failed (retrying): %s", exc)
                 failing = True
             await wait_event(self._poke, REPORT_EVERY_S)
+
+
+async def _stored_marks(store: JobStore) -> list[str]:
+    return _parse_marks((await store.notes(DRAIN_NOTE)).get(DRAIN_NOTE))
 
 
 def _parse_marks(raw: str | None) -> list[str]:
@@ -241,8 +238,7 @@ class ReportedLoads:
         now = time.time()
         if not (self._drained or self._forgotten or now - self._marks_written_at >= DRAIN_REFRESH_S):
             return
-        stored = set(_parse_marks((await self.store.notes(DRAIN_NOTE)).get(DRAIN_NOTE)))
-        marks = (stored | self._drained) - self._forgotten
+        marks = (set(await _stored_marks(self.store)) | self._drained) - self._forgotten
         await self.store.put_note(DRAIN_NOTE, json.dumps(sorted(marks)), ttl_s=DRAIN_TTL_S)
         self._marks, self._marks_written_at = marks, now
         self._drained.clear()

@@ -75,7 +75,7 @@ class WorkerTracker:
             handed[job_id] = now
             if job_id not in worker.jobs_in_progress:
                 worker.jobs_in_progress.append(job_id)
-        self._set_state(worker, time.time())
+        self._set_state(worker, now)
 
     def finished(self, worker_id: str, endpoint: str, job_id: str, *, by_worker: bool = False) -> None:
         """The job left the worker's hands. Not a sign of life: the gateway also calls this when it

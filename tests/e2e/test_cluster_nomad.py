@@ -25,7 +25,7 @@ import pytest
 
 from tests.doubles.consul import ConsulDouble
 from tests.doubles.nomad import NomadDouble
-from tests.stack import REPO, SKIFF, TEST_KEY, free_port
+from tests.stack import REPO, SKIFF, TEST_KEY, endpoint_hcl, free_port
 
 ECHO = "tests/workers/skiff_async_echo.py"
 # A load_balancer worker with its API on $PORT and GET /ping on $PORT_HEALTH (Runpod's two
@@ -33,39 +33,24 @@ ECHO = "tests/workers/skiff_async_echo.py"
 LB_WORKER = "tests/workers/lb_plain.py"
 ENDPOINTS = {
     # request_count with target 1: one worker per job, up to 3; idle workers leave after 1 s.
-    "echo.hcl": f"""endpoint "echo" {{
-  type    = "queue"
-  command = ["{sys.executable}", "-u", "{ECHO}"]
-  scaling {{
-    min_workers  = 0
-    max_workers  = 3
-    idle_timeout = "1s"
-    scaler       = "request_count"
-    target       = 1
-  }}
-}}
-""",
-    "web.hcl": f"""endpoint "web" {{
-  type    = "load_balancer"
-  command = ["{sys.executable}", "-u", "{LB_WORKER}"]
-  scaling {{
-    min_workers = 2
-    max_workers = 2
-  }}
-}}
-""",
+    "echo.hcl": endpoint_hcl(
+        "echo",
+        ECHO,
+        python=sys.executable,
+        scaling={"min_workers": 0, "max_workers": 3, "idle_timeout": "1s", "scaler": "request_count", "target": 1},
+    ),
+    "web.hcl": endpoint_hcl(
+        "web", LB_WORKER, python=sys.executable, type="load_balancer", scaling={"min_workers": 2, "max_workers": 2}
+    ),
     # Scales from zero on held requests: the controller learns of them only from the gateway's
     # load reports in the shared store (it is another process).
-    "web0.hcl": f"""endpoint "web0" {{
-  type    = "load_balancer"
-  command = ["{sys.executable}", "-u", "{LB_WORKER}"]
-  scaling {{
-    min_workers  = 0
-    max_workers  = 1
-    idle_timeout = "1s"
-  }}
-}}
-""",
+    "web0.hcl": endpoint_hcl(
+        "web0",
+        LB_WORKER,
+        python=sys.executable,
+        type="load_balancer",
+        scaling={"min_workers": 0, "max_workers": 1, "idle_timeout": "1s"},
+    ),
 }
 
 

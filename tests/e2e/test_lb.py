@@ -13,24 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import SkiffProcess
+from tests.stack import SkiffProcess, endpoint_hcl
 
 SERVERS = {"fastapi": "tests/workers/lb_fastapi.py", "plain": "tests/workers/lb_plain.py"}
 
 
 def _lb_hcl(name: str, worker: str, scaling: dict[str, Any], env: dict[str, str] | None = None) -> str:
-    lines = [
-        f'endpoint "{name}" {{',
-        '  type    = "load_balancer"',
-        f'  command = ["python", "-u", "{worker}"]',
-    ]
-    if env:
-        lines.append("  env = { " + ", ".join(f'{k} = "{v}"' for k, v in env.items()) + " }")
-    lines.append("  scaling {")
-    lines.extend(f"    {k} = {v if not isinstance(v, str) else chr(34) + v + chr(34)}" for k, v in scaling.items())
-    lines.append("  }")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return endpoint_hcl(name, worker, type="load_balancer", scaling=scaling, **({"env": env} if env else {}))
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
