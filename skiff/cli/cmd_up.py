@@ -35,7 +35,10 @@ def up(
     port: Port = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Run the gateway and the workers of every endpoint in a directory, until Ctrl-C."""
+    """Run the gateway and the workers of every endpoint in a directory, until Ctrl-C or SIGTERM.
+
+    Workers stop first, with SKIFF_WORKER_STOP_GRACE_S (10 s) to finish the job in hand; Ctrl-C again kills them.
+    """
     from skiff.stack import Stack, resolve_api_key
 
     settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
