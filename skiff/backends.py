@@ -73,11 +73,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LocalHooks:
     """What only the embedded orchestrator needs: where relative commands live and callbacks on
-    worker launch/exit (the gateway in the same process registers workers and re-queues jobs)."""
+    worker launch, stop and exit (the gateway in the same process registers workers, ends a
+    stopping worker's long polls and re-queues a dead one's jobs)."""
 
     project_dir: Path
     on_launch: Callable[[str, str, float], None] | None = None
     on_exit: Callable[[str, str], Awaitable[None]] | None = None
+    on_stopping: Callable[[str, str], None] | None = None
 
 
 def build_orchestrator(settings: Settings, worker_key: Callable[[str], str], hooks: LocalHooks) -> Orchestrator:
@@ -100,6 +102,7 @@ def build_orchestrator(settings: Settings, worker_key: Callable[[str], str], hoo
         stop_grace_s=settings.worker_stop_grace_s,
         on_launch=hooks.on_launch,
         on_exit=hooks.on_exit,
+        on_stopping=hooks.on_stopping,
     )
 
 

@@ -68,7 +68,9 @@ class Stack:
         self.queue = build_queue(settings)
         self.store = build_store(settings)
         self.ctx = GatewayContext.build(settings, self.queue, self.store, self.catalog, self.keys)
-        hooks = LocalHooks(project_dir, on_launch=self._launched, on_exit=self._worker_exited)
+        hooks = LocalHooks(
+            project_dir, on_launch=self._launched, on_exit=self._worker_exited, on_stopping=self.ctx.workers.release
+        )
         self.orchestrator = build_orchestrator(settings, self.keys.worker_key, hooks)
         discovery = build_discovery(settings, self.orchestrator, self.catalog.all)
         assert discovery is not None  # built with an orchestrator, there always is one

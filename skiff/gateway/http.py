@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -77,8 +77,11 @@ def parse_duration_ms(value: Any, field: str) -> float | None:
     return float(value) / 1000.0
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
-    """Await a long poll, or give it up (None) as soon as the caller hangs up.
+async def unless_disconnected(
+    request: Request, work: Awaitable[T], enders: set[Callable[[], None]] | None = None
+) -> T | None:
+    """Await a long poll, or give it up (None) as soon as the caller hangs up, or when someone
+    calls the ender this adds to `enders` while the poll is parked.
 
     uvicorn keeps a handler running after its client is gone, so without this a dead worker's
     job-take could still lease a job to nobody, and a stopping server would wait for every such
@@ -90,22 +93,30 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
     """
     handler = asyncio.current_task()
     assert handler is not None
-    hung_up = False
+    ended = False
+
+    def end() -> None:
+        nonlocal ended
+        if not ended:
+            ended = True
+            handler.cancel()
 
     async def watch() -> None:
-        nonlocal hung_up
         # The request's body (empty for GET) comes first; the next message is the disconnect.
         while (await request.receive())["type"] != "http.disconnect":
             pass
-        hung_up = True
-        handler.cancel()
+        end()
 
     watcher = asyncio.get_running_loop().create_task(watch())
+    if enders is not None:
+        enders.add(end)
     try:
         return await work
     except asyncio.CancelledError:
-        if hung_up and handler.uncancel() == 0:
+        if ended and handler.uncancel() == 0:
             return None
         raise
     finally:
         watcher.cancel()
+        if enders is not None:
+            enders.discard(end)

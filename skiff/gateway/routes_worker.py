@@ -8,6 +8,9 @@ application/x-www-form-urlencoded with `&isStream=` appended; job-stop long-poll
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +21,7 @@ from skiff.gateway.routing import RouteTable
 from skiff.spec import EndpointSpec
 
 router = RouteTable()
+T = TypeVar("T")
 
 MAX_BATCH = 64
 # A worker's result may be as large as a /runsync answer.
@@ -42,10 +46,15 @@ def _take_wait(ctx: GatewayContext, request: Request) -> float:
     return ctx.settings.take_wait_s
 
 
+def _long_poll(request: Request, ctx: GatewayContext, worker_id: str, work: Awaitable[T]) -> Awaitable[T | None]:
+    """A worker's long poll: ends early when the worker hangs up or is being stopped."""
+    return unless_disconnected(request, work, ctx.workers.polls(worker_id))
+
+
 @router.get("/v2/{endpoint}/job-take/{worker_id}")
 async def job_take(request: Request, endpoint: str, worker_id: str) -> Response:
     ctx, spec = worker_endpoint(request, endpoint)
-    jobs = await unless_disconnected(request, ctx.jobs.take(spec, worker_id, 1, _take_wait(ctx, request)))
+    jobs = await _long_poll(request, ctx, worker_id, ctx.jobs.take(spec, worker_id, 1, _take_wait(ctx, request)))
     if not jobs:
         return Response(status_code=NO_CONTENT)
     return json_response(jobs[0])
@@ -59,7 +68,7 @@ async def job_take_batch(request: Request, endpoint: str, worker_id: str) -> Res
         batch = max(1, min(MAX_BATCH, int(raw)))
     except ValueError:
         raise ApiError(400, "batch_size must be an integer") from None
-    jobs = await unless_disconnected(request, ctx.jobs.take(spec, worker_id, batch, _take_wait(ctx, request)))
+    jobs = await _long_poll(request, ctx, worker_id, ctx.jobs.take(spec, worker_id, batch, _take_wait(ctx, request)))
     if not jobs:
         return Response(status_code=NO_CONTENT)
     return json_response(jobs)
@@ -84,7 +93,7 @@ async def job_stream(request: Request, endpoint: str, worker_id: str, job_id: st
 @router.get("/v2/{endpoint}/job-stop/{worker_id}")
 async def job_stop(request: Request, endpoint: str, worker_id: str) -> Response:
     ctx, _spec = worker_endpoint(request, endpoint)
-    job_ids = await unless_disconnected(request, ctx.store.take_stops(worker_id, ctx.settings.take_wait_s))
+    job_ids = await _long_poll(request, ctx, worker_id, ctx.store.take_stops(worker_id, ctx.settings.take_wait_s))
     if not job_ids:
         return Response(status_code=NO_CONTENT)
     return json_response({"jobsToStop": job_ids})

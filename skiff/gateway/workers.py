@@ -8,6 +8,7 @@ flag travels the other way: the controller sets it in the store, the flush picks
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from skiff.jobs import WorkerRecord, WorkerState
 from skiff.store.base import JobStore
@@ -25,6 +26,7 @@ class WorkerTracker:
         self._dirty: set[str] = set()
         self._handed: dict[str, dict[str, float]] = {}
         self._finished: dict[str, dict[str, float]] = {}
+        self._polls: dict[str, set[Callable[[], None]]] = {}
 
     def _get(self, worker_id: str, endpoint: str) -> WorkerRecord:
         worker = self._workers.get(worker_id)
@@ -109,8 +111,21 @@ class WorkerTracker:
             self._set_state(worker, worker.draining_since)
         return worker
 
+    def polls(self, worker_id: str) -> set[Callable[[], None]]:
+        """Enders of this worker's parked long polls (see skiff.gateway.http.unless_disconnected)."""
+        return self._polls.setdefault(worker_id, set())
+
+    def release(self, worker_id: str, endpoint: str) -> None:
+        """The worker is being stopped: no new job, and its parked job-take and job-stop polls end
+        now. A worker such as runpod's notices its SIGTERM only when its long poll returns, so
+        without this it would wait out the poll (20 s) and be killed at the end of its grace."""
+        self.drain(worker_id, endpoint)
+        for end in list(self._polls.get(worker_id, ())):
+            end()
+
     def forget(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
+        self._polls.pop(worker_id, None)
         self._handed.pop(worker_id, None)
         self._finished.pop(worker_id, None)
         self._dirty.discard(worker_id)

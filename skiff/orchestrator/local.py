@@ -36,6 +36,7 @@ _PR_SET_PDEATHSIG = 1
 
 LaunchHook = Callable[[str, str, float], None]
 ExitHook = Callable[[str, str], Awaitable[None]]
+StoppingHook = Callable[[str, str], None]
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -81,6 +82,7 @@ class LocalOrchestrator:
         stop_grace_s: float = 10.0,
         on_launch: LaunchHook | None = None,
         on_exit: ExitHook | None = None,
+        on_stopping: StoppingHook | None = None,
     ) -> None:
         self._gateway_url = gateway_url
         self._worker_key = worker_key
@@ -91,6 +93,7 @@ class LocalOrchestrator:
         self._hurried = False
         self._on_launch = on_launch
         self._on_exit = on_exit
+        self._on_stopping = on_stopping
         self._endpoints: dict[str, _Endpoint] = {}
         self._lock = asyncio.Lock()
         self._restarter: asyncio.Task[None] | None = None
@@ -304,6 +307,9 @@ class LocalOrchestrator:
         if process.returncode is None and grace > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
+            if self._on_stopping is not None:
+                # After the signal, so the worker's next look at its flag finds it set.
+                self._on_stopping(worker.id, worker.spec.name)
             try:
                 async with asyncio.timeout(grace):
                     await process.wait()

@@ -147,6 +147,25 @@ def test_a_stop_lets_the_job_in_hand_finish_and_store_its_result(
     assert job.output == {"sleep": 1.5, "n": 7}
 
 
+def test_a_stop_ends_the_long_poll_an_official_runpod_worker_waits_in(
+    skiff_stack: Callable[..., SkiffProcess],
+) -> None:
+    """runpod's worker sees its SIGTERM only when its job-take returns: the gateway ends a stopping
+    worker's polls at once, so the stop takes neither the 60 s poll nor the 60 s grace (stop()
+    fails after 20 s)."""
+    stack = skiff_stack(
+        {"r": endpoint_hcl("r", "tests/workers/runpod_async_echo.py", scaling={"min_workers": 1, "max_workers": 1})},
+        extra_env={"SKIFF_TAKE_WAIT_S": "60", "SKIFF_WORKER_STOP_GRACE_S": "60"},
+    )
+    stack.wait_ready_workers("r", 1)
+    with stack.client() as client:
+        assert client.post("/v2/r/runsync", json={"input": {"n": 1}}).json()["status"] == "COMPLETED"
+    time.sleep(0.5)  # the worker is parked in its next job-take
+    workers = _descendants(stack.proc.pid)  # type: ignore[union-attr]
+    assert stack.stop() == 0
+    assert not _wait_gone(workers, timeout=5)
+
+
 def test_a_second_ctrl_c_kills_workers_instead_of_waiting_out_their_grace(
     skiff_stack: Callable[..., SkiffProcess],
 ) -> None:
