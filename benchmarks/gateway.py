@@ -65,7 +65,7 @@ MODES = ("embedded", "cluster")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # tests/stack.py shortens leases and pings for crash tests; a benchmark runs with the defaults
-# of skiff/config.py so that background traffic is what production would see.
+# of skiff_core.config so that background traffic is what production would see.
 PRODUCTION_ENV = {
     "SKIFF_LEASE_S": "30",
     "SKIFF_PING_INTERVAL_S": "10",

@@ -16,7 +16,7 @@ Policies, all with max_workers 10 and min_workers 0:
   stabilisation window keeps the highest recommendation of the last 300 s; to zero only after
   cooldownPeriod 300 s with an empty queue. Generous to KEDA: scale-up is not rate-limited and
   scale-down only removes idle workers (Kubernetes may pick busy pods).
-- skiff-*: `skiff.controller.autoscaler.Autoscaler`, the controller's own code, called on every
+- skiff-*: `skiff_controller.autoscaler.Autoscaler`, the controller's own code, called on every
   arrival (enqueue hint), on a 1 s tick and at the decision's `recheck_at`; idle_timeout 5 s.
   "plain" turns the learned launch gate and keep-warm off (the issue's rules alone).
 
@@ -44,9 +44,9 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks` and `skiff` im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.traces import GENERATORS, Trace
-from skiff.controller.autoscaler import Autoscaler, Observation, Tuning, WorkerView
-from skiff.jobs import WorkerState
-from skiff.spec import ScalerType, ScalingSpec
+from skiff_controller.autoscaler import Autoscaler, Observation, Tuning, WorkerView
+from skiff_core.jobs import WorkerState
+from skiff_core.spec import ScalerType, ScalingSpec
 
 MAX_WORKERS = 10
 IDLE_TIMEOUT_S = 5.0
@@ -394,7 +394,7 @@ def decision_pass(endpoints: int, seed: int) -> float:
 def measure_wake_latency(samples: int = 7) -> float | None:
     """Enqueue -> orchestrator start on a zero-worker endpoint, on the real stack, in-process.
 
-    Builds `skiff.stack.Stack` (gateway + controller + local orchestrator, SQLite in a temporary
+    Builds `skiff_cli.embedded.Stack` (gateway + controller + local orchestrator, SQLite in a temporary
     state dir) serving `samples` endpoints with min_workers 0, then for each one times from
     sending POST /v2/<endpoint>/run to the orchestrator's launch hook, which fires once the
     worker's process has been spawned: HTTP round trip, durable store + enqueue, the controller's
@@ -408,9 +408,9 @@ def measure_wake_latency(samples: int = 7) -> float | None:
 
     import httpx
 
-    from skiff.config import Settings
-    from skiff.spec import EndpointSpec, ScalingSpec
-    from skiff.stack import Stack
+    from skiff_cli.embedded import Stack
+    from skiff_core.config import Settings
+    from skiff_core.spec import EndpointSpec, ScalingSpec
 
     async def measure() -> list[tuple[float, float]]:
         with socket.socket() as sock:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Idempotent setup: a virtualenv at .venv with Skiff installed (editable) plus what the given
-# extras need. Usage: scripts/setup.sh [server|test]. `test` also makes sure redis-server exists.
+# Idempotent setup: a virtualenv at .venv with every pinned package of requirements.lock (hash
+# checked) and the workspace's own packages (sdk, core, gateway, controller, cli) installed
+# editable. Usage: scripts/setup.sh [run|test]. `test` also makes sure redis-server exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extra="${1:-server}"
+what="${1:-run}"
 python="${PYTHON:-python3}"
 
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -12,22 +13,24 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 
+uv="$(scripts/uv.sh)"
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
-  "$python" -m venv .venv
+  "$uv" venv --quiet --python "$python" .venv
 fi
 
-# Reinstall only when pyproject.toml changed since the last install of this extra.
-stamp=".venv/.skiff-installed-$extra"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+# Reinstall only when the lock or a member's pyproject.toml changed since the last install.
+stamp=".venv/.skiff-installed"
+want="$(cat requirements.lock ./*/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "==> installing Python packages (.[${extra}])"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extra}]"
+  echo "==> installing Python packages (requirements.lock, then sdk core gateway controller cli)"
+  "$uv" pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock
+  "$uv" pip install --quiet --python .venv/bin/python --no-deps \
+    -e ./sdk -e ./core -e ./gateway -e ./controller -e ./cli
   echo "$want" > "$stamp"
 fi
 
-if [ "$extra" = "test" ] && ! command -v redis-server >/dev/null 2>&1; then
+if [ "$what" = "test" ] && ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing redis-server (apt-get)"
     export DEBIAN_FRONTEND=noninteractive

@@ -65,7 +65,7 @@ def _hcl(value: Any) -> str:
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int, output: Callable[[], str], timeout: float = 20) -> int:
     """Signal a skiff process and wait; one that hangs dumps its threads (SIGUSR1, see
-    skiff/cli/main.py) into its log before it is killed, and the failure shows that log."""
+    skiff_cli.main) into its log before it is killed, and the failure shows that log."""
     proc.send_signal(sig)
     try:
         return proc.wait(timeout)

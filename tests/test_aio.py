@@ -41,7 +41,7 @@ async def test_a_cancel_racing_a_wake_up_is_not_lost() -> None:
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12 rebuilt wait_for on asyncio.timeout")
 async def test_the_race_is_real_with_wait_for_on_311() -> None:
-    # Why skiff.aio exists (and ruff bans asyncio.wait_for in skiff/): on 3.11 the cancel is lost.
+    # Why skiff.aio exists (and ruff bans asyncio.wait_for in Skiff): on 3.11 the cancel is lost.
     assert await _wake_and_cancel_together("wait_for") == "ran on"
 
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from skiff.controller import scalers
-from skiff.controller.autoscaler import (
+from skiff_controller import scalers
+from skiff_controller.autoscaler import (
     Autoscaler,
     EndpointHistory,
     Observation,
@@ -16,8 +16,8 @@ from skiff.controller.autoscaler import (
     WorkerView,
     decide,
 )
-from skiff.jobs import WorkerRecord, WorkerState
-from skiff.spec import ScalerType, ScalingSpec
+from skiff_core.jobs import WorkerRecord, WorkerState
+from skiff_core.spec import ScalerType, ScalingSpec
 
 NOW = 1_000.0
 S = WorkerState

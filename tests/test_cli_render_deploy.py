@@ -13,8 +13,8 @@ from pathlib import Path
 
 import hcl2
 
-from skiff.config import Settings
-from skiff.nomad.render import render_job
+from skiff_core.config import Settings
+from skiff_core.nomad.render import render_job
 from tests.doubles.nomad import FakeNode, NomadDouble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ def skiff(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> su
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "CONSUL_", "SKIFF_"))}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "skiff.cli.main", *args],
+        [sys.executable, "-m", "skiff_cli.main", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -38,7 +38,7 @@ def test_render_json_is_the_register_body() -> None:
     result = skiff("render", "runpod-echo", "--endpoints", str(EXAMPLES))
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    from skiff.endpoints import load_endpoints
+    from skiff_core.endpoints import load_endpoints
 
     expected = render_job(load_endpoints(EXAMPLES)["runpod-echo"], Settings())
     assert body == expected
@@ -84,7 +84,7 @@ def test_deploy_registers_everything_and_prunes_removed(tmp_path: Path) -> None:
         assert "RUNPOD_AI_API_KEY" not in env_vars
         assert env_vars["RUNPOD_WEBHOOK_GET_JOB"].startswith("http://gw:8000/v2/echo/job-take/")
         # Each endpoint's worker key is in its job's Nomad Variable, derived from the client key.
-        from skiff.gateway.keys import KeyRing
+        from skiff_core.keys import KeyRing
 
         for name in ("echo", "stream", "runpod-echo", "lb-hello"):
             variable = nomad.variable(f"nomad/jobs/skiff-{name}")

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from skiff.discovery.base import Discovery
-from skiff.discovery.consul import ConsulDiscovery, parse_consul_addr
+from skiff_core.discovery.base import Discovery
+from skiff_core.discovery.consul import ConsulDiscovery, parse_consul_addr
 from tests.doubles.consul import ConsulDouble
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from skiff.leader import LeaderLock
-from skiff.leader.consul import ConsulLeaderLock
+from skiff_core.leader import LeaderLock
+from skiff_core.leader.consul import ConsulLeaderLock
 from tests.doubles.consul import ConsulDouble
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from skiff.endpoints import EndpointFileError, Problem, endpoint_files, load_endpoint_file, load_endpoints
-from skiff.spec import EndpointType, ScalerType
+from skiff_core.endpoints import EndpointFileError, Problem, endpoint_files, load_endpoint_file, load_endpoints
+from skiff_core.spec import EndpointType, ScalerType
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "endpoints"

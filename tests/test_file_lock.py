@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from skiff.leader import LeaderLock
-from skiff.leader.file import FileLeaderLock
+from skiff_core.leader import LeaderLock
+from skiff_core.leader.file import FileLeaderLock
 
 HOLDER = """
 import asyncio, sys, time
 from pathlib import Path
-from skiff.leader.file import FileLeaderLock
+from skiff_core.leader.file import FileLeaderLock
 
 async def main():
     lock = FileLeaderLock(Path(sys.argv[1]), poll_s=0.05)

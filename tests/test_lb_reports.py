@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from skiff.controller.lb_proxy import Balancer
-from skiff.controller.lb_reports import READ_CACHE_S, LoadReporter, ReportedLoads
-from skiff.discovery.base import Instance
-from skiff.store.sqlite import SqliteStore
+from skiff_controller.lb_loads import READ_CACHE_S, LoadReporter, ReportedLoads
+from skiff_core.discovery.base import Instance
+from skiff_core.store.sqlite import SqliteStore
+from skiff_gateway.balancer import Balancer
 
 
 class FixedDiscovery:

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from skiff.orchestrator.base import WorkerPhase
-from skiff.orchestrator.local import LocalOrchestrator
-from skiff.spec import EndpointSpec
+from skiff_core.orchestrator.base import WorkerPhase
+from skiff_core.orchestrator.local import LocalOrchestrator
+from skiff_core.spec import EndpointSpec
 
 SLEEPER = EndpointSpec(name="sleeper", command=[sys.executable, "-c", "import time; time.sleep(120)"])
 

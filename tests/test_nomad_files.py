@@ -13,7 +13,7 @@ import hcl2
 import pytest
 import yaml
 
-from skiff.config import Settings
+from skiff_core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 NOMAD = ROOT / "nomad"
@@ -115,7 +115,7 @@ def test_own_jobs_take_settings_and_secrets_from_their_own_nomad_variable(name: 
         env = env_of(task)
         for key, value in env.items():
             if key.startswith("SKIFF_"):
-                assert key in settings_fields, f"{name}: {key} is not a Skiff setting (skiff/config.py)"
+                assert key in settings_fields, f"{name}: {key} is not a Skiff setting (skiff_core.config)"
             assert not re.search(r"(KEY|TOKEN|PASSWORD|SECRET|REDIS_URL)$", key), f"{name}: secret {key} in env"
             del value
 
@@ -147,9 +147,9 @@ def test_gateway_route_port_and_load_balancer_agree() -> None:
     SKIFF_PORT, and the Terraform load balancer targets and checks the same port and path."""
     import inspect
 
-    import skiff.gateway.app
+    import skiff_gateway.app
 
-    assert '@app.get("/healthz"' in inspect.getsource(skiff.gateway.app)
+    assert '@app.get("/healthz"' in inspect.getsource(skiff_gateway.app)
 
     _id, job, doc = job_of(NOMAD / "gateway.nomad.hcl")
     ((_g, group, _t, _task),) = tasks(job)
@@ -205,9 +205,9 @@ def test_controller_node_pool_setting_matches_the_gpu_pool_terraform_creates() -
 
 
 def test_worker_renderer_requests_the_device_the_gpu_clients_provide() -> None:
-    """One source for the worker template: skiff.nomad.render asks for `nvidia/gpu` devices,
+    """One source for the worker template: skiff_core.nomad.render asks for `nvidia/gpu` devices,
     which is what nomad-device-nvidia fingerprints (vendor nvidia, type gpu)."""
-    from skiff.nomad.render import GPU_DEVICE
+    from skiff_core.nomad.render import GPU_DEVICE
 
     assert GPU_DEVICE == "nvidia/gpu"
     user_data = (ROOT / "terraform" / "modules" / "gpu-clients" / "templates" / "client.sh.tftpl").read_text()

@@ -18,18 +18,18 @@ from typing import Any
 import httpx
 import pytest
 
-from skiff.config import Settings
-from skiff.nomad.client import (
+from skiff_core.config import Settings
+from skiff_core.nomad.client import (
     NomadBadRequest,
     NomadClient,
     NomadConflict,
     NomadPermissionDenied,
     NomadUnreachable,
 )
-from skiff.nomad.render import ImageReferenceError, RenderOptions, render_job
-from skiff.orchestrator.base import Orchestrator, WorkerPhase
-from skiff.orchestrator.nomad import DrainMismatch, NomadOrchestrator, PlacementFailed
-from skiff.spec import EndpointSpec
+from skiff_core.nomad.render import ImageReferenceError, RenderOptions, render_job
+from skiff_core.orchestrator.base import Orchestrator, WorkerPhase
+from skiff_core.orchestrator.nomad import DrainMismatch, NomadOrchestrator, PlacementFailed
+from skiff_core.spec import EndpointSpec
 from tests.doubles.nomad import FakeNode, NomadDouble
 
 
@@ -263,7 +263,7 @@ def test_the_controller_policy_covers_the_worker_key_variables_and_not_skiffs_ow
 
     import hcl2
 
-    from skiff.nomad.render import worker_key_variable
+    from skiff_core.nomad.render import worker_key_variable
 
     policy = hcl2.load((Path(__file__).parents[1] / "nomad" / "policies" / "skiff-controller.policy.hcl").open())
     ((_ns, namespace),) = policy["namespace"][0].items()

@@ -13,9 +13,9 @@ from typing import Any
 import hcl2
 import pytest
 
-from skiff.config import Settings
-from skiff.endpoints import load_endpoints
-from skiff.nomad.render import (
+from skiff_core.config import Settings
+from skiff_core.endpoints import load_endpoints
+from skiff_core.nomad.render import (
     ImageReferenceError,
     RenderOptions,
     render_hcl,
@@ -23,7 +23,7 @@ from skiff.nomad.render import (
     validate_image_reference,
     worker_key_variable,
 )
-from skiff.spec import EndpointSpec
+from skiff_core.spec import EndpointSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,11 +10,11 @@ from typing import Any
 import boto3
 import pytest
 
-from skiff.backends import build_payloads
-from skiff.config import Settings
-from skiff.payloads import PAYLOAD_KEY, PayloadMissing, PayloadStore, dereference, payload_ref, reference
-from skiff.payloads.files import FilePayloads
-from skiff.payloads.s3 import TAG_KEY, S3Payloads
+from skiff_core.backends import build_payloads
+from skiff_core.config import Settings
+from skiff_core.payloads import PAYLOAD_KEY, PayloadMissing, PayloadStore, dereference, payload_ref, reference
+from skiff_core.payloads.files import FilePayloads
+from skiff_core.payloads.s3 import TAG_KEY, S3Payloads
 from tests.services import MotoServer, moto_server
 
 INLINE_MAX = Settings().payload_inline_max_bytes

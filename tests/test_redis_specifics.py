@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 
-from skiff.jobs import JobRecord, JobStatus, WorkerRecord
-from skiff.store.redis import RedisStore
+from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord
+from skiff_core.store.redis import RedisStore
 from tests.services import RedisServer, redis_server
 
 S = JobStatus

@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from skiff.jobs import JobRecord, JobStatus
-from skiff.queue.sqlite import SqliteQueue
-from skiff.store.sqlite import SqliteStore
+from skiff_core.jobs import JobRecord, JobStatus
+from skiff_core.queue.sqlite import SqliteQueue
+from skiff_core.store.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import asyncio, json, os, random, sys, time
 from pathlib import Path
-from skiff.jobs import JobRecord, JobStatus
-from skiff.queue.sqlite import SqliteQueue
-from skiff.store.sqlite import SqliteStore
+from skiff_core.jobs import JobRecord, JobStatus
+from skiff_core.queue.sqlite import SqliteQueue
+from skiff_core.store.sqlite import SqliteStore
 
 role, args = sys.argv[1], json.loads(sys.argv[2])
 db = Path(args["db"])

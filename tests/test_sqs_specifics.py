@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from skiff.queue.sqs import SqsQueue, visibility_timeout
+from skiff_core.queue.sqs import SqsQueue, visibility_timeout
 from tests.services import MotoServer, moto_server
 
 

@@ -469,9 +469,9 @@ def test_gpu_clients_autoscaling_group_mixes_instance_types_with_optional_spot()
 def test_gpu_clients_allow_the_kill_timeout_the_worker_renderer_asks_for() -> None:
     """render.py gives a stopped worker up to its execution timeout (capped) plus a grace period;
     Nomad clients cap kill_timeout at max_kill_timeout, so the pool must allow at least that."""
-    from skiff.durations import parse_duration
-    from skiff.nomad.render import kill_timeout_s
-    from skiff.spec import EndpointSpec
+    from skiff_core.durations import parse_duration
+    from skiff_core.nomad.render import kill_timeout_s
+    from skiff_core.spec import EndpointSpec
 
     longest = kill_timeout_s(EndpointSpec(name="long", image="ghcr.io/a/b:1", execution_timeout=10**7))
     variables = dict(blocks(module_docs(TF_ROOT / "modules" / "gpu-clients"), "variable"))

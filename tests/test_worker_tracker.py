@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from skiff.gateway import workers as workers_module
-from skiff.gateway.workers import PING_RACE_GRACE_S, WorkerTracker
-from skiff.jobs import WorkerState
-from skiff.store.sqlite import SqliteStore
+from skiff_core.jobs import WorkerState
+from skiff_core.store.sqlite import SqliteStore
+from skiff_gateway import workers as workers_module
+from skiff_gateway.workers import PING_RACE_GRACE_S, WorkerTracker
 
 
 class Clock:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from skiff.queue.base import JobQueue
-from skiff.store.base import JobStore
+from skiff_core.queue.base import JobQueue
+from skiff_core.store.base import JobStore
 from tests.services import MotoServer, RedisServer, moto_server, redis_server
 
 QueueFactory = Callable[[pytest.FixtureRequest, Path], JobQueue | Awaitable[JobQueue]]
@@ -26,26 +26,26 @@ StoreFactory = Callable[[pytest.FixtureRequest, Path], JobStore | Awaitable[JobS
 
 
 def _sqlite_queue(request: pytest.FixtureRequest, tmp_path: Path) -> JobQueue:
-    from skiff.queue.sqlite import SqliteQueue
+    from skiff_core.queue.sqlite import SqliteQueue
 
     return SqliteQueue(tmp_path / "skiff.db")
 
 
 def _sqlite_store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    from skiff.store.sqlite import SqliteStore
+    from skiff_core.store.sqlite import SqliteStore
 
     return SqliteStore(tmp_path / "skiff.db")
 
 
 def _sqs_queue(request: pytest.FixtureRequest, tmp_path: Path) -> JobQueue:
-    from skiff.queue.sqs import SqsQueue
+    from skiff_core.queue.sqs import SqsQueue
 
     moto: MotoServer = request.getfixturevalue("moto_service")
     return SqsQueue(moto.url, "us-east-1", prefix=f"c{uuid.uuid4().hex[:8]}-")
 
 
 def _redis_store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    from skiff.store.redis import RedisStore
+    from skiff_core.store.redis import RedisStore
 
     server: RedisServer = request.getfixturevalue("redis_service")
     return RedisStore(server.url(), prefix=f"c{uuid.uuid4().hex[:8]}:")

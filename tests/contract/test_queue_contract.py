@@ -1,4 +1,4 @@
-"""JobQueue contract (skiff/queue/base.py): SQS semantics, checked through the protocol only.
+"""JobQueue contract (skiff_core.queue.base): SQS semantics, checked through the protocol only.
 
 Leases are whole seconds (SQS visibility timeouts are): a 1 s lease is re-delivered after ~1.5 s.
 """
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from skiff.queue.base import Delivery, JobQueue, QueueStats
+from skiff_core.queue.base import Delivery, JobQueue, QueueStats
 
 LONG = 30.0  # a lease that cannot expire during a test
 

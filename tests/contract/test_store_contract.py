@@ -1,4 +1,4 @@
-"""JobStore contract (skiff/store/base.py), checked through the protocol only."""
+"""JobStore contract (skiff_core.store.base), checked through the protocol only."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from skiff.jobs import JobRecord, JobStatus, WorkerRecord, WorkerState
-from skiff.store.base import JobStore
+from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord, WorkerState
+from skiff_core.store.base import JobStore
 
 Uid = Callable[[str], str]
 

@@ -87,7 +87,7 @@ def test_every_route_checks_its_key(raw: httpx.Client, method: str, path: str) -
 
 
 def test_worker_key_is_scoped_to_its_endpoint(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
-    from skiff.gateway.keys import KeyRing
+    from skiff_core.keys import KeyRing
 
     worker_key = KeyRing(echo_stack.key).worker_key("other")
     # Valid on its own endpoint's worker routes (no job waiting -> 204 after the long poll)...

@@ -19,16 +19,16 @@ from typing import Any
 import boto3
 import pytest
 
-from skiff.config import Settings
-from skiff.gateway.catalog import EndpointCatalog
-from skiff.gateway.context import GatewayContext
-from skiff.gateway.keys import KeyRing
-from skiff.jobs import JobStatus
-from skiff.payloads.base import PAYLOAD_KEY
-from skiff.payloads.files import FilePayloads
-from skiff.queue.sqlite import SqliteQueue
-from skiff.spec import EndpointSpec, EndpointType
-from skiff.store.sqlite import SqliteStore
+from skiff_core.catalog import EndpointCatalog
+from skiff_core.config import Settings
+from skiff_core.jobs import JobStatus
+from skiff_core.keys import KeyRing
+from skiff_core.payloads.base import PAYLOAD_KEY
+from skiff_core.payloads.files import FilePayloads
+from skiff_core.queue.sqlite import SqliteQueue
+from skiff_core.spec import EndpointSpec, EndpointType
+from skiff_core.store.sqlite import SqliteStore
+from skiff_gateway.context import GatewayContext
 from tests.services import MotoServer, RedisServer, moto_server, redis_server
 from tests.stack import SkiffProcess, endpoint_hcl
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from skiff.jobs import JobRecord, JobStatus
-from skiff.store.sqlite import SqliteStore
+from skiff_core.jobs import JobRecord, JobStatus
+from skiff_core.store.sqlite import SqliteStore
 from tests.stack import SkiffProcess, endpoint_hcl
 
 JOBS = 200

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.gateway.keys import KeyRing
+from skiff_core.keys import KeyRing
 from tests.stack import TEST_KEY, GatewayReplica, endpoint_hcl
 
 

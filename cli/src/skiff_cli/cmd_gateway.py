@@ -1,0 +1,143 @@
+"""`skiff gateway`: one gateway replica and nothing else (no workers, no controller).
+
+Run several behind a load balancer: they share the queue, the job store and the payload store named
+by the settings (SQS, Redis, S3 in a cluster), so any replica accepts a job, any replica hands it to
+a worker, and a `/runsync` waiting on one replica wakes when another stores the result. Every
+replica needs the same client key (SKIFF_API_KEY): worker keys are derived from it. `GET /healthz`
+is the liveness check for Nomad or Consul.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import typer
+import uvicorn
+
+from skiff_cli.app import app
+from skiff_cli.diagnostics import dump_tasks_on_sigusr2
+from skiff_cli.options import EndpointsDir, Host, Port, StateDir, load_settings, load_specs_or_exit, setup_logging
+from skiff_core.config import Settings
+from skiff_core.spec import EndpointSpec
+
+log = logging.getLogger("skiff")
+
+
+@app.command()
+def gateway(
+    endpoints: EndpointsDir = None,
+    host: Host = None,
+    port: Port = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Run one gateway replica (client and worker APIs only) until Ctrl-C or SIGTERM."""
+    settings = load_settings(endpoints_dir=endpoints, host=host, port=port, state_dir=state_dir)
+    specs = list(load_specs_or_exit(settings).values())
+    setup_logging()
+    if settings.queue == "sqlite" or settings.store == "sqlite":
+        typer.echo(
+            "skiff gateway: note: embedded queue/store: replicas must share one state dir on one machine; "
+            "use SKIFF_QUEUE=sqs and SKIFF_STORE=redis for replicas on several machines",
+            err=True,
+        )
+    try:
+        listener = _bind(settings.host, settings.port)
+    except OSError as exc:
+        typer.echo(f"skiff: cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    with listener:
+        asyncio.run(_serve(settings, specs, listener))
+    typer.echo("skiff gateway: stopped.")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, whose bind failure is a SystemExit from inside its task."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _client_key(settings: Settings) -> str:
+    if settings.api_key:
+        return settings.api_key
+    from skiff_core.keys import load_or_create_key
+
+    key, created = load_or_create_key(settings.state_dir)
+    where = settings.state_dir / "api-key"
+    origin = "generated into" if created else "read from"
+    typer.echo(f"skiff gateway: API key {origin} {where}; give every replica the same key (SKIFF_API_KEY)", err=True)
+    return key
+
+
+async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket.socket) -> None:
+    # Imported here so `skiff --help` stays fast.
+    from skiff_controller.lb_loads import LoadReporter
+    from skiff_core.backends import build_discovery, build_queue, build_store
+    from skiff_core.catalog import EndpointCatalog
+    from skiff_core.keys import KeyRing
+    from skiff_gateway.app import create_app
+    from skiff_gateway.balancer import Balancer
+    from skiff_gateway.context import GatewayContext
+    from skiff_gateway.server import GracefulServer
+    from skiff_gateway.server_logs import quiet_cancelled_requests
+
+    dump_tasks_on_sigusr2()
+    queue = build_queue(settings)
+    store = build_store(settings)
+    catalog = EndpointCatalog(specs)
+    # Without an orchestrator here, only a cluster's discovery (Consul) can find load_balancer
+    # workers; embedded replicas answer /lb/ with 503 and leave it to `skiff up`.
+    discovery = build_discovery(settings, None, catalog.all)
+    background: list[asyncio.Task[None]] = []
+    try:
+        ctx = GatewayContext.build(
+            settings,
+            queue,
+            store,
+            catalog,
+            KeyRing(_client_key(settings)),
+            discovery=discovery,
+        )
+        if discovery is not None:
+            # The controller is another process: it scales by the reports this replica publishes.
+            ctx.balancer = Balancer(discovery)
+            reporter = LoadReporter(ctx.balancer, store)
+            ctx.balancer.wake = reporter.poke
+            # Started before serving: the first round adopts the controller's drain marks.
+            background.append(asyncio.create_task(reporter.run(), name="lb-report"))
+        # The app's lifespan starts and stops the context (queues ensured, housekeeping, payloads).
+        config = uvicorn.Config(
+            create_app(ctx, manage_context=True),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+        )
+        quiet_cancelled_requests()
+        server = GracefulServer(config)
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        while not server.started:
+            if serving.done():
+                await serving  # the startup failure, e.g. the app's lifespan could not start
+                return
+            await asyncio.sleep(0.02)
+        typer.echo(f"Skiff gateway is up at http://{settings.host}:{settings.port}")
+        typer.echo(f"endpoints: {', '.join(s.name for s in specs)}; workers reach it at {settings.gateway_url}")
+        await serving
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        if discovery is not None:
+            await discovery.close()
+        await queue.close()
+        await store.close()

@@ -1,0 +1,479 @@
+"""The controller: one control loop per endpoint, run only by the holder of the leader lock.
+
+Each loop wakes on every enqueue (`wake`, wired to JobService.on_enqueue and the load balancer's
+"request waiting" hook), on a short tick and at the autoscaler's `recheck_at`. A pass observes
+the queue, the worker registry and the orchestrator's table, asks the pure autoscaler
+(`skiff_controller.autoscaler`) what to do, and acts through the Orchestrator protocol only:
+
+- launches: `scale(count + n)`; the loop keeps `count`, what it last asked for, so that a lower
+  count always names exactly the workers to stop;
+- scale-down: workers the autoscaler picks are marked draining (the gateway hands them no new
+  job; the balancer no new request) and stopped only once idle: no job in hand and a job-take
+  seen after the drain (a long-poll begun before the drain could still hand out a job). A busy
+  worker is never stopped by scaling;
+- rolling replacement: workers of an older spec_hash are hidden from the autoscaler, and one is
+  drained for each new-version worker that is ready (has made its first job-take);
+- health: a worker that stopped pinging (the gateway re-queued its jobs) is stopped, and so is a
+  worker still holding a job that timed out or was cancelled `stuck_grace_s` after the job-stop
+  signal; the autoscaler launches replacements on the same pass or the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from skiff.aio import wait_event
+from skiff_controller.autoscaler import Autoscaler, Observation, ScalingDecision, WorkerView
+from skiff_controller.reconcile import Reconciler
+from skiff_core.jobs import WorkerRecord, WorkerState
+from skiff_core.leader import LeaderLock
+from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
+from skiff_core.spec import EndpointSpec, EndpointType
+from skiff_gateway.balancer import LoadView
+from skiff_gateway.context import GatewayContext
+
+log = logging.getLogger("skiff.controller")
+
+_LIVE = frozenset({WorkerState.INITIALIZING, WorkerState.IDLE, WorkerState.RUNNING})
+_READY = frozenset({WorkerState.IDLE, WorkerState.RUNNING})
+# Old-version workers leave in this order: idle first, then not yet started, then busy ones.
+_DRAIN_ORDER = {WorkerState.IDLE: 0, WorkerState.INITIALIZING: 1, WorkerState.RUNNING: 2}
+
+
+@dataclass
+class _Loop:
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    enqueued: bool = False
+    task: asyncio.Task[None] | None = None
+    count: int | None = None  # workers asked of the orchestrator; None until the first pass
+    decision: ScalingDecision | None = None
+    stuck_since: dict[tuple[str, str], float] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class _Worker:
+    info: WorkerInfo
+    view: WorkerView
+    record: WorkerRecord | None
+    outdated: bool
+
+
+class Controller:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        orchestrator: Orchestrator,
+        lock: LeaderLock,
+        *,
+        balancer: LoadView | None = None,
+        autoscaler: Autoscaler | None = None,
+        tick_s: float = 0.5,
+        stuck_grace_s: float | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.orchestrator = orchestrator
+        self.lock = lock
+        self.balancer = balancer
+        self.autoscaler = autoscaler or Autoscaler()
+        self.reconciler = Reconciler(ctx.catalog, ctx.queue, orchestrator, self)
+        self.tick_s = tick_s
+        # Three missed pings' worth: the runpod SDK may pick a stop signal up only on its next poll.
+        self.stuck_grace_s = 3 * ctx.settings.ping_interval_s if stuck_grace_s is None else stuck_grace_s
+        self.leading = False
+        self._loops: dict[str, _Loop] = {name: _Loop() for name in ctx.catalog.names()}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Wait for leadership, then run every endpoint's loop until cancelled or the lock is lost."""
+        try:
+            while True:
+                await self.lock.acquire()
+                self.leading = True
+                log.info("controller %d is the leader", os.getpid())
+                await self.reconciler.register_all()
+                for name in list(self._loops):
+                    self._start(name)
+                while self.lock.is_held():
+                    await asyncio.sleep(1.0)
+                log.error("leadership lost: stopping the control loops until it is regained")
+                self.leading = False
+                await self._stop_loops()
+        finally:
+            self.leading = False
+            await self._stop_loops()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            await self.lock.release()
+
+    def wake(self, endpoint: str) -> None:
+        """A job (or a load-balanced request) arrived: run the endpoint's pass now, not on the tick."""
+        loop = self._loops.get(endpoint)
+        if loop is not None:
+            loop.enqueued = True
+            loop.wake.set()
+
+    # ------------------------------------------------------------------ Reconciler hooks
+    def endpoint_added(self, name: str) -> None:
+        self._loops.setdefault(name, _Loop())
+        if self.leading:
+            self._start(name)
+
+    def endpoint_changed(self, name: str) -> None:
+        self.wake(name)
+
+    async def endpoint_removed(self, name: str) -> None:
+        loop = self._loops.pop(name, None)
+        if loop is not None and loop.task is not None:
+            loop.task.cancel()
+            await asyncio.gather(loop.task, return_exceptions=True)
+        self.autoscaler.forget(name)
+
+    # ------------------------------------------------------------------ ControlPlane
+    async def apply(self, specs: list[EndpointSpec]) -> dict[str, list[str]]:
+        result = await self.reconciler.apply(specs)
+        if result.any:
+            log.warning(
+                "applied endpoints: added %s, changed %s, removed %s",
+                result.added or "-",
+                result.changed or "-",
+                result.removed or "-",
+            )
+        return result.as_dict()
+
+    async def status(self) -> dict[str, Any]:
+        now = time.time()
+        endpoints = []
+        for spec in self.ctx.catalog.all():
+            infos = {i.id: i for i in await self.orchestrator.workers(spec.name)}
+            records = await self._records(spec.name)
+            ids = list(infos) if self.leading else sorted(set(infos) | set(records))
+            workers = [self._worker_status(spec, infos.get(i), records.get(i), i, now) for i in ids]
+            loop = self._loops.get(spec.name)
+            entry: dict[str, Any] = {
+                "name": spec.name,
+                "type": spec.type.value,
+                "version": spec.spec_hash(),
+                "scaling": {
+                    "min_workers": spec.scaling.min_workers,
+                    "max_workers": spec.scaling.max_workers,
+                    "idle_timeout_s": spec.scaling.idle_timeout,
+                    "scaler": spec.scaling.scaler.value,
+                    "target": spec.scaling.target,
+                },
+                "workers": [w for w in workers if w is not None],
+                "decision": loop.decision.reason if loop and loop.decision else None,
+            }
+            if spec.type is EndpointType.QUEUE:
+                stats = await self.ctx.queue.stats(spec.name)
+                entry["queue"] = {
+                    "queued": stats.queued,
+                    "in_flight": stats.in_flight,
+                    "oldest_age_s": stats.oldest_age_s,
+                }
+            elif self.balancer is not None:
+                summary, _ = await self.balancer.observe(spec.name)
+                entry["queue"] = {
+                    "queued": summary.waiting,
+                    "in_flight": summary.inflight,
+                    "oldest_age_s": summary.oldest_wait_s,
+                }
+            endpoints.append(entry)
+        return {"leader": self.leading, "pid": os.getpid(), "endpoints": endpoints}
+
+    def _worker_status(
+        self, spec: EndpointSpec, info: WorkerInfo | None, record: WorkerRecord | None, worker_id: str, now: float
+    ) -> dict[str, Any] | None:
+        if info is None and (record is None or record.state is WorkerState.UNHEALTHY):
+            return None
+        state = record.state.value if record is not None else "initializing"
+        cold = record.cold_start_s if record is not None else None
+        idle_since = record.idle_since if record is not None and record.state is WorkerState.IDLE else None
+        if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None and info is not None:
+            load = self.balancer.load_of(worker_id)
+            if load is not None and load.ready_at is not None:
+                cold = load.ready_at - info.launched_at
+                state = "running" if load.inflight else "idle"
+                idle_since = load.idle_since if not load.inflight else None
+        if info is not None and info.phase is WorkerPhase.STOPPING:
+            state = "stopping"
+        elif record is not None and record.draining:
+            state = "draining"
+        return {
+            "id": worker_id,
+            "state": state,
+            "phase": info.phase.value if info is not None else None,
+            "version": info.spec_hash if info is not None else None,
+            "current": info is None or info.spec_hash == spec.spec_hash(),
+            "idle_s": None if idle_since is None else max(0.0, now - idle_since),
+            "cold_start_s": cold,
+            "jobs": list(record.jobs_in_progress) if record is not None else [],
+            "uptime_s": now - (info.launched_at if info is not None else record.launched_at if record else now),
+        }
+
+    # ------------------------------------------------------------------ the loops
+    def _start(self, name: str) -> None:
+        loop = self._loops.setdefault(name, _Loop())
+        if loop.task is None or loop.task.done():
+            loop.task = asyncio.get_running_loop().create_task(self._run_loop(name), name=f"control-{name}")
+
+    async def _stop_loops(self) -> None:
+        tasks = [loop.task for loop in self._loops.values() if loop.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for loop in self._loops.values():
+            loop.task = None
+            loop.count = None  # re-read from the orchestrator after regaining leadership
+
+    async def _run_loop(self, name: str) -> None:
+        while name in self._loops:
+            loop = self._loops[name]
+            loop.wake.clear()
+            enqueue, loop.enqueued = loop.enqueued, False
+            try:
+                decision = await self.pass_once(name, enqueue=enqueue)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("control pass for %s failed; retrying on the next tick", name)
+                decision = None
+            timeout = self.tick_s
+            if decision is not None and decision.recheck_at is not None:
+                timeout = min(timeout, max(0.01, decision.recheck_at - time.time()))
+            await wait_event(loop.wake, timeout)
+
+    async def pass_once(self, name: str, *, enqueue: bool = False) -> ScalingDecision | None:
+        spec = self.ctx.catalog.get(name)
+        loop = self._loops.get(name)
+        if spec is None or loop is None:
+            return None
+        async with loop.lock:
+            return await self._pass(spec, loop, enqueue)
+
+    async def _pass(self, spec: EndpointSpec, loop: _Loop, enqueue: bool) -> ScalingDecision:
+        name = spec.name
+        infos = await self.orchestrator.workers(name)
+        if loop.count is None:
+            loop.count = sum(1 for i in infos if i.phase in (WorkerPhase.PENDING, WorkerPhase.RUNNING))
+        now = time.time()
+        if spec.type is EndpointType.QUEUE:
+            stats = await self.ctx.queue.stats(name)
+            queued, in_progress, oldest = stats.queued, stats.in_flight, stats.oldest_age_s
+            workers = await self._queue_workers(spec, infos)
+        else:
+            queued, in_progress, oldest, workers = await self._lb_workers(spec, infos)
+
+        # Workers asked for but not in the orchestrator's table yet (a crashed one waiting out
+        # its restart backoff, a Nomad allocation being placed) are starting ones to the
+        # autoscaler; without them it would ask again on every pass and inflate the count.
+        listed = sum(1 for w in workers if w.info.phase in (WorkerPhase.PENDING, WorkerPhase.RUNNING))
+        for i in range(max(0, loop.count - listed)):
+            info = WorkerInfo(f"{name}-pending-{i}", name, WorkerPhase.PENDING, now, spec.spec_hash())
+            workers.append(_Worker(info, WorkerView(info.id, WorkerState.INITIALIZING, now), None, False))
+        present = [w for w in workers if not w.outdated]
+        old_live = [w for w in workers if w.outdated and w.view.state in _LIVE]
+        decision = self.autoscaler.decide(
+            name, spec.scaling, Observation(queued, in_progress, oldest, [w.view for w in present], enqueue), now
+        )
+        loop.decision = decision
+        start = decision.start
+        drain = set(decision.drain)
+        if old_live:
+            start, drain = self._roll(spec, decision, present, old_live)
+
+        stop: set[str] = set()
+        # Unresponsive ones get no stop grace: their jobs are already back in the queue or ended.
+        kill: set[str] = set()
+        for worker in workers:
+            if worker.view.state is WorkerState.UNHEALTHY and worker.info.phase is not WorkerPhase.STOPPING:
+                log.warning("worker %s of %s stopped pinging: replacing it", worker.info.id, name)
+                kill.add(worker.info.id)
+        kill |= self._never_ready(spec, workers, now)
+        kill |= await self._stuck(spec, loop, workers, now)
+        for worker in workers:
+            if worker.info.id in drain:
+                self._drain(spec, worker)
+        for worker in workers:
+            draining = worker.view.state is WorkerState.DRAINING or worker.info.id in drain
+            leaving = worker.info.phase is WorkerPhase.STOPPING or worker.info.id in kill
+            if draining and not leaving and await self._idle(spec, worker, now):
+                stop.add(worker.info.id)
+        if start or stop or kill:
+            loop.count = max(0, loop.count + start - len(stop) - len(kill))
+            if start:
+                log.info("%s: starting %d worker(s): %s", name, start, decision.reason)
+            self._spawn(self._scale(name, loop.count, sorted(stop), sorted(kill)))
+        if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None:
+            await self.balancer.publish()
+        return decision
+
+    def _roll(
+        self, spec: EndpointSpec, decision: ScalingDecision, present: list[_Worker], old_live: list[_Worker]
+    ) -> tuple[int, set[str]]:
+        """A rolling replacement in progress: one new-version worker for each old one (or what the
+        autoscaler wants, if more), and an old one drained for each new one that is ready."""
+        hi = spec.scaling.max_workers
+        live_new = [w for w in present if w.view.state in _LIVE]
+        ready_new = [w for w in live_new if w.view.state in _READY]
+        want_new = min(hi, max(decision.desired, len(old_live)))
+        # New-version workers count against max_workers; the old ones still leaving are the surge.
+        start = max(decision.start, want_new - len(live_new))
+        start = max(0, min(start, hi - len(present)))
+        keep_old = max(0, want_new - len(ready_new))
+        leaving = sorted(old_live, key=lambda w: (_DRAIN_ORDER.get(w.view.state, 3), w.view.launched_at))
+        drain = {w.info.id for w in leaving[: max(0, len(old_live) - keep_old)]}
+        return start, drain
+
+    async def _scale(self, name: str, count: int, stop: list[str], kill: list[str]) -> None:
+        await self.orchestrator.scale(name, count, stop=stop, kill=kill)
+        for worker_id in [*stop, *kill]:
+            self.ctx.workers.forget(worker_id)
+            await self.ctx.store.delete_worker(worker_id)
+            if self.balancer is not None:
+                self.balancer.forget(worker_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("orchestrator call failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ observing
+    async def _records(self, endpoint: str) -> dict[str, WorkerRecord]:
+        """The registry as stored (every gateway replica), overlaid with this process's fresher view."""
+        merged = {w.id: w for w in await self.ctx.store.list_workers(endpoint)}
+        for worker in self.ctx.workers.local():
+            if worker.endpoint == endpoint:
+                merged[worker.id] = worker
+        return merged
+
+    async def _queue_workers(self, spec: EndpointSpec, infos: list[WorkerInfo]) -> list[_Worker]:
+        records = await self._records(spec.name)
+        current = spec.spec_hash()
+        out = []
+        for info in infos:
+            record = records.get(info.id)
+            if info.phase in (WorkerPhase.STOPPING, WorkerPhase.EXITED):
+                view = WorkerView(info.id, WorkerState.DRAINING, info.launched_at)
+            elif record is None:
+                view = WorkerView(info.id, WorkerState.INITIALIZING, info.launched_at)
+            else:
+                view = WorkerView.from_record(record, busy_since=record.busy_since)
+                view = WorkerView(
+                    view.id, view.state, info.launched_at, view.ready_at, view.idle_since, view.busy_since
+                )
+            out.append(_Worker(info, view, record, info.spec_hash != current))
+        return out
+
+    async def _lb_workers(self, spec: EndpointSpec, infos: list[WorkerInfo]) -> tuple[int, int, float, list[_Worker]]:
+        if self.balancer is None:
+            return 0, 0, 0.0, []
+        summary, loads = await self.balancer.observe(spec.name)
+        current = spec.spec_hash()
+        out = []
+        for info in infos:
+            load = loads.get(info.id)
+            if info.phase in (WorkerPhase.STOPPING, WorkerPhase.EXITED) or self.balancer.is_draining(info.id):
+                view = WorkerView(info.id, WorkerState.DRAINING, info.launched_at)
+            elif load is None or load.ready_at is None:
+                view = WorkerView(info.id, WorkerState.INITIALIZING, info.launched_at)
+            elif load.inflight:
+                view = WorkerView(
+                    info.id, WorkerState.RUNNING, info.launched_at, load.ready_at, busy_since=load.busy_since
+                )
+            else:
+                idle_since = load.idle_since or load.ready_at
+                view = WorkerView(info.id, WorkerState.IDLE, info.launched_at, load.ready_at, idle_since=idle_since)
+            out.append(_Worker(info, view, None, info.spec_hash != current))
+        known = {info.id for info in infos}
+        for gone in [i for i, load in loads.items() if i not in known and not load.inflight]:
+            self.balancer.forget(gone)  # crashed and replaced: the orchestrator no longer lists it
+        return summary.waiting, summary.inflight, summary.oldest_wait_s, out
+
+    def _drain(self, spec: EndpointSpec, worker: _Worker) -> None:
+        if spec.type is EndpointType.LOAD_BALANCER:
+            if self.balancer is not None:
+                self.balancer.drain(worker.info.id)
+        else:
+            record = self.ctx.workers.drain(worker.info.id, spec.name)
+            worker.record = record
+            # Other gateway replicas learn of it from the store on their next flush.
+            self._spawn(self.ctx.store.upsert_worker(record.model_copy()))
+        log.info("%s: draining worker %s", spec.name, worker.info.id)
+
+    async def _idle(self, spec: EndpointSpec, worker: _Worker, now: float) -> bool:
+        """Whether a draining worker can be stopped without interrupting anything."""
+        if spec.type is EndpointType.LOAD_BALANCER:
+            return self.balancer is None or self.balancer.can_stop(worker.info.id)
+        record = self.ctx.workers.get(worker.info.id) or worker.record
+        if record is None:
+            return True  # never reached the gateway: it holds nothing
+        if record.jobs_in_progress:
+            return False
+        drained_at = record.draining_since or now
+        # A job-take that began before the drain may still be waiting on the queue and hand a job
+        # out; a take begun after it proves the earlier one returned (workers take one at a time).
+        took_since = record.last_take_at is not None and record.last_take_at > drained_at
+        if not (took_since or record.first_take_at is None or now > drained_at + self.ctx.settings.take_wait_s + 1.0):
+            return False
+        # The job store is the authority on what a worker holds (pings may lag a take).
+        return not await self.ctx.store.jobs_of_worker(worker.info.id)
+
+    def _never_ready(self, spec: EndpointSpec, workers: list[_Worker], now: float) -> set[str]:
+        """Running workers still not ready `worker_startup_timeout_s` after launch."""
+        limit = self.ctx.settings.worker_startup_timeout_s
+        slow = {
+            w.info.id
+            for w in workers
+            if w.view.state is WorkerState.INITIALIZING
+            and w.info.phase is WorkerPhase.RUNNING
+            and now - w.info.launched_at > limit
+        }
+        for worker_id in sorted(slow):
+            log.warning(
+                "worker %s of %s is not ready %.0fs after launch (worker_startup_timeout_s): replacing it",
+                worker_id,
+                spec.name,
+                limit,
+            )
+        return slow
+
+    async def _stuck(self, spec: EndpointSpec, loop: _Loop, workers: list[_Worker], now: float) -> set[str]:
+        """Workers still holding a job that ended (execution timeout, cancel) after the grace period."""
+        if spec.type is not EndpointType.QUEUE:
+            return set()
+        stuck: set[str] = set()
+        for worker in workers:
+            record = worker.record
+            if record is None or worker.info.phase is WorkerPhase.STOPPING:
+                continue
+            for job_id in record.jobs_in_progress:
+                job = await self.ctx.store.get(job_id)
+                if job is not None and not job.status.final and job.worker_id == worker.info.id:
+                    continue
+                key = (worker.info.id, job_id)
+                since = loop.stuck_since.setdefault(key, now)
+                if now - since > self.stuck_grace_s:
+                    log.warning(
+                        "worker %s of %s still runs job %s %.0fs after it ended: killing it",
+                        worker.info.id,
+                        spec.name,
+                        job_id,
+                        now - since,
+                    )
+                    stuck.add(worker.info.id)
+        # Keyed by worker, not by this pass's job list: the tracker drops an ended job until the
+        # worker's next ping reports it again, and that gap must not restart the grace period.
+        alive = {w.info.id for w in workers}
+        loop.stuck_since = {k: v for k, v in loop.stuck_since.items() if k[0] in alive}
+        return stuck

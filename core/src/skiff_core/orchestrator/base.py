@@ -1,0 +1,58 @@
+"""The orchestrator seam: the controller says how many workers an endpoint should have and which
+ones to stop; the orchestrator makes it so (processes locally, a group `Count` in Nomad)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from skiff_core.spec import EndpointSpec
+
+
+class WorkerPhase(StrEnum):
+    PENDING = "pending"  # asked for, not yet running (Nomad: placing / pulling the image)
+    RUNNING = "running"
+    STOPPING = "stopping"
+    EXITED = "exited"  # finished or crashed; replaced according to the restart policy
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str  # RUNPOD_POD_ID the worker reports (local: generated; Nomad: the allocation id)
+    endpoint: str
+    phase: WorkerPhase
+    launched_at: float
+    spec_hash: str
+    address: str | None = None  # "host:port" of a load_balancer worker's HTTP server
+    health_address: str | None = None  # "host:port" that answers GET /ping
+    restarts: int = 0
+
+
+@runtime_checkable
+class Orchestrator(Protocol):
+    async def apply(self, spec: EndpointSpec) -> None:
+        """Register or update an endpoint's worker template (running workers keep their version
+        until replaced)."""
+
+    async def remove(self, endpoint: str) -> None:
+        """Stop every worker of the endpoint and forget it."""
+
+    async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = (), kill: Sequence[str] = ()) -> None:
+        """Run `count` workers. When lowering, stop the workers named in `stop` (idle ones the
+        controller picked) rather than arbitrary ones.
+
+        `kill` names workers to stop without the stop grace: ones that stopped pinging, still run a
+        job that already ended, or never became ready. A grace only holds their slot, and a replacement
+        waits for it when the endpoint is at max_workers. An orchestrator that cannot skip the grace
+        (Nomad applies the task's kill_timeout) stops them as it stops `stop`."""
+
+    async def workers(self, endpoint: str) -> list[WorkerInfo]: ...
+
+    async def close(self) -> None:
+        """Stop every worker this orchestrator started (embedded) or just disconnect (cluster)."""
+
+    def hurry(self) -> None:
+        """Cut short the stop grace of workers being stopped (a second Ctrl-C): kill them now.
+        A no-op where the cluster manager owns the stop."""

@@ -1,0 +1,391 @@
+"""JobQueue on any SQS-compatible service (AWS SQS, ElasticMQ, LocalStack, moto) through boto3.
+
+Per endpoint there are three queues, created or found by name in `ensure`:
+  <prefix><endpoint>       normal priority
+  <prefix><endpoint>-low   low priority, handed out only when the normal queue is empty
+  <prefix><endpoint>-dlq   dead letters; both queues above redrive into it after `max_receives`
+
+boto3 is synchronous, so every call runs on a private thread pool (not asyncio's default one,
+whose ~6 threads on a small machine would be used up by a handful of 20 s long polls) with one
+shared client whose connection pool is as large as that thread pool (clients are thread-safe:
+https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html#multithreading-or-multiprocessing-with-clients).
+
+AWS API reference pages relied on (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/):
+API_CreateQueue.html, API_GetQueueUrl.html, API_SetQueueAttributes.html (RedrivePolicy,
+MessageRetentionPeriod), API_SendMessage.html, API_ReceiveMessage.html (WaitTimeSeconds 0-20,
+MaxNumberOfMessages 1-10, VisibilityTimeout, MessageSystemAttributeNames ApproximateReceiveCount
+and SentTimestamp in epoch ms), API_ChangeMessageVisibility.html (counts from the call, 12 h cap),
+API_DeleteMessage.html (ReceiptHandleIsInvalid), API_DeleteMessageBatch.html,
+API_GetQueueAttributes.html (ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from skiff_core.queue.base import Delivery, QueueStats
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_WAIT_S = 20  # ReceiveMessage WaitTimeSeconds upper bound
+MAX_BATCH = 10  # ReceiveMessage MaxNumberOfMessages / DeleteMessageBatch entries upper bound
+MAX_VISIBILITY_S = 12 * 3600  # VisibilityTimeout upper bound
+MAX_RETENTION_S = 14 * 24 * 3600  # MessageRetentionPeriod upper bound: keep jobs as long as SQS can
+MAX_NAME_LEN = 80  # queue names: 1-80 alphanumerics, hyphens, underscores
+
+# Receipts are "<lane>:<SentTimestamp ms>:<handle>": delete/extend need the queue the delivery came
+# from, and extend needs the send time to stay under the 12 h total visibility SQS allows.
+NORMAL, LOW, DEAD = "n", "l", "d"
+_LANES = (NORMAL, LOW, DEAD)
+
+
+def visibility_timeout(lease: float) -> int:
+    """SQS wants whole seconds: round up so a lease is never shorter than asked, cap at 12 h."""
+    if lease < 0:
+        raise ValueError(f"lease must not be negative, got {lease}")
+    return min(MAX_VISIBILITY_S, math.ceil(lease))
+
+
+@dataclass
+class _AgeTracker:
+    """What this process can know about the age of an endpoint's oldest visible message.
+
+    SQS exposes no such attribute (only the CloudWatch metric ApproximateAgeOfOldestMessage, a
+    minute behind and absent from ElasticMQ/moto), and peeking would raise receive counts. So:
+    messages this process enqueued are remembered with their send time and forgotten once this
+    process receives them, purges them, or sees fewer visible messages than it remembers (the
+    oldest are assumed taken: SQS standard queues are roughly FIFO). Messages enqueued by other
+    processes are aged from when this process first saw the queue non-empty. The result is exact
+    in one process and a "backlogged for at least" estimate across processes.
+    """
+
+    sent: dict[str, float] = field(default_factory=dict)  # job id -> send time, insertion-ordered
+    nonempty_since: float | None = None
+
+    def observe(self, queued: int, now: float) -> float:
+        if queued <= 0:
+            self.sent.clear()
+            self.nonempty_since = None
+            return 0.0
+        if self.nonempty_since is None:
+            self.nonempty_since = now
+        excess = len(self.sent) - queued
+        for job_id in list(self.sent)[: max(0, excess)]:
+            del self.sent[job_id]
+        oldest = min(self.sent.values(), default=self.nonempty_since)
+        return max(0.0, now - min(oldest, self.nonempty_since))
+
+
+class SqsQueue:
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        prefix: str = "skiff-",
+        *,
+        max_connections: int = 128,
+        low_check_interval_s: float = 2.0,
+    ) -> None:
+        self._prefix = prefix
+        self._low_check_interval_s = max(1.0, low_check_interval_s)
+        self._pool = ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="skiff-sqs")
+        self._client: Any = boto3.session.Session().client(
+            "sqs",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            # Long polls hold a connection for up to 20 s: the read timeout must outlast them.
+            config=Config(
+                max_pool_connections=max_connections,
+                read_timeout=MAX_WAIT_S + 10,
+                retries={"mode": "standard", "max_attempts": 3},
+            ),
+        )
+        self._urls: dict[tuple[str, str], str] = {}
+        self._ages: dict[str, _AgeTracker] = {}
+        self._closed = False
+
+    # Plumbing.
+
+    async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(**kwargs))
+
+    def _name(self, endpoint: str, lane: str) -> str:
+        suffix = {NORMAL: "", LOW: "-low", DEAD: "-dlq"}[lane]
+        name = f"{self._prefix}{endpoint}{suffix}"
+        if len(name) > MAX_NAME_LEN:
+            raise ValueError(f"SQS queue name {name!r} is longer than {MAX_NAME_LEN} characters")
+        return name
+
+    async def _url(self, endpoint: str, lane: str) -> str:
+        key = (endpoint, lane)
+        url = self._urls.get(key)
+        if url is None:
+            # Another replica may have run `ensure`; look the queue up by name once and cache it.
+            name = self._name(endpoint, lane)
+            try:
+                reply = await self._call(self._client.get_queue_url, QueueName=name)
+            except ClientError as exc:
+                if _code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+                    raise LookupError(f"SQS queue {name!r} does not exist; ensure({endpoint!r}) creates it") from None
+                raise
+            url = self._urls[key] = reply["QueueUrl"]
+        return url
+
+    # JobQueue.
+
+    async def ensure(self, endpoint: str, *, max_receives: int) -> None:
+        if not 1 <= max_receives <= 1000:
+            raise ValueError(f"max_receives must be between 1 and 1000 (SQS maxReceiveCount), got {max_receives}")
+        # Encrypted at rest with SQS-managed keys (the AWS default since 2022; stated so it holds
+        # on older accounts too): https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html
+        retention = {"MessageRetentionPeriod": str(MAX_RETENTION_S), "SqsManagedSseEnabled": "true"}
+        dead_url = await self._create_or_find(endpoint, DEAD, retention)
+        attrs = await self._call(self._client.get_queue_attributes, QueueUrl=dead_url, AttributeNames=["QueueArn"])
+        redrive = json.dumps({"deadLetterTargetArn": attrs["Attributes"]["QueueArn"], "maxReceiveCount": max_receives})
+        for lane in (NORMAL, LOW):
+            # Set the policy on found queues too: max_retries may have changed since they were made.
+            await self._create_or_find(endpoint, lane, {**retention, "RedrivePolicy": redrive})
+
+    async def _create_or_find(self, endpoint: str, lane: str, attributes: dict[str, str]) -> str:
+        name = self._name(endpoint, lane)
+        try:
+            url = (await self._call(self._client.get_queue_url, QueueName=name))["QueueUrl"]
+        except ClientError as exc:
+            if _code(exc) not in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+                raise
+            # CreateQueue is idempotent for equal attributes; a racing replica makes the same ones.
+            url = (await self._call(self._client.create_queue, QueueName=name, Attributes=attributes))["QueueUrl"]
+        else:
+            await self._call(self._client.set_queue_attributes, QueueUrl=url, Attributes=attributes)
+        self._urls[(endpoint, lane)] = url
+        return url
+
+    async def enqueue(self, endpoint: str, job_id: str, *, low_priority: bool = False) -> None:
+        lane = LOW if low_priority else NORMAL
+        # Only the id travels: the job (and any big input, via the payload store) lives elsewhere,
+        # so the 256 KiB / 1 MiB message size limit is never approached.
+        await self._call(
+            self._client.send_message,
+            QueueUrl=await self._url(endpoint, lane),
+            MessageBody=json.dumps({"job_id": job_id}),
+        )
+        tracker = self._ages.setdefault(endpoint, _AgeTracker())
+        tracker.sent[job_id] = time.time()
+
+    async def receive(self, endpoint: str, *, max_messages: int, lease: float, wait: float) -> list[Delivery]:
+        """Normal queue first; the low one only when the normal one came back empty.
+
+        A busy normal queue costs one call. While both are empty the wait is spent long-polling the
+        normal queue in slices of `low_check_interval_s`, with a short poll of the low queue between
+        slices: normal work wakes the poll at once, low-priority work is seen within one slice.
+        Polling both queues in parallel would be faster for low-priority work but could take
+        low-priority messages while normal ones wait, and releasing them would raise their receive
+        counts towards the dead-letter queue.
+        """
+        _check_receive(max_messages, lease)
+        deadline = time.monotonic() + max(0.0, wait)
+        got = await self._receive_lane(endpoint, NORMAL, max_messages, lease, 0)
+        while True:
+            if got:
+                return got
+            got = await self._receive_lane(endpoint, LOW, max_messages, lease, 0)
+            if got:
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            # Whole seconds only; rounding up overshoots the caller's wait by under a second.
+            slice_s = min(math.ceil(remaining), math.ceil(self._low_check_interval_s), MAX_WAIT_S)
+            got = await self._receive_lane(endpoint, NORMAL, max_messages, lease, slice_s)
+
+    async def _receive_lane(
+        self, endpoint: str, lane: str, max_messages: int, lease: float, wait_s: int
+    ) -> list[Delivery]:
+        url = await self._url(endpoint, lane)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            self._pool,
+            lambda: self._client.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(max_messages, MAX_BATCH),
+                VisibilityTimeout=visibility_timeout(lease),
+                WaitTimeSeconds=wait_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            ),
+        )
+        try:
+            # A thread cannot be interrupted: shield the call so cancelling the caller (a client
+            # gone from job-take) leaves it running, and hand back what it receives later.
+            reply = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda f: self._release_late(url, f))
+            raise
+        deliveries = []
+        for message in reply.get("Messages", []):
+            delivery = _delivery(lane, message)
+            if delivery is None:
+                log.warning("dropping a message that is not a Skiff job from %s: %r", url, message.get("Body"))
+                await self._call(self._client.delete_message, QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                continue
+            deliveries.append(delivery)
+        if lane != DEAD and deliveries:
+            sent = self._ages.setdefault(endpoint, _AgeTracker()).sent
+            for delivery in deliveries:
+                sent.pop(delivery.job_id, None)
+        return deliveries
+
+    def _release_late(self, url: str, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None or self._closed:
+            return
+        for message in future.result().get("Messages", []):
+            self._pool.submit(
+                self._client.change_message_visibility,
+                QueueUrl=url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=0,
+            )
+
+    async def delete(self, endpoint: str, receipt: str) -> None:
+        lane, handle = _split_receipt(receipt)
+        await self._delete(endpoint, lane, handle)
+
+    async def _delete(self, endpoint: str, lane: str, handle: str) -> None:
+        try:
+            await self._call(
+                self._client.delete_message, QueueUrl=await self._url(endpoint, lane), ReceiptHandle=handle
+            )
+        except ClientError as exc:
+            # The lease was lost and the message re-delivered (or already deleted): nothing to do.
+            if _code(exc) != "ReceiptHandleIsInvalid":
+                raise
+
+    async def extend(self, endpoint: str, receipt: str, lease: float) -> None:
+        lane, handle = _split_receipt(receipt)
+        # ChangeMessageVisibility refuses a total beyond 12 h; moto counts it from the send, AWS
+        # from the receive (never earlier), so capping from the send time satisfies both.
+        left = MAX_VISIBILITY_S - (time.time() - _sent_at(receipt))
+        try:
+            await self._call(
+                self._client.change_message_visibility,
+                QueueUrl=await self._url(endpoint, lane),
+                ReceiptHandle=handle,
+                VisibilityTimeout=max(0, min(visibility_timeout(lease), math.floor(left))),
+            )
+        except ClientError as exc:
+            # A stale receipt: the delivery is gone, there is no lease left to extend.
+            if _code(exc) not in {"ReceiptHandleIsInvalid", "MessageNotInflight"}:
+                raise
+
+    async def stats(self, endpoint: str) -> QueueStats:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        queued = in_flight = 0
+        for lane in (NORMAL, LOW):
+            reply = await self._call(
+                self._client.get_queue_attributes, QueueUrl=await self._url(endpoint, lane), AttributeNames=names
+            )
+            attrs = reply["Attributes"]
+            queued += int(attrs.get("ApproximateNumberOfMessages", 0))
+            in_flight += int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+        age = self._ages.setdefault(endpoint, _AgeTracker()).observe(queued, time.time())
+        return QueueStats(queued=queued, in_flight=in_flight, oldest_age_s=age)
+
+    async def purge(self, endpoint: str) -> list[str]:
+        # Not PurgeQueue: it may run once per 60 s per queue and does not say which jobs it dropped.
+        # Receiving takes only visible messages, so in-flight work is left alone as the contract asks.
+        job_ids: list[str] = []
+        for lane in (NORMAL, LOW):
+            url = await self._url(endpoint, lane)
+            while True:
+                batch = await self._receive_lane(endpoint, lane, MAX_BATCH, 60.0, 0)
+                if not batch:
+                    break
+                await self._call(
+                    self._client.delete_message_batch,
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": _split_receipt(d.receipt)[1]} for i, d in enumerate(batch)
+                    ],
+                )
+                job_ids.extend(d.job_id for d in batch)
+        tracker = self._ages.get(endpoint)
+        if tracker is not None:
+            for job_id in job_ids:
+                tracker.sent.pop(job_id, None)
+        return job_ids
+
+    async def receive_dead(self, endpoint: str, *, max_messages: int, lease: float) -> list[Delivery]:
+        _check_receive(max_messages, lease)
+        return await self._receive_lane(endpoint, DEAD, max_messages, lease, 0)
+
+    async def delete_dead(self, endpoint: str, receipt: str) -> None:
+        lane, handle = _split_receipt(receipt)
+        if lane != DEAD:
+            raise ValueError(f"not a dead-letter receipt: {receipt!r}")
+        await self._delete(endpoint, DEAD, handle)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+
+def _check_receive(max_messages: int, lease: float) -> None:
+    if max_messages < 1:
+        raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+    if lease < 0:
+        raise ValueError(f"lease must not be negative, got {lease}")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _parse_receipt(receipt: str) -> tuple[str, int, str]:
+    parts = receipt.split(":", 2)
+    if len(parts) != 3 or parts[0] not in _LANES or not parts[1].isdigit() or not parts[2]:
+        raise ValueError(f"not a receipt of this queue: {receipt!r}")
+    return parts[0], int(parts[1]), parts[2]
+
+
+def _split_receipt(receipt: str) -> tuple[str, str]:
+    lane, _, handle = _parse_receipt(receipt)
+    return lane, handle
+
+
+def _sent_at(receipt: str) -> float:
+    return _parse_receipt(receipt)[1] / 1000.0
+
+
+def _delivery(lane: str, message: dict[str, Any]) -> Delivery | None:
+    try:
+        body = json.loads(message["Body"])
+        job_id = body["job_id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(job_id, str):
+        return None
+    attrs = message.get("Attributes", {})
+    sent_ms = int(attrs.get("SentTimestamp", time.time() * 1000))
+    return Delivery(
+        job_id=job_id,
+        receipt=f"{lane}:{sent_ms}:{message['ReceiptHandle']}",
+        receive_count=int(attrs.get("ApproximateReceiveCount", 1)),
+        enqueued_at=sent_ms / 1000.0,
+    )

@@ -1,5 +1,0 @@
-"""Discovery of healthy load_balancer workers: the local orchestrator's table or Consul."""
-
-from skiff.discovery.base import Discovery, Instance
-
-__all__ = ["Discovery", "Instance"]

@@ -1,5 +1,0 @@
-"""Orchestrators start and stop workers: local subprocesses (embedded) or Nomad allocations (cluster)."""
-
-from skiff.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
-
-__all__ = ["Orchestrator", "WorkerInfo", "WorkerPhase"]

@@ -1,5 +1,0 @@
-"""Job queues with SQS semantics: the embedded SQLite queue and the SQS-compatible one."""
-
-from skiff.queue.base import Delivery, JobQueue, QueueStats
-
-__all__ = ["Delivery", "JobQueue", "QueueStats"]

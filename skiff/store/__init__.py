@@ -1,5 +1,0 @@
-"""Job stores: job records, stream chunks, the worker registry and stop signals."""
-
-from skiff.store.base import JobStore
-
-__all__ = ["JobStore"]
