@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 
+code=(sdk core gateway controller cli tests benchmarks examples)
 echo "==> ruff"
-.venv/bin/ruff check skiff tests benchmarks examples
-.venv/bin/ruff format --check skiff tests benchmarks examples
+.venv/bin/ruff check "${code[@]}"
+.venv/bin/ruff format --check "${code[@]}"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> terraform fmt"
