@@ -1,5 +1,15 @@
 """The job-store seam: embedded (SQLite, same file as the queue) and cluster (Redis).
 
+One store holds five kinds of state, and each has its own protocol so that a consumer can ask
+for only what it uses: `JobRecords` (the jobs themselves), `JobStreams` (a streaming job's partial
+outputs), `WorkerRecords` (the worker registry), `StopSignals` (stop requests on their way to a
+worker) and `Notes` (small shared state with a TTL). `JobStore` is all of them plus `Closeable`;
+the composition root builds one, closes it, and hands the same object to every consumer.
+
+The parts are views of one store, not stores that can be mixed: a stream belongs to a job record
+(deleting the job drops its stream, `wait_stream` also ends when the job turns final, items for a
+missing job are dropped), and deleting a worker drops its pending stop signals.
+
 Every status change goes through `transition`, an atomic compare-and-set on the current status,
 so a job cannot be completed twice nor come back after a cancel, whichever gateway replica or
 worker races. Waiters (`wait_final`, `wait_stream`, `take_stops`) wake as soon as any process
@@ -15,7 +25,9 @@ from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord
 
 
 @runtime_checkable
-class JobStore(Protocol):
+class JobRecords(Protocol):
+    """Job records: their creation, status changes, removal and the queries over them."""
+
     async def create(self, job: JobRecord) -> None:
         """Store a new job durably (before the client hears "accepted")."""
 
@@ -26,19 +38,11 @@ class JobStore(Protocol):
         is in `expect`. Returns the updated record, or None when the job is missing or its status
         was not expected. Wakes `wait_final` waiters when the new status is final."""
 
-    async def delete(self, job_id: str) -> None: ...
-
-    async def append_stream(self, job_id: str, items: list[Any]) -> None:
-        """Append partial outputs of a streaming job and wake `wait_stream` waiters."""
-
-    async def read_stream(self, job_id: str, start: int = 0) -> list[Any]:
-        """Stream items from index `start` on."""
+    async def delete(self, job_id: str) -> None:
+        """Remove the job and its stream."""
 
     async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
         """Return the job once its status is final, or its current record after `timeout` s."""
-
-    async def wait_stream(self, job_id: str, start: int, timeout: float) -> None:
-        """Return once the stream has more than `start` items, the job is final, or `timeout` s passed."""
 
     async def counts(self, endpoint: str) -> dict[JobStatus, int]:
         """Stored jobs of the endpoint by status (every status present, zero when none)."""
@@ -53,13 +57,38 @@ class JobStore(Protocol):
     async def jobs_of_worker(self, worker_id: str) -> list[JobRecord]:
         """IN_PROGRESS jobs currently assigned to the worker."""
 
+
+@runtime_checkable
+class JobStreams(Protocol):
+    """Partial outputs of streaming jobs, kept beside the job record they belong to."""
+
+    async def append_stream(self, job_id: str, items: list[Any]) -> None:
+        """Append partial outputs of a streaming job and wake `wait_stream` waiters."""
+
+    async def read_stream(self, job_id: str, start: int = 0) -> list[Any]:
+        """Stream items from index `start` on."""
+
+    async def wait_stream(self, job_id: str, start: int, timeout: float) -> None:
+        """Return once the stream has more than `start` items, the job is final, or `timeout` s passed."""
+
+
+@runtime_checkable
+class WorkerRecords(Protocol):
+    """The worker registry that gateways flush to and the controller reads and marks."""
+
     async def upsert_worker(self, worker: WorkerRecord) -> None: ...
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None: ...
 
     async def list_workers(self, endpoint: str | None = None) -> list[WorkerRecord]: ...
 
-    async def delete_worker(self, worker_id: str) -> None: ...
+    async def delete_worker(self, worker_id: str) -> None:
+        """Forget the worker, and its pending stop signals with it."""
+
+
+@runtime_checkable
+class StopSignals(Protocol):
+    """Requests to stop one job, waiting for the worker that runs it to ask."""
 
     async def signal_stop(self, worker_id: str, job_id: str) -> None:
         """Ask a worker to stop one job (cancel, timeout); delivered through `take_stops`."""
@@ -67,6 +96,11 @@ class JobStore(Protocol):
     async def take_stops(self, worker_id: str, wait: float) -> list[str]:
         """Pending stop signals for the worker, removed as they are returned; waits up to `wait`
         s for one when there is none."""
+
+
+@runtime_checkable
+class Notes(Protocol):
+    """Small pieces of state shared between processes, each with its own lifetime."""
 
     async def put_note(self, key: str, value: str, ttl_s: float | None = None) -> None:
         """Set a small piece of state shared between processes (a gateway's load-balancer report,
@@ -76,4 +110,17 @@ class JobStore(Protocol):
     async def notes(self, prefix: str) -> dict[str, str]:
         """Every unexpired note whose key starts with `prefix`, by key."""
 
-    async def close(self) -> None: ...
+
+@runtime_checkable
+class Closeable(Protocol):
+    """What the composition root that built the store needs at the end. There is no `start`:
+    SqliteStore opens its file when built and RedisStore connects on first use."""
+
+    async def close(self) -> None:
+        """Release the store's connections and background tasks."""
+
+
+@runtime_checkable
+class JobStore(JobRecords, JobStreams, WorkerRecords, StopSignals, Notes, Closeable, Protocol):
+    """The whole store, as the composition root builds it; consumers should ask for the parts
+    they use."""

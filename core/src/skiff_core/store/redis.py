@@ -164,6 +164,8 @@ def _job_from_hash(flat: dict[str, str]) -> JobRecord:
 
 
 class RedisStore:
+    """JobStore (every part of it, see skiff_core.store.base) under `prefix` in one Redis."""
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -191,7 +193,7 @@ class RedisStore:
     def _job_keys(self, job_id: str) -> list[str]:
         return [f"{self._p}job:{job_id}", f"{self._p}stream:{job_id}"]
 
-    # Jobs.
+    # JobRecords.
 
     async def create(self, job: JobRecord) -> None:
         fields = [part for name, value in job.model_dump(mode="json").items() for part in (name, _dumps(value))]
@@ -230,7 +232,7 @@ class RedisStore:
     async def delete(self, job_id: str) -> None:
         await self._delete(keys=self._job_keys(job_id), args=[self._p, job_id])
 
-    # Streams.
+    # JobStreams.
 
     async def append_stream(self, job_id: str, items: list[Any]) -> None:
         if items:
@@ -242,7 +244,8 @@ class RedisStore:
         raw = cast(list[str], await self._redis.lrange(f"{self._p}stream:{job_id}", start, -1))
         return [orjson.loads(item) for item in raw]
 
-    # Waiting: one pub/sub connection per store, waking per-job asyncio events.
+    # Waiting, for JobRecords.wait_final and JobStreams.wait_stream: one pub/sub connection per
+    # store, waking per-job asyncio events.
 
     async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
         async with self._waiter(job_id) as wake:
@@ -330,7 +333,7 @@ class RedisStore:
             for event in events:
                 event.set()
 
-    # Queries.
+    # JobRecords: queries.
 
     async def counts(self, endpoint: str) -> dict[JobStatus, int]:
         now = time.time()
@@ -378,7 +381,7 @@ class RedisStore:
             await self._redis.srem(key, *gone)
         return [j for j in jobs if j.status is JobStatus.IN_PROGRESS and j.worker_id == worker_id]
 
-    # Workers.
+    # WorkerRecords.
 
     async def upsert_worker(self, worker: WorkerRecord) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -411,7 +414,7 @@ class RedisStore:
                 pipe.srem(f"{self._p}workers:ep:{worker.endpoint}", worker_id)
             await pipe.execute()
 
-    # Stop signals.
+    # StopSignals.
 
     async def signal_stop(self, worker_id: str, job_id: str) -> None:
         key = f"{self._p}stops:{worker_id}"
@@ -452,6 +455,8 @@ class RedisStore:
             return {}
         values = cast(list[str | None], await self._redis.mget([f"{self._p}note:{k}" for k in keys]))
         return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    # Closeable.
 
     async def close(self) -> None:
         if self._listener is not None:

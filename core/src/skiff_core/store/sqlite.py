@@ -74,14 +74,15 @@ _STREAM_STATE = """SELECT (SELECT status FROM jobs WHERE id = ?1),
 
 
 class SqliteStore:
-    """JobStore on `path`; may share the file (and, within a process, the connection) with the queue."""
+    """JobStore (every part of it, see skiff_core.store.base) on `path`; may share the file (and,
+    within a process, the connection) with the queue."""
 
     def __init__(self, path: Path) -> None:
         self._db = EmbeddedDb.open(path, name="store", schema=_SCHEMA)
         self._conn = self._db.conn
         self._closed = False
 
-    # Jobs.
+    # JobRecords.
 
     async def create(self, job: JobRecord) -> None:
         try:
@@ -129,7 +130,7 @@ class SqliteStore:
         await self._db.waiter.wait_until(("job", job_id), check, max(timeout, 0.0))
         return self._get(job_id)
 
-    # Streams.
+    # JobStreams.
 
     async def append_stream(self, job_id: str, items: list[Any]) -> None:
         encoded = [json.dumps(item) for item in items]
@@ -163,7 +164,7 @@ class SqliteStore:
 
         await self._db.waiter.wait_until(("job", job_id), check, max(timeout, 0.0))
 
-    # Queries.
+    # JobRecords: queries.
 
     async def counts(self, endpoint: str) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
@@ -189,7 +190,7 @@ class SqliteStore:
         ).fetchall()
         return [JobRecord.model_validate_json(record) for (record,) in rows]
 
-    # Workers.
+    # WorkerRecords.
 
     async def upsert_worker(self, worker: WorkerRecord) -> None:
         self._conn.execute(
@@ -216,7 +217,7 @@ class SqliteStore:
             conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
             conn.execute("DELETE FROM stop_signals WHERE worker_id = ?", (worker_id,))
 
-    # Stop signals.
+    # StopSignals.
 
     async def signal_stop(self, worker_id: str, job_id: str) -> None:
         self._conn.execute("INSERT OR IGNORE INTO stop_signals (worker_id, job_id) VALUES (?, ?)", (worker_id, job_id))
@@ -256,6 +257,8 @@ class SqliteStore:
             (len(prefix), prefix, time.time()),
         ).fetchall()
         return dict(rows)
+
+    # Closeable.
 
     async def close(self) -> None:
         if not self._closed:
