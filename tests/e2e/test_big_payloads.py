@@ -187,6 +187,7 @@ def test_references_are_resolved_for_the_worker_and_webhook_and_dropped_at_reten
         assert await store.get(job.id) is None and await store.get(small.id) is None
         assert not (tmp_path / "payloads" / job.id).exists()
         await ctx.stop()
+        await payloads.close()
         await queue.close()
         await store.close()
 
@@ -215,6 +216,7 @@ def test_housekeeping_removes_payloads_left_behind_by_a_crash(tmp_path: Path) ->
         assert await payloads.get(again) == b"x"
         assert orphan == again
         await ctx.stop()
+        await payloads.close()
         await queue.close()
         await store.close()
 
