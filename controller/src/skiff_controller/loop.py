@@ -380,6 +380,11 @@ class Controller:
             if self.balancer is not None:
                 self.balancer.forget(worker_id)
 
+    async def settled(self) -> None:
+        """Wait for the orchestrator calls and store writes that passes started in the background."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
