@@ -19,7 +19,7 @@ from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
 from skiff_gateway.balancer import Balancer
-from skiff_gateway.lifecycle import JobService
+from skiff_gateway.job_service import JobService
 from skiff_gateway.webhooks import WebhookSender
 from skiff_gateway.workers import WorkerTracker
 
