@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from skiff_controller.lb_loads import READ_CACHE_S, LoadReporter, ReportedLoads
+from skiff_controller.lb_loads import ReportedLoads
 from skiff_core.discovery.base import Instance
+from skiff_core.lbload import READ_CACHE_S
 from skiff_core.store.sqlite import SqliteStore
 from skiff_gateway.balancer import Balancer
+from skiff_gateway.load_reporter import LoadReporter
 
 
 class FixedDiscovery:
     def __init__(self, *instances: Instance) -> None:
         self.instances = list(instances)
+
+    def start(self) -> None:
+        return None
 
     async def healthy(self, endpoint: str) -> list[Instance]:
         return [i for i in self.instances if i.endpoint == endpoint]

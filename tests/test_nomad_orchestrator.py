@@ -31,6 +31,7 @@ from skiff_core.orchestrator.base import Orchestrator, WorkerPhase
 from skiff_core.orchestrator.nomad import DrainMismatch, NomadOrchestrator, PlacementFailed
 from skiff_core.spec import EndpointSpec
 from tests.doubles.nomad import FakeNode, NomadDouble
+from tests.support.wait import eventually_async
 
 
 def spec(**overrides: Any) -> EndpointSpec:
@@ -65,13 +66,6 @@ def var_requests(nomad: NomadDouble, method: str) -> list[dict[str, Any] | None]
     return [b for m, p, b in nomad.requests if m == method and p.startswith("/v1/var/")]
 
 
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 async def test_implements_the_protocol_and_registers_with_preserve_counts(nomad: NomadDouble) -> None:
     orch = orchestrator(nomad.address)
     assert isinstance(orch, Orchestrator)
@@ -80,7 +74,7 @@ async def test_implements_the_protocol_and_registers_with_preserve_counts(nomad:
     assert (method, path) in {("PUT", "/v1/jobs"), ("POST", "/v1/jobs")}
     assert body is not None and body["PreserveCounts"] is True and body["Job"]["ID"] == "skiff-echo"
     await orch.scale("echo", 3)
-    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
     # Re-applying (the spec's Count is min_workers = 0) keeps the 3 workers the autoscaler set.
     await orch.apply(spec(env={"NEW": "1"}))
     assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 3
@@ -92,7 +86,7 @@ async def test_scale_message_and_workers_are_allocations(nomad: NomadDouble) -> 
     orch = orchestrator(nomad.address)
     await orch.apply(spec())
     await orch.scale("echo", 2)
-    await wait_until(lambda: all(a["ClientStatus"] == "running" for a in nomad.live_allocs("skiff-echo")))
+    await eventually_async(lambda: all(a["ClientStatus"] == "running" for a in nomad.live_allocs("skiff-echo")))
     scale_body = next(b for m, p, b in nomad.requests if p == "/v1/job/skiff-echo/scale")
     assert scale_body is not None
     assert scale_body["Target"] == {"Job": "skiff-echo", "Group": "worker"} and scale_body["Count"] == 2
@@ -111,7 +105,7 @@ async def test_drain_aware_scale_down_stops_exactly_the_named_workers(nomad: Nom
     orch = orchestrator(nomad.address)
     await orch.apply(spec())
     await orch.scale("echo", 4)
-    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 4)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 4)
     by_name = {a["Name"]: a["ID"] for a in nomad.live_allocs("skiff-echo")}
     # Nomad stops the highest name indexes (reconcile_cluster.go computeStop, nameIndex.Highest).
     victims = await orch.stop_candidates("echo", 2)
@@ -122,17 +116,17 @@ async def test_drain_aware_scale_down_stops_exactly_the_named_workers(nomad: Nom
     assert set(excinfo.value.would_stop) == set(victims)
     assert len(nomad.live_allocs("skiff-echo")) == 4
     await orch.scale("echo", 2, stop=victims)
-    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 2)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 2)
     assert {a["ID"] for a in nomad.live_allocs("skiff-echo")} == {
         by_name["skiff-echo.worker[0]"],
         by_name["skiff-echo.worker[1]"],
     }
     # Scaling up again reuses the freed lowest indexes (computePlacements, nameIndex.Next).
     await orch.scale("echo", 3)
-    await wait_until(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
     assert sorted(a["Name"] for a in nomad.live_allocs("skiff-echo"))[-1] == "skiff-echo.worker[2]"
     await orch.scale("echo", 0, stop=await orch.stop_candidates("echo", 0))
-    await wait_until(lambda: not nomad.live_allocs("skiff-echo"))
+    await eventually_async(lambda: not nomad.live_allocs("skiff-echo"))
     await orch.close()
 
 
@@ -430,7 +424,7 @@ async def test_allocations_run_as_raw_exec_subprocesses(tmp_path: Path) -> None:
         orch = orchestrator(nomad.address, render_options=RenderOptions(driver="raw_exec"))
         await orch.apply(lb)
         await orch.scale("web", 2)
-        await wait_until(lambda: len(list(tmp_path.glob("env.*-*"))) == 2, timeout=15)
+        await eventually_async(lambda: len(list(tmp_path.glob("env.*-*"))) == 2, timeout=15)
         assert {w.phase for w in await orch.workers("web")} == {WorkerPhase.RUNNING}
         envs = [json.loads(p.read_text()) for p in tmp_path.glob("env.*-*") if ".stopped." not in p.name]
         allocs = {a["ID"]: a for a in nomad.live_allocs("skiff-web")}
@@ -456,9 +450,9 @@ async def test_allocations_run_as_raw_exec_subprocesses(tmp_path: Path) -> None:
         victim = await orch.stop_candidates("web", 1)
         await orch.scale("web", 1, stop=victim)
         stopped = tmp_path / f"env.stopped.{victim[0]}"
-        await wait_until(stopped.exists, timeout=10)
+        await eventually_async(stopped.exists, timeout=10)
         assert stopped.read_text() == "15"
-        await wait_until(lambda: nomad.allocs[victim[0]]["ClientStatus"] == "complete", timeout=10)
+        await eventually_async(lambda: nomad.allocs[victim[0]]["ClientStatus"] == "complete", timeout=10)
         assert [w.id for w in await orch.workers("web")] == [a for a in allocs if a != victim[0]]
         await orch.close()
 
@@ -484,7 +478,9 @@ async def test_a_task_whose_template_cannot_render_fails_with_nomads_message(tmp
         body = render_job(lb_spec(tmp_path), Settings(), RenderOptions(driver="raw_exec"))
         body["Job"]["TaskGroups"][0]["Count"] = 1
         await client.register(body)
-        await wait_until(lambda: all(a["ClientStatus"] == "failed" for a in nomad.allocs.values()) and nomad.allocs)
+        await eventually_async(
+            lambda: all(a["ClientStatus"] == "failed" for a in nomad.allocs.values()) and nomad.allocs
+        )
         (alloc,) = nomad.allocs.values()
         (event,) = alloc["TaskStates"]["worker"]["Events"]
         assert (
@@ -499,7 +495,7 @@ async def test_a_task_whose_template_cannot_render_fails_with_nomads_message(tmp
         template["EmbeddedTmpl"] = template["EmbeddedTmpl"].replace("skiff-web2", "skiff-web")
         await client.put_variable("nomad/jobs/skiff-web", {"worker_key": "k"})
         await client.register(other)
-        await wait_until(
+        await eventually_async(
             lambda: (
                 bool(nomad.live_allocs("skiff-web2")) is False
                 and any(a["JobID"] == "skiff-web2" and a["ClientStatus"] == "failed" for a in nomad.allocs.values())
@@ -529,7 +525,7 @@ async def test_the_double_refuses_templates_it_does_not_understand(tmp_path: Pat
         body["Job"]["TaskGroups"][0]["Count"] = 1
         body["Job"]["TaskGroups"][0]["Tasks"][0]["Templates"][0]["EmbeddedTmpl"] = template
         await client.register(body)
-        await wait_until(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()))
+        await eventually_async(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()))
         (alloc,) = nomad.allocs.values()
         message = alloc["TaskStates"]["worker"]["Events"][0]["DisplayMessage"]
         assert (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,9 @@ from skiff_core.config import Settings
 from skiff_core.payloads import PAYLOAD_KEY, PayloadMissing, PayloadStore, dereference, payload_ref, reference
 from skiff_core.payloads.files import FilePayloads
 from skiff_core.payloads.s3 import TAG_KEY, S3Payloads
-from tests.services import MotoServer, moto_server
+from tests.services import MotoServer
 
 INLINE_MAX = Settings().payload_inline_max_bytes
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 def _s3(moto: MotoServer) -> Any:

@@ -5,20 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import boto3
 import pytest
 
 from skiff_core.queue.sqs import SqsQueue, visibility_timeout
-from tests.services import MotoServer, moto_server
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
+from tests.services import MotoServer
 
 
 @pytest.fixture

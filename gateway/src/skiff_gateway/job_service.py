@@ -32,6 +32,7 @@ from skiff_core.jobs import (
 )
 from skiff_core.payloads.base import PayloadKind, PayloadMissing, PayloadStore, dereference, payload_ref, reference
 from skiff_core.queue.base import JobQueue
+from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
 from skiff_gateway.http import ApiError, parse_duration_ms
@@ -305,19 +306,12 @@ class JobService:
     # ----------------------------------------------------------------- housekeeping
     async def release_worker_jobs(self, worker_id: str, spec_of: Callable[[str], EndpointSpec | None]) -> int:
         """A worker died or went silent: make its jobs visible again now instead of at lease expiry."""
-        released = 0
-        for job in await self.store.jobs_of_worker(worker_id):
-            spec = spec_of(job.endpoint)
-            updated = await self.store.transition(
-                job.id, expect=(JobStatus.IN_PROGRESS,), status=JobStatus.IN_QUEUE, worker_id=None
-            )
-            if updated is not None and spec is not None and job.receipt:
-                await self.queue.extend(spec.name, job.receipt, 0)
-                released += 1
-                if self.on_enqueue is not None:
-                    self.on_enqueue(spec.name)
+        endpoints = await requeue_worker_jobs(self.store, self.queue, worker_id, spec_of)
+        if self.on_enqueue is not None:
+            for endpoint in dict.fromkeys(endpoints):
+                self.on_enqueue(endpoint)
         self.workers.forget(worker_id)
-        return released
+        return len(endpoints)
 
     async def sweep(self, spec_of: Callable[[str], EndpointSpec | None], now: float | None = None) -> int:
         """Act on every passed deadline: TTL, execution timeout, retention."""
