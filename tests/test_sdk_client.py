@@ -18,7 +18,7 @@ import pytest
 import runpod
 
 import skiff
-from skiff.sdk.client import SkiffAPIError, SkiffAuthError, SkiffConnectionError, SkiffNotFoundError
+from skiff.client import SkiffAPIError, SkiffAuthError, SkiffConnectionError, SkiffNotFoundError
 
 KEY = "client-key"
 

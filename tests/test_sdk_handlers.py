@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from runpod.serverless.modules import rp_job
 
-from skiff.sdk.handlers import error_report, is_generator, run_job, run_job_generator, run_to_result
+from skiff.worker.handlers import error_report, is_generator, run_job, run_job_generator, run_to_result
 
 JOB = {"id": "job-1", "input": {"n": 3}}
 

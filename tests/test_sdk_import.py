@@ -46,7 +46,7 @@ def _run(code: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subp
 def test_importing_the_sdk_pulls_in_no_server_dependency() -> None:
     code = (
         "import json, sys\n"
-        "import skiff, skiff.serverless, skiff.sdk.client, skiff.sdk.worker, skiff.sdk.local\n"
+        "import skiff, skiff.serverless, skiff.client, skiff.worker.serve, skiff.worker.local\n"
         "skiff.Endpoint, skiff.AsyncEndpoint, skiff.serverless.start\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {NOT_ON_IMPORT!r})))\n"
     )

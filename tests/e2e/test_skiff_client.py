@@ -8,7 +8,7 @@ import time
 import pytest
 
 import skiff
-from skiff.sdk.client import SkiffAuthError, SkiffNotFoundError
+from skiff.client import SkiffAuthError, SkiffNotFoundError
 from tests.stack import SkiffProcess
 
 

@@ -16,8 +16,9 @@ import os
 import sys
 from typing import Any
 
-from skiff.sdk import log
-from skiff.sdk.handlers import Handler, run_to_result
+from skiff.worker.config import WorkerConfig
+from skiff.worker.handlers import Handler, run_to_result
+from skiff.worker.log import log
 
 TEST_INPUT_FILE = "test_input.json"
 LOCAL_JOB_ID = "local_test"
@@ -86,7 +87,7 @@ def load_test_job(test_input: str | None) -> dict[str, Any] | None:
     return _validate_job(raw, TEST_INPUT_FILE)
 
 
-def run_local(handler: Handler, test_input: str | None) -> int:
+def run_local(handler: Handler, test_input: str | None, config: WorkerConfig) -> int:
     """Run one local job; returns the exit code (0 success, 1 handler error or no job)."""
     try:
         job = load_test_job(test_input)
@@ -97,7 +98,7 @@ def run_local(handler: Handler, test_input: str | None) -> int:
         log.error(_no_job_source())
         return 1
     log.debug(f"Retrieved local job: {job}")
-    result = asyncio.run(run_to_result(handler, job))
+    result = asyncio.run(run_to_result(handler, job, worker_id=config.worker_id, hostname=config.hostname))
     if result.get("error"):
         log.error(f"Job {job['id']} failed with error: {result['error']}")
         return 1
@@ -107,7 +108,7 @@ def run_local(handler: Handler, test_input: str | None) -> int:
     return 0
 
 
-def main_local(handler: Handler, test_input: str | None) -> None:
-    code = run_local(handler, test_input)
+def main_local(handler: Handler, test_input: str | None, config: WorkerConfig) -> None:
+    code = run_local(handler, test_input, config)
     sys.stdout.flush()
     sys.exit(code)

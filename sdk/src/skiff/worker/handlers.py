@@ -17,12 +17,12 @@ import concurrent.futures
 import contextlib
 import inspect
 import json
-import os
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from skiff.sdk import SDK_VERSION, log
+from skiff._version import SDK_VERSION
+from skiff.worker.log import log
 
 Job = dict[str, Any]
 Result = dict[str, Any]
@@ -65,14 +65,18 @@ async def _in_thread(fn: Callable[[], T], executor: concurrent.futures.Executor 
         raise
 
 
-def error_report(err: BaseException) -> str:
-    """The JSON string runpod sends as `error` when a handler raises (rp_job.run_job)."""
+def error_report(err: BaseException, worker_id: str = "unknown", hostname: str = "unknown") -> str:
+    """The JSON string runpod sends as `error` when a handler raises (rp_job.run_job).
+
+    runpod reads `worker_id` and `hostname` from the environment; here the caller passes them from
+    the worker's config, so the report names the worker id the gateway knows.
+    """
     info = {
         "error_type": str(type(err)),
         "error_message": str(err),
         "error_traceback": "".join(traceback.format_exception(err)),
-        "hostname": os.environ.get("RUNPOD_POD_HOSTNAME", "unknown"),
-        "worker_id": os.environ.get("RUNPOD_POD_ID", "unknown"),
+        "hostname": hostname,
+        "worker_id": worker_id,
         "runpod_version": SDK_VERSION,
     }
     return json.dumps(info)
@@ -101,8 +105,18 @@ def shape_output(job_output: Any) -> Result:
     return result
 
 
-async def run_job(handler: Handler, job: Job, executor: concurrent.futures.Executor | None = None) -> Result:
-    """Run a non-generator handler once; never raises except on cancellation."""
+async def run_job(
+    handler: Handler,
+    job: Job,
+    executor: concurrent.futures.Executor | None = None,
+    *,
+    worker_id: str = "unknown",
+    hostname: str = "unknown",
+) -> Result:
+    """Run a non-generator handler once; never raises except on cancellation.
+
+    `worker_id` and `hostname` only go into the error report of a handler that raises.
+    """
     job_id = str(job.get("id"))
     log.info("Started.", job_id)
     try:
@@ -115,7 +129,7 @@ async def run_job(handler: Handler, job: Job, executor: concurrent.futures.Execu
         result = shape_output(returned)
     except Exception as err:
         log.error("Captured Handler Exception", job_id)
-        report = error_report(err)
+        report = error_report(err, worker_id, hostname)
         log.error(report, job_id)
         result = {"error": report}
     log.debug(f"run_job return: {result}", job_id)
@@ -186,11 +200,17 @@ async def run_streaming(
 
 
 async def run_to_result(
-    handler: Handler, job: Job, aggregate: bool = True, executor: concurrent.futures.Executor | None = None
+    handler: Handler,
+    job: Job,
+    aggregate: bool = True,
+    executor: concurrent.futures.Executor | None = None,
+    *,
+    worker_id: str = "unknown",
+    hostname: str = "unknown",
 ) -> Result:
     """One job, any handler kind, chunks collected: what local test mode prints."""
     if not is_generator(handler):
-        return await run_job(handler, job, executor)
+        return await run_job(handler, job, executor, worker_id=worker_id, hostname=hostname)
 
     async def ignore(_: Result) -> None:
         return None

@@ -1,24 +1,12 @@
-"""Skiff SDK: the worker runtime (`skiff.serverless`) and the client (`skiff.Endpoint`).
-
-Everything under `skiff.sdk` imports with only httpx, pydantic and the standard library, so it
-fits in a slim worker image. This module holds the one piece every part shares: the worker log.
-"""
+"""The worker log: lines in the runpod SDK's format, shared by every part of the worker runtime."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 
-from skiff import __version__
-
-__all__ = ["SDK_VERSION", "SKIFF_VERSION", "WorkerLog", "log"]
-
-# Sent where the runpod SDK sends `runpod_version` (ping query, error reports): the gateway
-# only records it, so it names Skiff rather than pretending to be a runpod release.
-SKIFF_VERSION = __version__
-SDK_VERSION = f"skiff-{__version__}"
+__all__ = ["WorkerLog", "log"]
 
 _LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 _MAX_MESSAGE = 4096
@@ -31,13 +19,17 @@ class WorkerLog:
     or one JSON object per line `{"requestId", "message", "level"}` when RUNPOD_ENDPOINT_ID is set
     (that is how Runpod's log collector expects it). Level from RUNPOD_LOG_LEVEL or
     RUNPOD_DEBUG_LEVEL; Skiff defaults to INFO where runpod defaults to DEBUG, which is noisy.
+    Both come from the worker's config (`configure`), which alone reads the environment.
     """
 
     def __init__(self) -> None:
         self.level = "INFO"
-        wanted = os.environ.get("RUNPOD_LOG_LEVEL") or os.environ.get("RUNPOD_DEBUG_LEVEL")
-        if wanted:
-            self.set_level(wanted)
+        self.json_lines = False
+
+    def configure(self, *, json_lines: bool, level: str | None) -> None:
+        self.json_lines = json_lines
+        if level:
+            self.set_level(level)
 
     def set_level(self, level: str) -> None:
         name = level.strip().upper()
@@ -58,7 +50,7 @@ class WorkerLog:
         if len(text) > _MAX_MESSAGE:
             half = _MAX_MESSAGE // 2
             text = f"{text[:half]}\n...TRUNCATED {len(text) - _MAX_MESSAGE} CHARACTERS...\n{text[-half:]}"
-        if os.environ.get("RUNPOD_ENDPOINT_ID"):
+        if self.json_lines:
             line = json.dumps({"requestId": job_id, "message": text, "level": level})
         else:
             line = f"{level.ljust(7)}| {job_id} | {text}" if job_id else f"{level.ljust(7)}| {text}"

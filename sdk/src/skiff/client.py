@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from skiff import __version__
+from skiff._version import __version__
 
 __all__ = [
     "AsyncEndpoint",
