@@ -9,7 +9,7 @@ import pytest
 
 import skiff
 from skiff.client import SkiffAuthError, SkiffNotFoundError
-from tests.stack import SkiffProcess
+from tests.support.stack import SkiffProcess
 
 
 def test_sync_client_drives_every_route(echo_stack: SkiffProcess) -> None:

@@ -15,7 +15,7 @@ import pytest
 from skiff_core.endpoints import EndpointFileError, Problem, endpoint_files, load_endpoint_file, load_endpoints
 from skiff_core.spec import EndpointType, ScalerType
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "endpoints"
 BAD = REPO / "tests" / "data" / "bad_endpoints"
 

@@ -15,7 +15,7 @@ import yaml
 
 from skiff_core.config import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOMAD = ROOT / "nomad"
 JOB_FILES = sorted(NOMAD.glob("*.nomad.hcl"))
 OWN_JOBS = {

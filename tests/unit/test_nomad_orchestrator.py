@@ -30,7 +30,7 @@ from skiff_core.nomad.render import ImageReferenceError, RenderOptions, render_j
 from skiff_core.orchestrator.base import Orchestrator, WorkerPhase
 from skiff_core.orchestrator.nomad import DrainMismatch, NomadOrchestrator, PlacementFailed
 from skiff_core.spec import EndpointSpec
-from tests.doubles.nomad import FakeNode, NomadDouble
+from tests.support.doubles.nomad import FakeNode, NomadDouble
 from tests.support.wait import eventually_async
 
 
@@ -259,7 +259,7 @@ def test_the_controller_policy_covers_the_worker_key_variables_and_not_skiffs_ow
 
     from skiff_core.nomad.render import worker_key_variable
 
-    policy = hcl2.load((Path(__file__).parents[1] / "nomad" / "policies" / "skiff-controller.policy.hcl").open())
+    policy = hcl2.load((Path(__file__).parents[2] / "nomad" / "policies" / "skiff-controller.policy.hcl").open())
     ((_ns, namespace),) = policy["namespace"][0].items()
     paths = {
         k.strip('"'): [c.strip('"') for c in v["capabilities"]]

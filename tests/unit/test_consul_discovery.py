@@ -12,7 +12,7 @@ import pytest
 
 from skiff_core.discovery.base import Discovery
 from skiff_core.discovery.consul import ConsulDiscovery, parse_consul_addr
-from tests.doubles.consul import ConsulDouble
+from tests.support.doubles.consul import ConsulDouble
 
 
 class _Named(BaseHTTPRequestHandler):

@@ -13,7 +13,7 @@ import redis as sync_redis
 
 from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord
 from skiff_core.store.redis import RedisStore
-from tests.services import RedisServer, redis_server
+from tests.support.services import RedisServer, redis_server
 
 S = JobStatus
 

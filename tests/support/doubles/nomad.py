@@ -163,7 +163,7 @@ class NomadDouble:
         self.run_tasks = run_tasks
         self.deployment_s = deployment_s
         self.kill_timeout_cap_s = kill_timeout_cap_s
-        # A tests.doubles.consul.ConsulDouble to register allocations' services in (run_tasks only).
+        # A tests.support.doubles.consul.ConsulDouble to register allocations' services in (run_tasks only).
         self.consul = consul
         self.check_interval_cap_s = check_interval_cap_s
         self.services: dict[str, list[str]] = {}  # alloc id -> Consul service ids

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SKIFF = REPO / ".venv" / "bin" / "skiff"
 BAD = Path("tests/data/bad_endpoints")
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_sdk_worker_protocol import FakeGateway, worker_env
+from tests.e2e.test_sdk_worker_protocol import FakeGateway, worker_env
 
 WORKER = r"""
 import time

@@ -20,7 +20,7 @@ from typing import Any
 import hcl2
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TF_ROOT = ROOT / "terraform"
 MODULES = sorted(p for p in (TF_ROOT / "modules").iterdir() if p.is_dir())
 EXAMPLE = TF_ROOT / "examples" / "aws"

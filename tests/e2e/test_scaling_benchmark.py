@@ -11,7 +11,7 @@ import pytest
 from benchmarks import scaling
 from benchmarks.traces import GENERATORS, Job, Trace
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ["runpod-5s", "keda-sqs", "skiff-rc1-plain", "skiff-rc1", "skiff-qd4"]
 
 

@@ -16,7 +16,7 @@ from skiff_core.jobs import JobRecord, JobStatus
 from skiff_core.queue.sqlite import SqliteQueue
 from skiff_core.store.sqlite import SqliteStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Each child process runs one role against the file and prints its results as one JSON line.
 CHILD = r"""

@@ -15,7 +15,7 @@ from skiff_core.config import Settings
 from skiff_core.payloads import PAYLOAD_KEY, PayloadMissing, PayloadStore, dereference, payload_ref, reference
 from skiff_core.payloads.files import FilePayloads
 from skiff_core.payloads.s3 import TAG_KEY, S3Payloads
-from tests.services import MotoServer
+from tests.support.services import MotoServer
 
 INLINE_MAX = Settings().payload_inline_max_bytes
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_sdk_import import _OneJobGateway
+from tests.e2e.test_sdk_import import _OneJobGateway
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIRECT = {"httpx", "sniffio", "aiohttp"}
 SERVER_DISTS = {
     "skiff-core",

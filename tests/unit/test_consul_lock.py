@@ -6,7 +6,7 @@ import asyncio
 
 from skiff_core.leader import LeaderLock
 from skiff_core.leader.consul import ConsulLeaderLock
-from tests.doubles.consul import ConsulDouble
+from tests.support.doubles.consul import ConsulDouble
 
 
 async def test_one_leader_and_takeover_on_release() -> None:

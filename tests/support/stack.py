@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SKIFF = str(Path(sys.executable).parent / "skiff")
 TEST_KEY = "sk_test_0123456789abcdef"
 

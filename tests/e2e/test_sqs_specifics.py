@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from skiff_core.queue.sqs import SqsQueue, visibility_timeout
-from tests.services import MotoServer
+from tests.support.services import MotoServer
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SDK_SRC = REPO / "sdk" / "src"
 
 # Packages of the server side (and the frameworks it uses) that a worker image must not need.

@@ -15,9 +15,9 @@ import hcl2
 
 from skiff_core.config import Settings
 from skiff_core.nomad.render import render_job
-from tests.doubles.nomad import FakeNode, NomadDouble
+from tests.support.doubles.nomad import FakeNode, NomadDouble
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "endpoints"
 
 

@@ -25,8 +25,8 @@ from skiff_core.nomad.render import (
 )
 from skiff_core.spec import EndpointSpec
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parents[1] / "golden"
 SETTINGS = Settings(public_url="http://skiff-gateway.service.consul:8000", nomad_datacenters=["dc1"])
 
 # Field names of Nomad's api package (github.com/hashicorp/nomad/api), struct by struct; the JSON

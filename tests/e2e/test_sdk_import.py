@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SERVER_ONLY = ["fastapi", "starlette", "uvicorn", "boto3", "botocore", "redis", "nomad", "consul", "runpod"]
 # aiohttp is a client library the worker loop needs; it still must not load on `import skiff`.
 NOT_ON_IMPORT = [*SERVER_ONLY, "aiohttp"]

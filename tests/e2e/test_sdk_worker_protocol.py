@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 API_KEY = "worker-key-123"
 WORKER_ID = "worker-abc"
 HOLD_S = 0.3  # how long the fake gateway holds an empty long-poll open
