@@ -125,9 +125,9 @@ module "gpu_pool" {
 module "redis" {
   source = "../../modules/redis"
 
-  name                      = "${var.name}-jobs"
-  vpc_id                    = module.network.vpc_id
-  subnet_ids                = module.network.private_subnet_ids
-  client_security_group_ids = [module.system_pool.security_group_id]
-  node_type                 = var.redis_node_type
+  name                   = "${var.name}-jobs"
+  vpc_id                 = module.network.vpc_id
+  subnet_ids             = module.network.private_subnet_ids
+  client_security_groups = { system = module.system_pool.security_group_id }
+  node_type              = var.redis_node_type
 }
