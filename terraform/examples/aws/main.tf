@@ -56,6 +56,7 @@ module "gateway_public" {
   vpc_id          = module.network.vpc_id
   subnet_ids      = module.network.public_subnet_ids
   allowed_cidrs   = var.gateway_allowed_cidrs
+  enable_https    = var.gateway_certificate_arn != null
   certificate_arn = var.gateway_certificate_arn
 }
 
