@@ -33,6 +33,8 @@ module "iam" {
     sqs = module.queues.controller_policy_arn
   }
   ecr_repository_arns = var.ecr_repository_arns
+
+  create_autoscaling_service_linked_role = var.create_autoscaling_service_linked_role
 }
 
 module "servers" {
