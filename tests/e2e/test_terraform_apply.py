@@ -335,38 +335,50 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+class Cycles:
+    """The cycle of each root, run in a thread pool; get() starts a root not started yet."""
+
+    def __init__(self, moto_url: str, tmp_path_factory: pytest.TempPathFactory, workers: int) -> None:
+        self.moto_url = moto_url
+        self.tmp_path_factory = tmp_path_factory
+        self.certificate = _self_signed_certificate()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="terraform")
+        self.futures: dict[str, Future[Cycle]] = {}
+
+    def start(self, root_id: str) -> None:
+        if root_id not in self.futures:
+            tmp = self.tmp_path_factory.mktemp(root_id.replace("/", "-"))
+            self.futures[root_id] = self.pool.submit(
+                _run_cycle, root_id, ROOTS[root_id], tmp, self.moto_url, self.certificate
+            )
+
+    def get(self, root_id: str, timeout: float) -> Cycle:
+        self.start(root_id)
+        return self.futures[root_id].result(timeout=timeout)
+
+
 @pytest.fixture(scope="module")
-def cycles(
-    request: pytest.FixtureRequest, moto_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Future[Cycle]]]:
-    """Start the cycles of every root selected in this session, all at once, in threads (each
-    cycle is a chain of terraform processes); each test then waits for its own root's result.
-    Under pytest-xdist, keep this module on one worker (--dist loadfile or loadscope): a worker
-    given only some of the roots would still start the ones collected for it."""
+def cycles(request: pytest.FixtureRequest, moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cycles]:
+    """Start the cycles of every root selected in this session at once, in threads (each cycle is
+    a chain of terraform processes); each test then waits for its own root's result. Under
+    pytest-xdist (a worker runs only some of the tests, and xdist runs workers side by side) each
+    root starts only when its test asks for it."""
+    under_xdist = hasattr(request.config, "workerinput")
     module = request.module.__name__
     wanted = [
         item.callspec.params["root"]
         for item in request.session.items
-        if item.module is not None
+        if not under_xdist
+        and item.module is not None
         and item.module.__name__ == module
         and hasattr(item, "callspec")
         and "root" in item.callspec.params
     ]
-    certificate = _self_signed_certificate()
-    pool = ThreadPoolExecutor(max_workers=JOBS or max(len(wanted), 1), thread_name_prefix="terraform")
-    futures = {
-        root_id: pool.submit(
-            _run_cycle,
-            root_id,
-            ROOTS[root_id],
-            tmp_path_factory.mktemp(root_id.replace("/", "-")),
-            moto_url,
-            certificate,
-        )
-        for root_id in dict.fromkeys(wanted)
-    }
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+    runner = Cycles(moto_url, tmp_path_factory, workers=JOBS or max(len(set(wanted)), 1))
+    for root_id in dict.fromkeys(wanted):
+        runner.start(root_id)
+    yield runner
+    runner.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _tail(text: str, lines: int = 60) -> str:
@@ -386,8 +398,8 @@ def _diff_summary(plan_output: str) -> str:
 # --- the test ---------------------------------------------------------------------------------
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("root", sorted(ROOTS))
-def test_plan_apply_replan_destroy(root: str, cycles: dict[str, Future[Cycle]]) -> None:
-    cycle = cycles[root].result(timeout=1700)
+def test_plan_apply_replan_destroy(root: str, cycles: Cycles) -> None:
+    cycle = cycles.get(root, timeout=1700)
     print(f"\n{root}: {cycle.timings()}")
 
     if cycle.error:
