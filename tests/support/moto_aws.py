@@ -360,7 +360,8 @@ def moto_aws_server(data_dir: Path) -> Iterator[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = (data_dir / "moto.log").open("wb")
-    env = {**os.environ, **AWS_TEST_ENV, "PYTHONPATH": str(REPO)}
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **AWS_TEST_ENV, "PYTHONPATH": pythonpath}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.moto_aws", "--port", str(port), "--data-dir", str(data_dir)],
         cwd=REPO,
