@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.services import AWS_TEST_ENV, _stop, _wait_for_port, free_port
+from tests.support.services import AWS_TEST_ENV, free_port, stop_process, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 MOTO_VERSION = "5.2.5"
@@ -370,10 +370,10 @@ def moto_aws_server(data_dir: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for_port(port, proc, "moto server (tests.support.moto_aws)", timeout=60)
+        wait_for_port(port, proc, "moto server (tests.support.moto_aws)", timeout=60)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()
 
 

@@ -32,7 +32,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -45,7 +45,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -83,10 +83,10 @@ def moto_server() -> Iterator[MotoServer]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, proc, "moto server")
+        wait_for_port(port, proc, "moto server")
         yield MotoServer(url=f"http://127.0.0.1:{port}")
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def redis_server(tmp_dir: Path) -> Iterator[RedisServer]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, proc, "redis-server")
+        wait_for_port(port, proc, "redis-server")
         yield RedisServer(port=port)
     finally:
-        _stop(proc)
+        stop_process(proc)

@@ -1,4 +1,4 @@
-# Argument names: registry.terraform.io/providers/hashicorp/aws/5.x/docs/resources/elasticache_replication_group
+# Argument names: the AWS provider 5.x documentation of aws_elasticache_replication_group
 
 resource "aws_elasticache_subnet_group" "this" {
   name        = "${var.name}-redis"
