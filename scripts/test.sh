@@ -15,7 +15,7 @@ echo "==> terraform fmt"
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive terraform/
 else
-  echo "terraform not installed: tests/test_terraform.py reports it"
+  echo "terraform not installed: tests/e2e/test_terraform.py reports it"
 fi
 echo "==> pytest"
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import MotoServer, RedisServer, moto_server, redis_server
-from tests.stack import SkiffProcess
+from tests.support.services import MotoServer, RedisServer, moto_server, redis_server
+from tests.support.stack import SkiffProcess
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from skiff_core.queue.sqlite import SqliteQueue
 from skiff_core.spec import EndpointSpec, EndpointType
 from skiff_core.store.sqlite import SqliteStore
 from skiff_gateway.context import GatewayContext
-from tests.services import MotoServer, RedisServer
-from tests.stack import SkiffProcess, endpoint_hcl
+from tests.support.services import MotoServer, RedisServer
+from tests.support.stack import SkiffProcess, endpoint_hcl
 
 INPUT_BYTES = 5 * 1024 * 1024
 OUTPUT_BYTES = 15 * 1024 * 1024

@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.doubles.consul import ConsulDouble
-from tests.doubles.nomad import NomadDouble
-from tests.stack import REPO, SKIFF, TEST_KEY, endpoint_hcl, free_port
+from tests.support.doubles.consul import ConsulDouble
+from tests.support.doubles.nomad import NomadDouble
+from tests.support.stack import REPO, SKIFF, TEST_KEY, endpoint_hcl, free_port
 from tests.support.wait import eventually
 
 ECHO = "tests/workers/skiff_async_echo.py"

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import MotoServer, RedisServer
-from tests.stack import GatewayReplica, SkiffProcess, endpoint_hcl
+from tests.support.services import MotoServer, RedisServer
+from tests.support.stack import GatewayReplica, SkiffProcess, endpoint_hcl
 from tests.support.wait import wait_final
 
 ECHO = "tests/workers/skiff_async_echo.py"

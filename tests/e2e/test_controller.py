@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.stack import REPO, SKIFF, SkiffProcess, endpoint_hcl
+from tests.support.stack import REPO, SKIFF, SkiffProcess, endpoint_hcl
 from tests.support.wait import eventually, wait_final
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import SkiffProcess
+from tests.support.stack import SkiffProcess
 from tests.support.wait import wait_status
 
 

@@ -33,6 +33,8 @@ module "iam" {
     sqs = module.queues.controller_policy_arn
   }
   ecr_repository_arns = var.ecr_repository_arns
+
+  create_autoscaling_service_linked_role = var.create_autoscaling_service_linked_role
 }
 
 module "servers" {
@@ -56,6 +58,7 @@ module "gateway_public" {
   vpc_id          = module.network.vpc_id
   subnet_ids      = module.network.public_subnet_ids
   allowed_cidrs   = var.gateway_allowed_cidrs
+  enable_https    = var.gateway_certificate_arn != null
   certificate_arn = var.gateway_certificate_arn
 }
 
@@ -125,9 +128,9 @@ module "gpu_pool" {
 module "redis" {
   source = "../../modules/redis"
 
-  name                      = "${var.name}-jobs"
-  vpc_id                    = module.network.vpc_id
-  subnet_ids                = module.network.private_subnet_ids
-  client_security_group_ids = [module.system_pool.security_group_id]
-  node_type                 = var.redis_node_type
+  name                   = "${var.name}-jobs"
+  vpc_id                 = module.network.vpc_id
+  subnet_ids             = module.network.private_subnet_ids
+  client_security_groups = { system = module.system_pool.security_group_id }
+  node_type              = var.redis_node_type
 }

@@ -116,6 +116,12 @@ variable "ecr_repository_arns" {
   default     = []
 }
 
+variable "create_autoscaling_service_linked_role" {
+  description = "Create AWSServiceRoleForAutoScaling, which the cluster KMS key's policy names: true only in an account that never had an Auto Scaling group (AWS creates the role with the first one, and creating it again fails)."
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)

@@ -1,5 +1,7 @@
 locals {
-  https  = var.certificate_arn != null
+  # A plan-time switch, not `var.certificate_arn != null`: an ACM certificate created in the same
+  # configuration has an ARN known only after apply, and the HTTPS rules and listener are counted.
+  https  = var.enable_https
   scheme = local.https ? "https" : "http"
   kind   = var.internal ? "int" : "pub"
 }
@@ -57,6 +59,17 @@ resource "aws_lb" "this" {
   idle_timeout               = var.idle_timeout_seconds
   drop_invalid_header_fields = true
   tags                       = merge(var.tags, { Name = "${var.name}-gateway-${local.kind}" })
+
+  lifecycle {
+    precondition {
+      condition     = !var.enable_https || var.certificate_arn != null
+      error_message = "enable_https = true needs a certificate_arn."
+    }
+    precondition {
+      condition     = var.enable_https || var.certificate_arn == null
+      error_message = "certificate_arn is set but enable_https is false: the certificate would be ignored and the gateway served over plain HTTP."
+    }
+  }
 }
 
 resource "aws_lb_target_group" "this" {

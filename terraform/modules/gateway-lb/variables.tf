@@ -23,8 +23,14 @@ variable "allowed_cidrs" {
   type        = list(string)
 }
 
+variable "enable_https" {
+  description = "Serve HTTPS on 443 with certificate_arn (HTTP on 80 then only redirects); false serves plain HTTP on 80: acceptable for the internal worker listener, not for the public one. A separate switch because it must be known at plan time, which certificate_arn is not when the certificate is created in the same configuration."
+  type        = bool
+  default     = false
+}
+
 variable "certificate_arn" {
-  description = "ACM certificate for an HTTPS listener on 443 (HTTP on 80 then only redirects). null serves plain HTTP on 80: acceptable for the internal worker listener, not for the public one."
+  description = "ACM certificate of the HTTPS listener; required when enable_https is true, must be null otherwise."
   type        = string
   default     = null
 }

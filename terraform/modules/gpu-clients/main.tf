@@ -160,7 +160,7 @@ resource "aws_launch_template" "this" {
   tags = var.tags
 }
 
-# Argument names: registry.terraform.io/providers/hashicorp/aws/5.x/docs/resources/autoscaling_group
+# Argument names: the AWS provider 5.x documentation of aws_autoscaling_group
 # (mixed_instances_policy -> instances_distribution + launch_template -> override).
 resource "aws_autoscaling_group" "this" {
   name_prefix               = "${local.pool_name}-"

@@ -17,6 +17,11 @@ locals {
   partition  = data.aws_partition.current.partition
   account_id = data.aws_caller_identity.current.account_id
   region     = data.aws_region.current.name
+  autoscaling_role_arn = (
+    var.create_autoscaling_service_linked_role
+    ? aws_iam_service_linked_role.autoscaling[0].arn
+    : "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+  )
   ssm_prefix = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter/skiff/${var.name}"
   node_roles = {
     server = "Nomad and Consul servers"
@@ -38,11 +43,57 @@ locals {
 # Bootstrap secrets (gossip keys, CA, ACL bootstrap tokens) are generated on the first server at
 # boot and stored as SecureString parameters encrypted with this key, so they never pass through
 # Terraform state or user data.
+#
+# The same key encrypts the nodes' EBS volumes (the launch templates' kms_key_id), and instances
+# are launched by the Auto Scaling groups, that is by the AWSServiceRoleForAutoScaling
+# service-linked role, whose own permissions cover only AWS managed keys. AWS documents the two
+# statements it needs on a customer managed key ("Required AWS KMS key policy for use with
+# encrypted volumes"):
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html
+#
+# Written with jsonencode rather than an aws_iam_policy_document: in a key policy "Resource": "*"
+# means this key (it cannot name its own ARN), and the first statement is the default key policy
+# AWS gives a key without one (the account, through IAM policies, keeps control of the key).
 resource "aws_kms_key" "cluster" {
-  description             = "Skiff ${var.name}: Nomad/Consul bootstrap secrets in SSM"
+  description             = "Skiff ${var.name}: Nomad/Consul bootstrap secrets in SSM and node volumes"
   enable_key_rotation     = true
   deletion_window_in_days = 30
-  tags                    = var.tags
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "EnableIAMPolicies"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "AutoScalingUseOfTheKey"
+        Effect    = "Allow"
+        Principal = { AWS = local.autoscaling_role_arn }
+        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+        Resource  = "*"
+      },
+      {
+        Sid       = "AutoScalingGrantsForVolumes"
+        Effect    = "Allow"
+        Principal = { AWS = local.autoscaling_role_arn }
+        Action    = "kms:CreateGrant"
+        Resource  = "*"
+        Condition = { Bool = { "kms:GrantIsForAWSResource" = "true" } }
+      },
+    ]
+  })
+  tags = var.tags
+}
+
+# KMS rejects a key policy naming a role that does not exist, and AWS creates
+# AWSServiceRoleForAutoScaling only with an account's first Auto Scaling group.
+resource "aws_iam_service_linked_role" "autoscaling" {
+  count            = var.create_autoscaling_service_linked_role ? 1 : 0
+  aws_service_name = "autoscaling.amazonaws.com"
+  description      = "Default service-linked role used by EC2 Auto Scaling (created by Skiff ${var.name})"
 }
 
 resource "aws_kms_alias" "cluster" {

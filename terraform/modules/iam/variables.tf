@@ -33,6 +33,12 @@ variable "enable_session_manager" {
   default     = true
 }
 
+variable "create_autoscaling_service_linked_role" {
+  description = "Create the account's AWSServiceRoleForAutoScaling, which the cluster key's policy names. AWS creates it with an account's first Auto Scaling group and KMS refuses a policy naming a missing role, so set true only in an account that never had one (creating it where it exists fails)."
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)

@@ -2,11 +2,13 @@ data "aws_caller_identity" "current" {}
 
 locals {
   bucket_name = coalesce(var.bucket_name, "${var.name}-payloads-${data.aws_caller_identity.current.account_id}")
-  kms_key_arn = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.this[0].arn
+  kms_key_arn = var.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
 }
 
+# Counted on create_kms_key, not on `var.kms_key_arn == null`: the ARN of a key created in the
+# caller's configuration is known only after apply, and a count must be known at plan time.
 resource "aws_kms_key" "this" {
-  count                   = var.kms_key_arn == null ? 1 : 0
+  count                   = var.create_kms_key ? 1 : 0
   description             = "Skiff ${var.name}: payload bucket encryption"
   enable_key_rotation     = true
   deletion_window_in_days = 30
@@ -14,7 +16,7 @@ resource "aws_kms_key" "this" {
 }
 
 resource "aws_kms_alias" "this" {
-  count         = var.kms_key_arn == null ? 1 : 0
+  count         = var.create_kms_key ? 1 : 0
   name          = "alias/${var.name}-payloads"
   target_key_id = aws_kms_key.this[0].key_id
 }
@@ -49,6 +51,13 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
     }
     # S3 Bucket Keys cut KMS request costs by ~99% for many small objects.
     bucket_key_enabled = true
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.create_kms_key == (var.kms_key_arn == null)
+      error_message = "Pass kms_key_arn together with create_kms_key = false, or neither."
+    }
   }
 }
 

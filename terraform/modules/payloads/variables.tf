@@ -31,8 +31,14 @@ variable "expiration_days" {
   }
 }
 
+variable "create_kms_key" {
+  description = "Create a dedicated KMS key (rotation on) for SSE-KMS; false uses kms_key_arn. A separate switch because it must be known at plan time, which kms_key_arn is not when the key is created in the same configuration."
+  type        = bool
+  default     = true
+}
+
 variable "kms_key_arn" {
-  description = "Customer-managed KMS key for SSE-KMS; null creates a dedicated key with rotation enabled."
+  description = "Customer-managed KMS key for SSE-KMS when create_kms_key is false; must be null otherwise."
   type        = string
   default     = null
 }

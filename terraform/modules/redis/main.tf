@@ -1,4 +1,4 @@
-# Argument names: registry.terraform.io/providers/hashicorp/aws/5.x/docs/resources/elasticache_replication_group
+# Argument names: the AWS provider 5.x documentation of aws_elasticache_replication_group
 
 resource "aws_elasticache_subnet_group" "this" {
   name        = "${var.name}-redis"
@@ -18,10 +18,12 @@ resource "aws_security_group" "this" {
   }
 }
 
+# Keyed by the caller's static labels, not by the ids: the ids of security groups created in the
+# same configuration are known only after apply, and for_each keys must be known at plan time.
 resource "aws_vpc_security_group_ingress_rule" "clients" {
-  for_each                     = toset(var.client_security_group_ids)
+  for_each                     = var.client_security_groups
   security_group_id            = aws_security_group.this.id
-  description                  = "Redis from Skiff nodes"
+  description                  = "Redis from Skiff nodes (${each.key})"
   ip_protocol                  = "tcp"
   from_port                    = var.port
   to_port                      = var.port

@@ -18,9 +18,9 @@ variable "subnet_ids" {
   type        = list(string)
 }
 
-variable "client_security_group_ids" {
-  description = "Security groups allowed to connect on the Redis port (the Nomad client nodes running the gateway and controller)."
-  type        = list(string)
+variable "client_security_groups" {
+  description = "Security groups allowed to connect on the Redis port (the Nomad client nodes running the gateway and controller), keyed by a static label (for example { system = module.system_pool.security_group_id }): the labels, not the ids, must be known at plan time."
+  type        = map(string)
 }
 
 variable "node_type" {
