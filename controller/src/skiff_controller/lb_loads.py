@@ -33,7 +33,7 @@ from skiff_core.lbload import (
     parse_marks,
     stored_marks,
 )
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import Notes
 
 log = logging.getLogger("skiff.lb")
 
@@ -89,7 +89,7 @@ class ReportedLoads:
     """
 
     def __init__(
-        self, store: JobStore, discovery: Discovery, *, local: LocalBalancer | None = None, replica: str | None = None
+        self, store: Notes, discovery: Discovery, *, local: LocalBalancer | None = None, replica: str | None = None
     ) -> None:
         self.store = store
         self.discovery = discovery

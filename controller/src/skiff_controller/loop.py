@@ -39,7 +39,7 @@ from skiff_core.leader import LeaderLock
 from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec, EndpointType
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import JobRecords, WorkerRecords
 
 log = logging.getLogger("skiff.controller")
 
@@ -66,6 +66,10 @@ class _Worker:
     view: WorkerView
     record: WorkerRecord | None
     outdated: bool
+
+
+class ControllerStore(JobRecords, WorkerRecords, Protocol):
+    """What the controller reads and writes in the job store: worker records, and the jobs they hold."""
 
 
 class WorkerRegistry(Protocol):
@@ -101,7 +105,7 @@ class Controller:
         self,
         catalog: EndpointCatalog,
         queue: JobQueue,
-        store: JobStore,
+        store: ControllerStore,
         workers: WorkerRegistry,
         orchestrator: Orchestrator,
         lock: LeaderLock,

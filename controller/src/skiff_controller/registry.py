@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from skiff_core.jobs import WorkerRecord, WorkerState
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import WorkerRecords
 
 # A drained worker the store still does not list after this long has gone (or never reached a
 # gateway): keeping its record longer would only leave a ghost.
@@ -21,7 +21,7 @@ UNCONFIRMED_DRAIN_S = 30.0
 
 
 class StoreRegistry:
-    def __init__(self, store: JobStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: WorkerRecords, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
         self._records: dict[str, WorkerRecord] = {}

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import Notes
 
 NOTES_PREFIX = "lb-"
 REPORT_PREFIX = "lb-report:"
@@ -106,7 +106,7 @@ def replica_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-async def stored_marks(store: JobStore) -> list[str]:
+async def stored_marks(store: Notes) -> list[str]:
     return parse_marks((await store.notes(DRAIN_NOTE)).get(DRAIN_NOTE))
 
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from skiff_core.jobs import JobStatus
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import JobRecords
 
 
 async def requeue_worker_jobs(
-    store: JobStore, queue: JobQueue, worker_id: str, spec_of: Callable[[str], EndpointSpec | None]
+    store: JobRecords, queue: JobQueue, worker_id: str, spec_of: Callable[[str], EndpointSpec | None]
 ) -> list[str]:
     """Make the worker's IN_PROGRESS jobs visible again now instead of at lease expiry.
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from skiff_core.config import Settings
 from skiff_core.jobs import (
@@ -34,7 +34,7 @@ from skiff_core.payloads.base import PayloadKind, PayloadMissing, PayloadStore, 
 from skiff_core.queue.base import JobQueue
 from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import JobRecords, JobStreams, StopSignals
 from skiff_gateway.http import ApiError, parse_duration_ms
 from skiff_gateway.webhooks import WebhookSender
 from skiff_gateway.workers import WorkerTracker
@@ -48,12 +48,16 @@ PAYLOAD_EXPIRY_MARGIN_S = 3600.0
 _NOT_GIVEN: Any = object()
 
 
+class JobServiceStore(JobRecords, JobStreams, StopSignals, Protocol):
+    """What the job lifecycle needs of the job store: records, their streams, stop signals."""
+
+
 class JobService:
     def __init__(
         self,
         settings: Settings,
         queue: JobQueue,
-        store: JobStore,
+        store: JobServiceStore,
         workers: WorkerTracker,
         webhooks: WebhookSender,
         payloads: PayloadStore,

@@ -8,7 +8,7 @@ import logging
 
 from skiff.aio import wait_event
 from skiff_core.lbload import REPORT_EVERY_S, REPORT_PREFIX, REPORT_TTL_S, LoadReport, replica_name, stored_marks
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import Notes
 from skiff_gateway.balancer import Balancer
 
 log = logging.getLogger("skiff.lb")
@@ -17,7 +17,7 @@ log = logging.getLogger("skiff.lb")
 class LoadReporter:
     """The gateway side: adopt the controller's drain marks, then publish this replica's load."""
 
-    def __init__(self, balancer: Balancer, store: JobStore, replica: str | None = None) -> None:
+    def __init__(self, balancer: Balancer, store: Notes, replica: str | None = None) -> None:
         self.balancer = balancer
         self.store = store
         self.replica = replica or replica_name()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from skiff_core.jobs import WorkerRecord, WorkerState
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import WorkerRecords
 
 # A ping carries the worker's job list as it stood when the ping left, so it can cross a job-take
 # or job-done in flight: it may miss a job just handed out, or list one just finished. For this
@@ -20,7 +20,7 @@ PING_RACE_GRACE_S = 5.0
 
 
 class WorkerTracker:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: WorkerRecords) -> None:
         self._store = store
         self._workers: dict[str, WorkerRecord] = {}
         self._dirty: set[str] = set()
