@@ -369,7 +369,9 @@ async def test_default_update_strategy_blocks_scaling_ours_does_not(nomad: Nomad
     """Why render sets Update.MaxParallel = 0: with Nomad's default update strategy a scale
     starts a deployment and the next scale is refused while it runs."""
     client = NomadClient(nomad.address, retries=0)
-    body = render_job(spec(name="plain"), Settings())
+    # A short execution timeout: with the default strategy's 10m ProgressDeadline, Nomad refuses
+    # a longer KillTimeout (test_nomad_double_rules.py).
+    body = render_job(spec(name="plain", execution_timeout="60s"), Settings())
     del body["Job"]["Update"]
     await client.register(body)
     await client.scale("skiff-plain", "worker", 1, "first")

@@ -381,7 +381,7 @@ def test_load_balancer_gpu_job_shape() -> None:
         "eu",
         "ml",
     )
-    assert job["Update"] == {"MaxParallel": 0}
+    assert job["Update"] == {"MaxParallel": 0, "ProgressDeadline": 0}
     assert job["Meta"]["spec_hash"] == spec.spec_hash() and job["Meta"]["skiff_managed"] == "true"
     group = job["TaskGroups"][0]
     assert group["Count"] == 1 and group["Scaling"] == {"Enabled": True, "Min": 0, "Max": 8}

@@ -93,7 +93,8 @@ def _wait_seconds(text: str | None) -> float:
     if not text:
         return 300.0  # Nomad's default wait
     m = _GO_DURATION.match(text)
-    return min(600.0, float(m.group(1)) * _UNITS[m.group(2)]) if m else 300.0
+    # nomad/structs/structs.go MaxBlockingRPCQueryTime: 5 minutes at most.
+    return min(300.0, float(m.group(1)) * _UNITS[m.group(2)]) if m else 300.0
 
 
 def _now_ns() -> int:
@@ -719,42 +720,7 @@ class NomadDouble:
         return {k: v for k, v in obj.items() if not k.startswith("_")}
 
     def _validate(self, job: dict[str, Any]) -> None:
-        errors = []
-        if not job.get("ID"):
-            errors.append("Missing job ID")
-        if not job.get("TaskGroups"):
-            errors.append("Missing job task groups")
-        for group in job.get("TaskGroups") or []:
-            scaling = group.get("Scaling")
-            count = int(group.get("Count", 1))
-            if scaling is not None:
-                smin = int(scaling.get("Min", count))
-                smax = int(scaling.get("Max", 0))
-                if count > smax:
-                    errors.append(
-                        f"Task group {group.get('Name')} validation failed: "
-                        "task group count must not be greater than maximum count in scaling policy"
-                    )
-                if count < smin:
-                    errors.append(
-                        f"Task group {group.get('Name')} validation failed: "
-                        "task group count must not be less than minimum count in scaling policy"
-                    )
-            for task in group.get("Tasks") or []:
-                if task.get("Driver") not in ("docker", "raw_exec", "exec"):
-                    errors.append(f"Task {task.get('Name')} validation failed: Missing task driver")
-                # nomad/structs Template.Validate
-                for i, template in enumerate(task.get("Templates") or [], start=1):
-                    prefix = f"Task {task.get('Name')} validation failed: Template {i} validation failed: "
-                    if not template.get("DestPath"):
-                        errors.append(prefix + "Must specify a destination for the template")
-                    if not template.get("EmbeddedTmpl") and not template.get("SourcePath"):
-                        errors.append(prefix + "Must specify a source path or have an embedded template")
-                    if template.get("Envvars") and template.get("ChangeMode") == "signal":
-                        errors.append(prefix + "cannot use signals with env var templates")
-        if errors:
-            lines = "".join(f"\t* {e}\n" for e in errors)
-            raise HttpError(400, f"{len(errors)} error{'s' if len(errors) > 1 else ''} occurred:\n{lines}\n")
+        validate_job(job)
 
     def register(self, body: dict[str, Any], namespace: str) -> dict[str, Any]:
         job = dict(body.get("Job") or {})
@@ -1180,3 +1146,185 @@ def _strip_counts(value: Any) -> Any:
 def _go_bool(value: str | None) -> bool:
     """Query flags are parsed with Go's strconv.ParseBool ("1", "t", "T", "TRUE", "true", "True")."""
     return value in ("1", "t", "T", "TRUE", "true", "True")
+
+
+# --- job canonicalisation and validation --------------------------------------------------------
+def validate_job(job: dict[str, Any]) -> None:
+    """Job.Validate (nomad/structs/structs.go, read at v1.9.7 and 2.0.x HEAD, which agree here)
+    on the job as the HTTP agent canonicalises it (api/jobs.go Job.Canonicalize). Errors are a
+    go-multierror list, which the agent answers with 500: command/agent/http.go
+    errCodeFromHandler defaults to 500 for an error that carries no code."""
+    errors = []
+    if not job.get("ID"):
+        errors.append("Missing job ID")
+    if not job.get("TaskGroups"):
+        errors.append("Missing job task groups")
+    for group in job.get("TaskGroups") or []:
+        group_errors = []
+        update = canonical_group_update(job, group)
+        # structs.go TaskGroup.Validate: "Validate the update strategy".
+        if update is not None:
+            group_errors += update_strategy_problems(update)
+        scaling = group.get("Scaling")
+        count = int(group.get("Count", 1))
+        if scaling is not None:
+            smin = int(scaling.get("Min", count))
+            smax = int(scaling.get("Max", 0))
+            if count > smax:
+                group_errors.append(
+                    "Task group scaling policy validation failed: "
+                    "task group count must not be greater than maximum count in scaling policy"
+                )
+            if count < smin:
+                group_errors.append(
+                    "Task group scaling policy validation failed: "
+                    "task group count must not be less than minimum count in scaling policy"
+                )
+        # structs.go TaskGroup.validateServices -> services.go Service.Validate / ValidateName.
+        for i, service in enumerate(group.get("Services") or []):
+            name = str(service.get("Name") or "")
+            if not _SERVICE_NAME.match(re.sub(r"\$\{[^}]*\}", "ENV-VAR", name)):
+                group_errors.append(
+                    f"Task group service validation failed: Service[{i}] {name} validation failed: "
+                    "Service name must be valid per RFC 1123 and can contain only alphanumeric characters "
+                    f'or dashes and must be no longer than 63 characters: "{name}"'
+                )
+        for task in group.get("Tasks") or []:
+            task_errors = []
+            if task.get("Driver") not in ("docker", "raw_exec", "exec"):
+                task_errors.append("Missing task driver")
+            # structs.go Task.Validate: a service job's KillTimeout may not exceed the group's
+            # non-zero ProgressDeadline, whatever MaxParallel is (api Task.Canonicalize: 5s default).
+            kill_timeout = int(task.get("KillTimeout") if task.get("KillTimeout") is not None else 5 * _S)
+            if kill_timeout < 0:
+                task_errors.append("KillTimeout must be a positive value")
+            elif (
+                job.get("Type", "service") == "service"
+                and update is not None
+                and update["ProgressDeadline"] > 0
+                and kill_timeout > update["ProgressDeadline"]
+            ):
+                task_errors.append(
+                    f"KillTimout ({go_duration(kill_timeout)}) longer than the group's ProgressDeadline "
+                    f"({go_duration(update['ProgressDeadline'])})"
+                )
+            # nomad/structs Template.Validate
+            for i, template in enumerate(task.get("Templates") or [], start=1):
+                prefix = f"Template {i} validation failed: "
+                if not template.get("DestPath"):
+                    task_errors.append(prefix + "Must specify a destination for the template")
+                if not template.get("EmbeddedTmpl") and not template.get("SourcePath"):
+                    task_errors.append(prefix + "Must specify a source path or have an embedded template")
+                if template.get("Envvars") and template.get("ChangeMode") == "signal":
+                    task_errors.append(prefix + "cannot use signals with env var templates")
+            if task_errors:
+                group_errors.append(f"Task {task.get('Name')} validation failed: {_multierror(task_errors)}")
+        if group_errors:
+            errors.append(f"Task group {group.get('Name')} validation failed: {_multierror(group_errors)}")
+    if errors:
+        raise HttpError(500, _multierror(errors))
+
+
+_S = 1_000_000_000
+# api/jobs.go DefaultUpdateStrategy (the same at v1.9.7 and 2.0.x HEAD).
+DEFAULT_UPDATE: dict[str, Any] = {
+    "Stagger": 30 * _S,
+    "MaxParallel": 1,
+    "HealthCheck": "checks",
+    "MinHealthyTime": 10 * _S,
+    "HealthyDeadline": 300 * _S,
+    "ProgressDeadline": 600 * _S,
+    "AutoRevert": False,
+    "Canary": 0,
+    "AutoPromote": False,
+}
+# nomad/structs/services.go Service.ValidateName (RFC 1123 label: at most 63 characters).
+_SERVICE_NAME = re.compile(r"^(?i:[a-z0-9]|[a-z0-9][a-z0-9\-]{0,61}[a-z0-9])$")
+
+
+def _set_fields(update: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields a JSON UpdateStrategy sets: an absent or null key is a nil pointer in api/."""
+    return {k: v for k, v in (update or {}).items() if k in DEFAULT_UPDATE and v is not None}
+
+
+def update_is_empty(update: dict[str, Any]) -> bool:
+    """api/jobs.go UpdateStrategy.Empty: no field set to a non-zero value."""
+    return not any(update.get(k) for k in DEFAULT_UPDATE)
+
+
+def canonical_group_update(job: dict[str, Any], group: dict[str, Any]) -> dict[str, Any] | None:
+    """The group's update strategy after the HTTP agent's canonicalisation:
+    api/jobs.go Job.Canonicalize fills the job's Update with UpdateStrategy.Canonicalize (nil
+    fields from DefaultUpdateStrategy; a service job without one gets the default), then
+    api/tasks.go TaskGroup.Canonicalize merges the group's over a copy of it, or inherits the
+    job's when the group has none and the job's is not Empty, and canonicalises the result."""
+    job_update: dict[str, Any] | None = None
+    if job.get("Update") is not None:
+        job_update = {**DEFAULT_UPDATE, **_set_fields(job["Update"])}
+    elif job.get("Type", "service") == "service":
+        job_update = dict(DEFAULT_UPDATE)
+    group_update = group.get("Update")
+    if job_update is not None and group_update is not None:
+        merged: dict[str, Any] | None = {**job_update, **_set_fields(group_update)}
+    elif job_update is not None and not update_is_empty(job_update):
+        merged = dict(job_update)
+    else:
+        merged = _set_fields(group_update) if group_update is not None else None
+    return None if merged is None else {**DEFAULT_UPDATE, **merged}
+
+
+def update_strategy_problems(u: dict[str, Any]) -> list[str]:
+    """nomad/structs/structs.go UpdateStrategy.Validate, on a canonical strategy."""
+    problems = []
+    if u["HealthCheck"] not in ("checks", "task_states", "manual"):
+        problems.append(f'Invalid health check given: "{u["HealthCheck"]}"')
+    if u["MaxParallel"] < 0:
+        problems.append(f"Max parallel can not be less than zero: {u['MaxParallel']} < 0")
+    if u["Canary"] < 0:
+        problems.append(f"Canary count can not be less than zero: {u['Canary']} < 0")
+    if u["Canary"] == 0 and u["AutoPromote"]:
+        problems.append("Auto Promote requires a Canary count greater than zero")
+    if u["MinHealthyTime"] < 0:
+        problems.append(f"Minimum healthy time may not be less than zero: {go_duration(u['MinHealthyTime'])}")
+    if u["HealthyDeadline"] <= 0:
+        problems.append(f"Healthy deadline must be greater than zero: {go_duration(u['HealthyDeadline'])}")
+    if u["ProgressDeadline"] < 0:
+        problems.append(f"Progress deadline must be zero or greater: {go_duration(u['ProgressDeadline'])}")
+    if u["MinHealthyTime"] >= u["HealthyDeadline"]:
+        problems.append(
+            "Minimum healthy time must be less than healthy deadline: "
+            f"{go_duration(u['MinHealthyTime'])} > {go_duration(u['HealthyDeadline'])}"
+        )
+    if u["ProgressDeadline"] != 0 and u["HealthyDeadline"] >= u["ProgressDeadline"]:
+        problems.append(
+            "Healthy deadline must be less than progress deadline: "
+            f"{go_duration(u['HealthyDeadline'])} > {go_duration(u['ProgressDeadline'])}"
+        )
+    if u["Stagger"] <= 0:
+        problems.append(f"Stagger must be greater than zero: {go_duration(u['Stagger'])}")
+    return problems
+
+
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String for whole milliseconds and up ("10m15s", "1h0m0s", "0s")."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < _S:
+        return f"{sign}{ns / 1_000_000:g}ms"
+    hours, rest = divmod(ns, 3600 * _S)
+    minutes, rest = divmod(rest, 60 * _S)
+    seconds = f"{rest / _S:.9f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}s"
+    return f"{sign}{seconds}s"
+
+
+def _multierror(errors: list[str]) -> str:
+    """hashicorp/go-multierror ListFormatFunc, as Nomad's validation errors read."""
+    if len(errors) == 1:
+        return f"1 error occurred:\n\t* {errors[0]}\n\n"
+    points = "\n\t".join(f"* {e}" for e in errors)
+    return f"{len(errors)} errors occurred:\n\t{points}\n\n"

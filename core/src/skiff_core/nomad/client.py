@@ -10,8 +10,8 @@ https://developer.hashicorp.com/nomad/api-docs/variables/variables).
 
 Every failure becomes a NomadError whose message says what to check: an unreachable address, a
 token the ACL system refuses (403 "Permission denied" / "ACL token not found"), a request Nomad
-rejects (400 with its reason). Connection errors and 5xx answers are retried with exponential
-backoff before giving up.
+rejects (400 with its reason, or 500 with a list of validation errors: see NomadInvalidJob).
+Connection errors and other 5xx answers are retried with exponential backoff before giving up.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Nomad caps `wait` at 10 minutes and adds up to wait/16 of jitter (api-docs "Blocking Queries").
-MAX_WAIT_S = 600.0
+# Nomad caps `wait` at 5 minutes (nomad/structs/structs.go MaxBlockingRPCQueryTime) and adds up
+# to wait/16 of jitter (nomad/rpc.go).
+MAX_WAIT_S = 300.0
 
 # What a 403 says the token lacks, in the words of the ACL policy spec
 # (https://developer.hashicorp.com/nomad/docs/other-specifications/acl-policy).
@@ -63,6 +65,16 @@ class NomadPermissionDenied(NomadError):
 
 class NomadBadRequest(NomadError):
     pass
+
+
+class NomadInvalidJob(NomadBadRequest):
+    """Job.Validate refused the job. Nomad answers 500 for it (command/agent/http.go
+    errCodeFromHandler: an error without a code is 500), so it must not be retried."""
+
+
+# Validation errors are go-multierror lists ("1 error occurred:\n\t* Task group worker
+# validation failed: ..."); transient 500s ("No cluster leader", "rpc error: ...") are not.
+_VALIDATION_500 = re.compile(r"^\d+ errors? occurred:|validation failed")
 
 
 class NomadNotFound(NomadError):
@@ -140,6 +152,8 @@ class NomadClient:
             return NomadBadRequest(f"Nomad rejected {what}: {text}")
         if status == 409:
             return NomadConflict(f"{what}: changed concurrently ({text})")
+        if status == 500 and _VALIDATION_500.search(text):
+            return NomadInvalidJob(f"Nomad rejected {what}: {text}")
         return NomadError(f"Nomad answered {status} to {what}: {text}")
 
     def _unreachable(self, detail: object) -> NomadUnreachable:
@@ -158,7 +172,7 @@ class NomadClient:
             return _Retryable(self._unreachable(exc))
         status = int(getattr(resp, "status_code", 0) or 0)
         error = self._from_status(status, _body_text(resp), what, needs)
-        return _Retryable(error) if status >= 500 else error
+        return _Retryable(error) if status >= 500 and not isinstance(error, NomadInvalidJob) else error
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         delay = self._backoff_s
@@ -213,10 +227,11 @@ class NomadClient:
                 )
             except httpx.TransportError as exc:
                 raise _Retryable(self._unreachable(exc)) from None
-            if resp.status_code >= 500:
-                raise _Retryable(self._from_status(resp.status_code, resp.text.strip(), what))
             if resp.status_code >= 400:
-                raise self._from_status(resp.status_code, resp.text.strip(), what)
+                error = self._from_status(resp.status_code, resp.text.strip(), what)
+                if resp.status_code >= 500 and not isinstance(error, NomadInvalidJob):
+                    raise _Retryable(error)
+                raise error
             return resp
 
         return await self._retrying(what, call)

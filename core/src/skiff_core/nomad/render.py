@@ -19,6 +19,11 @@ Choices, each made once here:
   Nomad treats an update strategy with MaxParallel 0 as empty (structs.UpdateStrategy.IsEmpty),
   so no deployment is created. A spec change is then a destructive update of all allocations at
   once; each old worker gets SIGTERM and `KillTimeout` to finish the job in hand.
+  `ProgressDeadline` is 0 too: Nomad canonicalises the rest of the strategy from its defaults
+  (api/jobs.go UpdateStrategy.Canonicalize: ProgressDeadline 10m), copies it into the group
+  (api/tasks.go TaskGroup.Canonicalize), and Task.Validate (nomad/structs/structs.go) refuses a
+  KillTimeout longer than a non-zero ProgressDeadline, whatever MaxParallel is: with the default
+  any execution timeout above 585 s could not be registered.
 - `KillTimeout` = execution timeout (capped at one hour) plus a grace period, so a worker stopped
   mid-job can finish it. Nomad clients cap it with their `max_kill_timeout` (default 30s): raise
   that on GPU clients (docs/nomad-dev.md).
@@ -296,7 +301,7 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
             "skiff_version": __version__,
             "spec_hash": spec.spec_hash(),
         },
-        "Update": {"MaxParallel": 0},
+        "Update": {"MaxParallel": 0, "ProgressDeadline": 0},
         "TaskGroups": [group],
     }
     if settings.nomad_region:
@@ -375,9 +380,15 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     out.blank()
     out.map_block("meta", job["Meta"])
     out.blank()
-    out.lines.append("  " * out.depth + "# max_parallel = 0 disables deployments, so scaling is never blocked.")
+    out.lines.append("  " * out.depth + "# max_parallel = 0 disables deployments, so scaling is never blocked;")
+    out.lines.append("  " * out.depth + "# progress_deadline = 0 lets kill_timeout exceed Nomad's 10m default.")
     out.open("update")
-    out.attrs({"max_parallel": job["Update"]["MaxParallel"]})
+    out.attrs(
+        {
+            "max_parallel": job["Update"]["MaxParallel"],
+            "progress_deadline": _dur(job["Update"]["ProgressDeadline"]),
+        }
+    )
     out.close()
     out.blank()
     out.open(f"group {_hcl_value(group['Name'])}")
