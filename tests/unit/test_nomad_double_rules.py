@@ -13,6 +13,7 @@ from skiff_core.config import Settings
 from skiff_core.endpoints import load_endpoints
 from skiff_core.nomad.client import NomadBadRequest, NomadClient
 from skiff_core.nomad.render import render_job
+from skiff_core.orchestrator.nomad import NomadOrchestrator
 from skiff_core.spec import EndpointSpec
 from tests.support.doubles.nomad import HttpError, NomadDouble, canonical_group_update, validate_job
 
@@ -99,3 +100,38 @@ async def test_a_refused_registration_is_reported_once_not_retried_as_transient(
         await client.close()
         assert [p for _, p, _ in nomad.requests] == ["/v1/jobs"]
         assert "skiff-echo" not in nomad.jobs
+
+
+SCOPED_CAPS = {"submit-job", "read-job", "scale-job", "variables:read", "variables:write", "variables:destroy"}
+
+
+async def test_a_namespace_scoped_token_checks_placement_in_its_namespace() -> None:
+    """nomad/eval_endpoint.go GetEval checks read-job on the request's namespace: the evaluation
+    read must name it (python-nomad's does not, so every placement check got 403)."""
+    with NomadDouble(acl_tokens={"scoped": SCOPED_CAPS}, token_namespaces={"scoped": {"skiff"}}) as nomad:
+        settings = Settings(nomad_addr=nomad.address, nomad_token="scoped", nomad_namespace="skiff")
+        client = NomadClient(nomad.address, token="scoped", namespace="skiff", retries=0)
+        orch = NomadOrchestrator(settings, client=client, worker_key=lambda name: f"skw_{name}")
+        await orch.apply(endpoint())
+        await orch.scale("echo", 1)
+        evals = [p for m, p, _ in nomad.requests if p.startswith("/v1/evaluation/")]
+        assert len(evals) >= 2
+        await orch.close()
+
+
+def test_the_double_refuses_an_evaluation_read_outside_the_tokens_namespaces() -> None:
+    with NomadDouble(acl_tokens={"scoped": SCOPED_CAPS}, token_namespaces={"scoped": {"skiff"}}) as nomad:
+        with nomad.lock:
+            ev = nomad._new_eval({"ID": "j", "Namespace": "skiff", "Type": "service", "JobModifyIndex": 1}, "test")
+        path = f"/v1/evaluation/{ev['ID']}"
+        for query, status in (({}, 403), ({"namespace": "other"}, 403), ({"namespace": "skiff"}, 200)):
+            try:
+                got = nomad.route("GET", path, query, None, "scoped")[0]
+            except HttpError as err:
+                got = err.status
+            assert got == status, query
+        # The evaluation's own namespace is checked too.
+        with nomad.lock:
+            ev["Namespace"] = "other"
+        with pytest.raises(HttpError, match="Permission denied"):
+            nomad.route("GET", path, {"namespace": "skiff"}, None, "scoped")

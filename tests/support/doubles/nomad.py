@@ -152,6 +152,7 @@ class NomadDouble:
         *,
         nodes: list[FakeNode] | None = None,
         acl_tokens: dict[str, set[str] | None] | None = None,
+        token_namespaces: dict[str, set[str]] | None = None,
         run_tasks: bool = False,
         deployment_s: float = 30.0,
         kill_timeout_cap_s: float | None = None,
@@ -161,6 +162,8 @@ class NomadDouble:
         self.nodes = nodes if nodes is not None else [FakeNode("node-1")]
         # secret -> capabilities (None = management token). None: ACLs disabled.
         self.acl_tokens = acl_tokens
+        # secret -> the namespaces its policies grant capabilities in (absent: every namespace).
+        self.token_namespaces = token_namespaces or {}
         self.run_tasks = run_tasks
         self.deployment_s = deployment_s
         self.kill_timeout_cap_s = kill_timeout_cap_s
@@ -691,14 +694,16 @@ class NomadDouble:
         threading.Thread(target=task.stop, daemon=True).start()  # the reaper records the exit
 
     # --- ACL ------------------------------------------------------------------------------
-    def _allowed(self, token: str | None, capability: str) -> bool:
+    def _allowed(self, token: str | None, capability: str, namespace: str = "default") -> bool:
         try:
-            self._authorize(token, capability)
+            self._authorize(token, capability, namespace)
         except HttpError:
             return False
         return True
 
-    def _authorize(self, token: str | None, capability: str) -> None:
+    def _authorize(self, token: str | None, capability: str, namespace: str = "default") -> None:
+        """Capabilities are granted per namespace (acl/acl.go AllowNamespaceOperation): a check is
+        made against the namespace the request names (`?namespace=`, "default" without one)."""
         if self.acl_tokens is None:
             return
         if not token:
@@ -707,6 +712,9 @@ class NomadDouble:
             raise HttpError(403, "ACL token not found")
         caps = self.acl_tokens[token]
         if caps is not None and capability not in caps:
+            raise HttpError(403, "Permission denied")
+        scoped = self.token_namespaces.get(token)
+        if caps is not None and scoped is not None and namespace not in scoped:
             raise HttpError(403, "Permission denied")
 
     # --- handlers -------------------------------------------------------------------------
@@ -923,7 +931,7 @@ class NomadDouble:
         current = self.variables.get((namespace, path))
         # A cas index on an absent variable conflicts with "a plausible zero value".
         body = dict(current) if current else {"Namespace": namespace, "Path": path, "CreateIndex": 0, "ModifyIndex": 0}
-        if not self._allowed(token, "variables:read"):
+        if not self._allowed(token, "variables:read", namespace):
             body.pop("Items", None)
         return 409, body, "vars"
 
@@ -1013,20 +1021,20 @@ class NomadDouble:
         namespace = query.get("namespace", "default")
         if parts[:2] == ["v1", "jobs"] and len(parts) == 2:
             if method in ("PUT", "POST"):
-                self._authorize(token, "submit-job")
+                self._authorize(token, "submit-job", namespace)
                 return 200, self.register(body or {}, namespace), "jobs"
-            self._authorize(token, "read-job")
+            self._authorize(token, "read-job", namespace)
             return 200, self.list_jobs(query.get("prefix", ""), _go_bool(query.get("meta"))), "jobs"
         if parts[:2] == ["v1", "job"] and len(parts) >= 3:
             job_id, rest = parts[2], parts[3:]
             if not rest:
                 if method == "DELETE":
-                    self._authorize(token, "submit-job")
+                    self._authorize(token, "submit-job", namespace)
                     return 200, self.deregister(job_id, _go_bool(query.get("purge"))), "jobs"
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 return 200, self._public(self._job(job_id)), "jobs"
             if rest == ["allocations"]:
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 self._job(job_id)
                 allocs = [self._public(a) for a in self.allocs.values() if a["JobID"] == job_id]
                 if not _go_bool(query.get("all")):
@@ -1034,43 +1042,46 @@ class NomadDouble:
                     allocs = [a for a in allocs if a["CreateIndex"] >= latest]
                 return 200, allocs, "allocs"
             if rest == ["summary"]:
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 return 200, self.summary(job_id), "jobs"
             if rest == ["scale"]:
                 if method in ("PUT", "POST"):
-                    self._authorize(token, "scale-job")
+                    self._authorize(token, "scale-job", namespace)
                     return 200, self.scale(job_id, body or {}), "jobs"
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 return 200, self.scale_status(job_id), "jobs"
         if parts[:2] == ["v1", "vars"] and len(parts) == 2:
-            self._authorize(token, "variables:list")
+            self._authorize(token, "variables:list", namespace)
             return 200, self.list_variables(namespace, query.get("prefix", "")), "vars"
         if parts[:2] == ["v1", "var"]:
             var_path = "/".join(parts[2:])
             if not var_path:
                 raise HttpError(400, "missing variable path")
             if method == "GET":
-                self._authorize(token, "variables:read")
+                self._authorize(token, "variables:read", namespace)
                 variable = self.variables.get((namespace, var_path))
                 if variable is None:
                     raise HttpError(404, "variable not found")
                 return 200, dict(variable), "vars"
             if method in ("PUT", "POST"):
-                self._authorize(token, "variables:write")
+                self._authorize(token, "variables:write", namespace)
                 # The `namespace` query parameter overrides the body's Namespace.
                 ns = query.get("namespace") or (body or {}).get("Namespace") or "default"
                 return self.put_variable(var_path, body or {}, ns, self._cas(query), token)
             if method == "DELETE":
-                self._authorize(token, "variables:destroy")
+                self._authorize(token, "variables:destroy", namespace)
                 return self.delete_variable(var_path, namespace, self._cas(query), token)
         if parts[:2] == ["v1", "evaluation"] and len(parts) == 3:
-            self._authorize(token, "read-job")
+            # nomad/eval_endpoint.go GetEval: read-job on the request's namespace (python-nomad
+            # sends none: "default"), then again on the evaluation's own.
+            self._authorize(token, "read-job", namespace)
             ev = self.evals.get(parts[2])
             if ev is None:
                 raise HttpError(404, "eval not found")
+            self._authorize(token, "read-job", ev["Namespace"])
             return 200, ev, "evals"
         if parts[:2] == ["v1", "allocation"] and len(parts) == 3:
-            self._authorize(token, "read-job")
+            self._authorize(token, "read-job", namespace)
             alloc = self.allocs.get(parts[2])
             if alloc is None:
                 raise HttpError(404, "alloc not found")

@@ -1,7 +1,8 @@
 """A small async client for the parts of Nomad's HTTP API that Skiff uses.
 
-python-nomad (2.1.0, synchronous, run in a thread) does register / read / allocations / evaluation
-/ deregister. It has no scale call and no blocking-query support, so those go through httpx:
+python-nomad (2.1.0, synchronous, run in a thread) does register / read / allocations /
+deregister. It has no scale call, no blocking-query support and sends no `namespace` with
+evaluation reads, so those go through httpx:
 `POST /v1/job/:id/scale` (https://developer.hashicorp.com/nomad/api-docs/jobs#scale-task-group)
 and `?index=&wait=` reads answered with `X-Nomad-Index`
 (https://developer.hashicorp.com/nomad/api-docs#blocking-queries). Nomad Variables go through
@@ -274,10 +275,11 @@ class NomadClient:
         return allocs
 
     async def evaluation(self, eval_id: str) -> dict[str, Any]:
-        """`GET /v1/evaluation/:id`: `Status`, `FailedTGAllocs` (api/evaluations.go)."""
-        evaluation: dict[str, Any] = await self._lib(
-            f"reading evaluation {eval_id}", lambda: self._nomad.evaluation.get_evaluation(eval_id)
-        )
+        """`GET /v1/evaluation/:id?namespace=`: `Status`, `FailedTGAllocs` (api/evaluations.go).
+        Through httpx: python-nomad sends no namespace here, and nomad/eval_endpoint.go GetEval
+        checks read-job on the request's namespace, so a namespace-scoped token got 403."""
+        resp = await self._http_call(f"reading evaluation {eval_id}", "GET", f"/v1/evaluation/{eval_id}")
+        evaluation: dict[str, Any] = resp.json()
         return evaluation
 
     async def deregister(self, job_id: str, *, purge: bool = True) -> dict[str, Any] | None:
