@@ -135,3 +135,19 @@ def test_the_double_refuses_an_evaluation_read_outside_the_tokens_namespaces() -
             ev["Namespace"] = "other"
         with pytest.raises(HttpError, match="Permission denied"):
             nomad.route("GET", path, {"namespace": "skiff"}, None, "scoped")
+
+
+def test_a_service_name_over_63_characters_is_refused() -> None:
+    """nomad/structs/services.go Service.ValidateName, reached through TaskGroup.validateServices."""
+    job = copy.deepcopy(rendered_jobs()["lb-hello"])
+    name = "skiff-" + "a" * 58
+    job["TaskGroups"][0]["Services"][0]["Name"] = name
+    err = refusal(job)
+    assert err is not None and err.status == 500
+    assert (
+        f"Task group service validation failed: Service[0] {name} validation failed: Service name must be valid "
+        f"per RFC 1123 and can contain only alphanumeric characters or dashes and must be no longer than 63 "
+        f'characters: "{name}"'
+    ) in err.text
+    job["TaskGroups"][0]["Services"][0]["Name"] = name[:-1]
+    assert refusal(job) is None
