@@ -82,6 +82,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from tests.support.doubles.tls import server_context
+
 _GO_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 _VAR_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
 _NOMAD_VAR_TMPL = re.compile(r'^\{\{ with nomadVar "(?P<path>[^"]+)" \}\}(?P<body>.*)\{\{ end \}\}$', re.S)
@@ -158,6 +160,7 @@ class NomadDouble:
         kill_timeout_cap_s: float | None = None,
         consul: Any = None,
         check_interval_cap_s: float | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.nodes = nodes if nodes is not None else [FakeNode("node-1")]
         # secret -> capabilities (None = management token). None: ACLs disabled.
@@ -185,6 +188,10 @@ class NomadDouble:
         self.root = Path(tempfile.mkdtemp(prefix="nomad-double-"))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
+        # (certificate, key): serve https only, as a TLS-enabled Nomad agent does.
+        self.tls = tls
+        if tls is not None:
+            self._server.socket = server_context(*tls).wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._closed = False
 
@@ -192,7 +199,7 @@ class NomadDouble:
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> NomadDouble:
         self._thread.start()

@@ -22,10 +22,9 @@ import logging
 import os
 import socket
 
-import consul.aio
 from consul.exceptions import NotFound
 
-from skiff_core.discovery.consul import parse_consul_addr
+from skiff_core.discovery.consul import consul_client
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +40,11 @@ class ConsulLeaderLock:
         lock_delay_s: int = 5,
         wait: str = "15s",
         retry_s: float = 1.0,
+        ca_cert: str | None = None,
     ) -> None:
         if not 10 <= ttl_s <= 86400:
             raise ValueError("Consul session TTLs are between 10s and 86400s")
-        scheme, host, port = parse_consul_addr(addr)
-        self._consul = consul.aio.Consul(host=host, port=port, scheme=scheme, token=token, verify=scheme == "https")
+        self._consul = consul_client(addr, token, ca_cert)
         self._key = key
         self._ttl_s = ttl_s
         self._lock_delay_s = lock_delay_s

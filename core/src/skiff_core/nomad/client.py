@@ -109,6 +109,8 @@ class NomadClient:
         retries: int = 4,
         backoff_s: float = 0.2,
         ca_cert: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         self.address = address.rstrip("/")
         self.namespace = namespace
@@ -121,6 +123,10 @@ class NomadClient:
         if ca_cert:
             # A TLS-only cluster (terraform/modules/nomad-servers) signs with its own CA: NOMAD_CACERT.
             self._session.verify = ca_cert
+        # A cluster that verifies clients (tls.verify_https_client) wants NOMAD_CLIENT_CERT/KEY.
+        cert = (client_cert, client_key) if client_cert and client_key else None
+        if cert:
+            self._session.cert = cert
         self._nomad = _nomad.Nomad(
             address=self.address,
             session=self._session,
@@ -131,9 +137,15 @@ class NomadClient:
             # python-nomad passes `verify` on every request (nomad/api/base.py), and a per-request
             # value overrides Session.verify: its default False would turn certificate checks off.
             verify=ca_cert or True,
+            # Likewise: python-nomad would otherwise read NOMAD_CLIENT_CERT/KEY itself.
+            cert=cert or ("", ""),
         )
         headers = {"X-Nomad-Token": token} if token else {}
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_cert) if ca_cert else True
+        verify: ssl.SSLContext | bool = True
+        if ca_cert or cert:
+            verify = ssl.create_default_context(cafile=ca_cert)
+            if cert:
+                verify.load_cert_chain(*cert)
         self._http = httpx.AsyncClient(base_url=self.address, headers=headers, timeout=timeout_s, verify=verify)
 
     # --- error handling -------------------------------------------------------------------

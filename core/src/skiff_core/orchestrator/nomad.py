@@ -113,6 +113,8 @@ class NomadOrchestrator:
             namespace=settings.nomad_namespace,
             region=settings.nomad_region,
             ca_cert=settings.nomad_cacert,
+            client_cert=settings.nomad_client_cert,
+            client_key=settings.nomad_client_key,
         )
         self._options = render_options or RenderOptions()
         self._worker_key = worker_key
