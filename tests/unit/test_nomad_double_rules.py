@@ -4,6 +4,7 @@ of each: what it renders passes them, and what Nomad refuses is reported, not re
 from __future__ import annotations
 
 import copy
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,16 @@ from skiff_core.endpoints import load_endpoints
 from skiff_core.nomad.client import NomadBadRequest, NomadClient
 from skiff_core.nomad.render import render_job
 from skiff_core.orchestrator.nomad import NomadOrchestrator
+from skiff_core.orchestrator.nomad_stops import could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
-from tests.support.doubles.nomad import HttpError, NomadDouble, canonical_group_update, validate_job
+from tests.support.doubles.nomad import (
+    HttpError,
+    NomadDouble,
+    canonical_group_update,
+    compute_stop,
+    validate_job,
+)
+from tests.support.wait import eventually_async
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = Settings(public_url="http://skiff-gateway.service.consul:8000")
@@ -151,3 +160,80 @@ def test_a_service_name_over_63_characters_is_refused() -> None:
     ) in err.text
     job["TaskGroups"][0]["Services"][0]["Name"] = name[:-1]
     assert refusal(job) is None
+
+
+# --- which allocations a lower Count stops -------------------------------------------------------
+def alloc(index: int, client: str = "running", **extra: Any) -> dict[str, Any]:
+    return {
+        "ID": f"a{index}",
+        "Name": f"skiff-echo.worker[{index}]",
+        "DesiredStatus": "run",
+        "ClientStatus": client,
+        "NextAllocation": "",
+        "_index": index,
+        **extra,
+    }
+
+
+def double_stops(allocs: list[dict[str, Any]], count: int, due: tuple[str, ...] = ()) -> set[str]:
+    live = [a for a in allocs if a["ClientStatus"] != "failed"]
+    migrate = [a for a in live if (a.get("DesiredTransition") or {}).get("Migrate")]
+    untainted = [a for a in live if a not in migrate]
+    untainted += [a for a in allocs if a["ClientStatus"] == "failed" and a["ID"] not in due]
+    now = [a for a in allocs if a["ID"] in due]
+    return {a["ID"] for a in compute_stop(untainted, migrate, now, count, random.Random(0))}
+
+
+def test_the_double_stops_what_computestop_stops() -> None:
+    """scheduler/reconcile.go computeStop (v1.9.7), in the states of issue 10."""
+    steady = [alloc(i) for i in range(4)]
+    assert double_stops(steady, 2) == {"a2", "a3"}
+    # [0] failed, waiting for its delayed reschedule: it counts and holds index 0, so 3 -> 1
+    # removes two and the two highest indexes are both running.
+    assert double_stops([alloc(0, "failed"), alloc(1), alloc(2)], 1) == {"a1", "a2"}
+    # On a draining node: stopped first.
+    assert double_stops([alloc(0, DesiredTransition={"Migrate": True}), alloc(1), alloc(2)], 2) == {"a0"}
+    # [2] failed and due now: it holds the highest index but is not a candidate, one of [0] and
+    # [1] is removed, in map order.
+    seen = set()
+    for seed in range(20):
+        allocs = [alloc(0), alloc(1), alloc(2, "failed")]
+        untainted, now = allocs[:2], allocs[2:]
+        seen |= {a["ID"] for a in compute_stop(untainted, [], now, 1, random.Random(seed))}
+    assert seen == {"a0", "a1"}
+
+
+def test_skiffs_prediction_covers_every_outcome() -> None:
+    steady = [alloc(i) for i in range(4)]
+    assert could_stop(possible_stops(steady, 2), steady) == {"a2", "a3"}
+    assert surely_stopped(possible_stops(steady, 2)) == {"a2", "a3"}
+    example = [alloc(0, "failed"), alloc(1), alloc(2)]
+    assert {"a1", "a2"} <= could_stop(possible_stops(example, 1), example)
+    draining = [alloc(0, DesiredTransition={"Migrate": True}), alloc(1), alloc(2)]
+    assert could_stop(possible_stops(draining, 2), draining) == {"a0"}
+    due = [alloc(0), alloc(1), alloc(2, "failed")]
+    assert {"a0", "a1"} <= could_stop(possible_stops(due, 1), due)
+    assert surely_stopped(possible_stops(due, 1)) == frozenset()
+
+
+async def test_a_scale_down_never_stops_an_undrained_worker_next_to_a_failed_one() -> None:
+    """Issue 10's example: [0] failed awaiting reschedule, [1] and [2] running, 3 -> 1 with [2]
+    drained. Lowering Count to 1 makes Nomad stop [1] and [2]; [1] was not drained."""
+    with NomadDouble() as nomad:
+        settings = Settings(nomad_addr=nomad.address)
+        client = NomadClient(nomad.address, retries=0)
+        orch = NomadOrchestrator(settings, client=client, worker_key=lambda n: f"skw_{n}", deferred_stops=True)
+        await orch.apply(endpoint())
+        await orch.scale("echo", 3)
+        await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+        by_index = {a["_index"]: a["ID"] for a in nomad.live_allocs("skiff-echo")}
+        nomad.set_client_status(by_index[0], "failed")  # rescheduled after 10 s (ReschedulePolicy)
+        # The controller wants one worker and drained [2].
+        await orch.scale("echo", 1, stop=[by_index[2]])
+        await eventually_async(lambda: nomad.allocs[by_index[2]]["DesiredStatus"] == "stop")
+        assert nomad.allocs[by_index[1]]["DesiredStatus"] == "run", "an undrained worker was stopped"
+        # Non-deferred callers are told what a lower count could stop.
+        strict = NomadOrchestrator(settings, client=NomadClient(nomad.address), worker_key=lambda n: "k")
+        assert by_index[1] in await strict.stop_candidates("echo", 0)
+        await strict.close()
+        await orch.close()

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -185,6 +186,8 @@ class NomadDouble:
         self.deployment_until: dict[str, float] = {}
         self.requests: list[tuple[str, str, dict[str, Any] | None]] = []
         self.tasks: dict[str, _Task] = {}
+        # Go's map iteration order, where the reconciler's choice depends on it.
+        self.random = random.Random()
         self.root = Path(tempfile.mkdtemp(prefix="nomad-double-"))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -251,6 +254,8 @@ class NomadDouble:
         return self.index
 
     def _set_alloc(self, alloc: dict[str, Any], **changes: Any) -> None:
+        if changes.get("ClientStatus") == "failed" and alloc["DesiredStatus"] == "run":
+            self._schedule_reschedule(alloc)
         alloc.update(changes)
         alloc["ModifyIndex"] = self._bump("allocs")
         alloc["ModifyTime"] = _now_ns()
@@ -263,6 +268,29 @@ class NomadDouble:
                 task["StartedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             if status in ("complete", "failed"):
                 task["FinishedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def _schedule_reschedule(self, alloc: dict[str, Any]) -> None:
+        """A failed allocation is rescheduled after its ReschedulePolicy's Delay (the first one:
+        the double does not grow it), by a follow-up evaluation (reconcile.go
+        createRescheduleLaterEvals); until then it keeps its place in the group."""
+        job = self.jobs.get(alloc["JobID"])
+        group = next((g for g in (job or {}).get("TaskGroups", []) if g["Name"] == alloc["TaskGroup"]), {})
+        delay_s = int((group.get("ReschedulePolicy") or {}).get("Delay") or 30 * _S) / _S
+        alloc["_reschedule_at"] = time.monotonic() + delay_s
+        timer = threading.Timer(delay_s + 0.05, self._reschedule_due, args=(alloc["JobID"],))
+        timer.daemon = True
+        timer.start()
+
+    def _reschedule_due(self, job_id: str) -> None:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if not self._closed and job is not None and not job.get("Stop"):
+                self._reconcile(job, "alloc-failure")
+
+    def mark_migrating(self, alloc_id: str) -> None:
+        """As the node drainer does to the allocations of a draining node (DesiredTransition)."""
+        with self.lock:
+            self._set_alloc(self.allocs[alloc_id], DesiredTransition={"Migrate": True})
 
     def _new_eval(self, job: dict[str, Any], triggered_by: str) -> dict[str, Any]:
         index = self._bump("evals")
@@ -299,34 +327,55 @@ class NomadDouble:
         job["_placed"] = 0
         for group in job["TaskGroups"]:
             gname = group["Name"]
+            allocs = [a for a in self.allocs.values() if a["JobID"] == job["ID"] and a["TaskGroup"] == gname]
             live = [
                 a
-                for a in self.allocs.values()
-                if a["JobID"] == job["ID"]
-                and a["TaskGroup"] == gname
-                and a["DesiredStatus"] == "run"
-                and a["ClientStatus"] not in ("complete", "failed", "lost")
+                for a in allocs
+                if a["DesiredStatus"] == "run" and a["ClientStatus"] not in ("complete", "failed", "lost")
             ]
             # A job version change is a destructive update of every allocation (no deployment).
             outdated = [a for a in live if a["JobVersion"] != job["Version"]]
             for alloc in outdated:
                 self._stop_alloc(alloc, "alloc is being updated due to job update")
             live = [a for a in live if a not in outdated]
+            # filters.go filterByRescheduleable: a failed allocation not yet replaced waits for its
+            # delayed reschedule in the untainted set (it keeps its name and counts), or is due now.
+            now = time.monotonic()
+            awaiting = [
+                a
+                for a in allocs
+                if a["DesiredStatus"] == "run"
+                and a["ClientStatus"] == "failed"
+                and not a["NextAllocation"]
+                and a["JobVersion"] == job["Version"]
+            ]
+            later = [a for a in awaiting if a.get("_reschedule_at", 0.0) > now]
+            due = [a for a in awaiting if a not in later]
+            # filterByTainted: allocations the node drainer marked to migrate.
+            migrate = [a for a in live if (a.get("DesiredTransition") or {}).get("Migrate")]
+            untainted = [a for a in live if a not in migrate] + later
             count = 0 if job.get("Stop") else int(group.get("Count", 1))
-            if len(live) > count:
-                by_index = sorted(live, key=lambda a: a["_index"], reverse=True)
-                for alloc in by_index[: len(live) - count]:
-                    self._stop_alloc(alloc, "alloc not needed due to job update")
-            elif len(live) < count:
-                used = {a["_index"] for a in live}
-                missing = count - len(live)
-                free = [i for i in range(count + len(used)) if i not in used][:missing]
+            stopped = compute_stop(untainted, migrate, due, count, self.random)
+            for alloc in stopped:
+                self._stop_alloc(alloc, "alloc not needed due to job update")
+            occupying = [a for a in untainted + migrate if a not in stopped]
+            if len(occupying) < count:
+                used = {a["_index"] for a in occupying}
+                missing = count - len(occupying)
+                # A due reschedule replaces the failed allocation under its own name.
+                replaced = [a for a in due if a["_index"] not in used][:missing]
+                free = [a["_index"] for a in replaced]
+                used |= set(free)
+                free += [i for i in range(count + len(used)) if i not in used][: missing - len(free)]
                 placed = 0
                 for idx in free:
                     node = self._pick_node(group)
                     if node is None:
                         break
-                    self._place(job, group, idx, node, ev["ID"])
+                    new_id = self._place(job, group, idx, node, ev["ID"])
+                    for alloc in replaced:
+                        if alloc["_index"] == idx:
+                            self._set_alloc(alloc, NextAllocation=new_id)
                     placed += 1
                     job["_placed"] += 1
                 if placed < missing:
@@ -403,7 +452,7 @@ class NomadDouble:
             "CoalescedFailures": missing - 1,
         }
 
-    def _place(self, job: dict[str, Any], group: dict[str, Any], idx: int, node: FakeNode, eval_id: str) -> None:
+    def _place(self, job: dict[str, Any], group: dict[str, Any], idx: int, node: FakeNode, eval_id: str) -> str:
         alloc_id = str(uuid.uuid4())
         task = group["Tasks"][0]
         ports = []
@@ -463,6 +512,7 @@ class NomadDouble:
         }
         self.allocs[alloc_id] = alloc
         threading.Thread(target=self._start_alloc, args=(alloc_id, job, task), daemon=True).start()
+        return alloc_id
 
     def _start_alloc(self, alloc_id: str, job: dict[str, Any], task: dict[str, Any]) -> None:
         time.sleep(0.02)  # the client picks the allocation up a moment later
@@ -1346,3 +1396,58 @@ def _multierror(errors: list[str]) -> str:
         return f"1 error occurred:\n\t* {errors[0]}\n\n"
     points = "\n\t".join(f"* {e}" for e in errors)
     return f"{len(errors)} errors occurred:\n\t{points}\n\n"
+
+
+def _highest(indexes: set[int], n: int) -> set[int]:
+    """allocNameIndex.Highest: the n highest indexes set in the bitmap."""
+    return set(sorted(indexes, reverse=True)[:n])
+
+
+def compute_stop(
+    untainted: list[dict[str, Any]],
+    migrate: list[dict[str, Any]],
+    reschedule_now: list[dict[str, Any]],
+    count: int,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """scheduler/reconcile.go computeStop and computeGroup's name index, v1.9.7 (no lost or
+    canary allocations here). Which allocations a lower Count stops:
+    - remove = untainted that are not disconnected (ClientStatus unknown) + migrating - Count;
+      a failed allocation awaiting its delayed reschedule is untainted, so it counts;
+    - the name index holds untainted + migrate + reschedule-now + lost;
+    - migrating allocations go first, the highest of their indexes;
+    - then the untainted ones whose names are among the index's `remove` highest; v1.9.7 first
+      drops terminal ones from that set (filterByTerminal), so a failed allocation's index is
+      chosen but nothing is stopped for it (2.0.x HEAD, scheduler/reconciler/reconcile_cluster.go,
+      drops only server-terminal ones, filterByServerTerminal, and stops the failed one);
+    - any still missing are arbitrary untainted ones (Go map order: random here)."""
+    known = [a for a in untainted if a["ClientStatus"] != "unknown"]
+    remove = len(known) + len(migrate) - count
+    if remove <= 0:
+        return []
+    bitmap = {a["_index"] for a in untainted + migrate + reschedule_now}
+    working = [
+        a for a in untainted if a["DesiredStatus"] == "run" and a["ClientStatus"] not in ("complete", "failed", "lost")
+    ]
+    rng.shuffle(working)
+    stop: list[dict[str, Any]] = []
+    if migrate:
+        names = _highest({a["_index"] for a in migrate}, remove)
+        for alloc in sorted(migrate, key=lambda a: rng.random()):
+            if alloc["_index"] in names:
+                stop.append(alloc)
+                bitmap.discard(alloc["_index"])
+                remove -= 1
+                if remove == 0:
+                    return stop
+    names = _highest(bitmap, remove)
+    for alloc in list(working):
+        if alloc["_index"] in names:
+            stop.append(alloc)
+            working.remove(alloc)
+            remove -= 1
+            if remove == 0:
+                return stop
+    for alloc in working[:remove]:
+        stop.append(alloc)
+    return stop

@@ -294,6 +294,16 @@ class NomadClient:
         evaluation: dict[str, Any] = resp.json()
         return evaluation
 
+    async def allocation(self, alloc_id: str) -> dict[str, Any] | None:
+        """`GET /v1/allocation/:id`: the full Allocation, with `DesiredTransition` (which the list
+        stubs leave out); None when it is gone."""
+        try:
+            resp = await self._http_call(f"reading allocation {alloc_id}", "GET", f"/v1/allocation/{alloc_id}")
+        except NomadNotFound:
+            return None
+        alloc: dict[str, Any] = resp.json()
+        return alloc
+
     async def deregister(self, job_id: str, *, purge: bool = True) -> dict[str, Any] | None:
         """`DELETE /v1/job/:id?purge=true`; None when the job is already gone."""
         try:
