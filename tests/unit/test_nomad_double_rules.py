@@ -237,3 +237,14 @@ async def test_a_scale_down_never_stops_an_undrained_worker_next_to_a_failed_one
         assert by_index[1] in await strict.stop_candidates("echo", 0)
         await strict.close()
         await orch.close()
+
+
+async def test_preserved_counts_are_applied_after_validation() -> None:
+    """nomad/job_endpoint.go Register: PreserveCounts after the admission controllers."""
+    with NomadDouble() as nomad:
+        client = NomadClient(nomad.address, retries=0)
+        await client.register(render_job(endpoint(scaling={"max_workers": 3}), SETTINGS))
+        await client.scale("skiff-echo", "worker", 3, "three")
+        await client.register(render_job(endpoint(scaling={"max_workers": 2}), SETTINGS), preserve_counts=True)
+        assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 3
+        await client.close()

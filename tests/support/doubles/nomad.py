@@ -795,12 +795,15 @@ class NomadDouble:
         job.setdefault("Priority", 50)
         with self.lock:
             existing = self.jobs.get(job.get("ID", ""))
+            self._validate(job)
+            # nomad/job_endpoint.go Register (v1.9.7): counts are preserved after the admission
+            # controllers validated the submitted job, so a preserved count outside a changed
+            # scaling policy is kept without complaint.
             if existing is not None and body.get("PreserveCounts"):
                 old = {g["Name"]: g["Count"] for g in existing["TaskGroups"]}
                 for group in job.get("TaskGroups") or []:
                     if group["Name"] in old:
                         group["Count"] = old[group["Name"]]
-            self._validate(job)
             index = self._bump("jobs")
             spec_keys = ("TaskGroups", "Update", "Meta", "Datacenters", "NodePool")
             if existing is None:
