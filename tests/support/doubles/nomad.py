@@ -20,9 +20,17 @@ Sources for each shape:
   `BlockedEval` when placement fails (api/evaluations.go; the CLI's "Placement Failure" output).
   A device request no node can satisfy is filtered as ConstraintFiltered {"missing devices": n}
   (scheduler/feasible/feasible.go DeviceChecker, FilterConstraintDevices).
-- Allocation names are `<job>.<group>[<index>]`; new ones take the lowest free index and a lower
-  count stops the highest indexes (scheduler/reconciler reconcile_cluster.go computePlacements /
-  computeStop: nameIndex.Next / nameIndex.Highest).
+- Allocation names are `<job>.<group>[<index>]`; new ones take the lowest free index
+  (scheduler/reconcile.go computePlacements, nameIndex.Next). What a lower count stops is
+  `compute_stop`, a transcription of v1.9.7's computeStop: the highest indexes in the steady
+  state, migrating allocations first, a failed allocation awaiting its delayed reschedule counted
+  (it is replaced under its own name after ReschedulePolicy.Delay), random where Go's map order
+  decides. 2.0.x HEAD differs in one filter, noted there; the double follows 1.9.7.
+- Registration canonicalises and validates the job (`validate_job`: api/jobs.go and api/tasks.go
+  Canonicalize, nomad/structs Job/TaskGroup/Task/UpdateStrategy/Service Validate) and answers
+  the errors with 500, as the HTTP agent does.
+- Namespaces: a token's capabilities can be limited to some namespaces (`token_namespaces`);
+  every route checks the request's `?namespace=` ("default" without one).
 - Blocking queries: `?index=N&wait=Ds` hold the request until the table's index passes N or the wait
   ends; every answer carries `X-Nomad-Index`, `X-Nomad-KnownLeader`, `X-Nomad-LastContact`
   (api-docs#blocking-queries).
