@@ -14,6 +14,7 @@ from skiff_core.config import Settings
 from skiff_core.endpoints import load_endpoints
 from skiff_core.nomad.client import NomadBadRequest, NomadClient
 from skiff_core.nomad.render import render_job
+from skiff_core.orchestrator.base import WorkerPhase
 from skiff_core.orchestrator.nomad import NomadOrchestrator
 from skiff_core.orchestrator.nomad_stops import could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
@@ -248,3 +249,26 @@ async def test_preserved_counts_are_applied_after_validation() -> None:
         await client.register(render_job(endpoint(scaling={"max_workers": 2}), SETTINGS), preserve_counts=True)
         assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 3
         await client.close()
+
+
+async def test_a_worker_on_a_draining_node_is_what_a_lower_count_stops_first() -> None:
+    """computeStop stops migrating allocations first; only GET /v1/allocation/:id shows the mark
+    (DesiredTransition), so the orchestrator reads it before lowering Count."""
+    with NomadDouble() as nomad:
+        settings = Settings(nomad_addr=nomad.address)
+        orch = NomadOrchestrator(
+            settings, client=NomadClient(nomad.address, retries=0), worker_key=lambda n: "k", deferred_stops=True
+        )
+        await orch.apply(endpoint())
+        await orch.scale("echo", 3)
+        await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+        by_index = {a["_index"]: a["ID"] for a in nomad.live_allocs("skiff-echo")}
+        nomad.mark_migrating(by_index[0])
+        assert await orch.stop_candidates("echo", 2) == [by_index[0]]
+        # [2] is drained, but Count 2 would stop [0]: Count stays, [2] lingers as retiring.
+        await orch.scale("echo", 2, stop=[by_index[2]])
+        assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 3
+        assert all(nomad.allocs[i]["DesiredStatus"] == "run" for i in by_index.values())
+        workers = {w.id: w.phase for w in await orch.workers("echo")}
+        assert workers[by_index[2]] is WorkerPhase.STOPPING
+        await orch.close()

@@ -1104,7 +1104,13 @@ class NomadDouble:
             if rest == ["allocations"]:
                 self._authorize(token, "read-job", namespace)
                 self._job(job_id)
-                allocs = [self._public(a) for a in self.allocs.values() if a["JobID"] == job_id]
+                # api/allocations.go AllocationListStub has no DesiredTransition: only
+                # GET /v1/allocation/:id shows it.
+                allocs = [
+                    {k: v for k, v in self._public(a).items() if k != "DesiredTransition"}
+                    for a in self.allocs.values()
+                    if a["JobID"] == job_id
+                ]
                 if not _go_bool(query.get("all")):
                     latest = self.jobs[job_id]["CreateIndex"]
                     allocs = [a for a in allocs if a["CreateIndex"] >= latest]
