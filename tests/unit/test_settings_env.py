@@ -8,6 +8,10 @@ import pytest
 
 from skiff_core.config import Settings
 from skiff_core.discovery.consul import consul_client
+from skiff_core.nomad.client import NomadClient, NomadNotFound, NomadUnreachable
+from skiff_core.orchestrator.nomad import NomadOrchestrator
+from tests.support.doubles.nomad import NomadDouble
+from tests.support.doubles.tls import self_signed_cert
 
 STANDARD = {
     "nomad_addr": "NOMAD_ADDR",
@@ -60,3 +64,23 @@ async def test_the_consul_client_uses_the_settings_token_not_py_consuls_env_pick
     client = consul_client(settings.consul_addr, settings.consul_token, None)
     assert client.token == "skiff"
     await client.http.close()
+
+
+async def test_nomad_client_certificates_are_presented(tmp_path: Path) -> None:
+    """NOMAD_CLIENT_CERT/KEY, for a Nomad that verifies https clients, on both of the client's
+    transports (python-nomad's requests and httpx)."""
+    cert, key = self_signed_cert(tmp_path)
+    with NomadDouble(tls=(cert, key), verify_https_client=True) as nomad:
+        without = NomadClient(nomad.address, retries=0, ca_cert=str(cert))
+        with pytest.raises(NomadUnreachable):
+            await without.get_job("skiff-echo")
+        await without.close()
+        settings = Settings(
+            nomad_addr=nomad.address, nomad_cacert=str(cert), nomad_client_cert=str(cert), nomad_client_key=str(key)
+        )
+        orch = NomadOrchestrator(settings, worker_key=lambda n: "k")
+        assert await orch.client.get_job("skiff-echo") is None  # python-nomad
+        assert await orch.client.allocations("skiff-echo") == []
+        with pytest.raises(NomadNotFound):
+            await orch.client.scale_status("skiff-echo")  # httpx
+        await orch.close()

@@ -78,6 +78,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -170,6 +171,7 @@ class NomadDouble:
         consul: Any = None,
         check_interval_cap_s: float | None = None,
         tls: tuple[Path, Path] | None = None,
+        verify_https_client: bool = False,
     ) -> None:
         self.nodes = nodes if nodes is not None else [FakeNode("node-1")]
         # secret -> capabilities (None = management token). None: ACLs disabled.
@@ -202,7 +204,11 @@ class NomadDouble:
         # (certificate, key): serve https only, as a TLS-enabled Nomad agent does.
         self.tls = tls
         if tls is not None:
-            self._server.socket = server_context(*tls).wrap_socket(self._server.socket, server_side=True)
+            context = server_context(*tls)
+            if verify_https_client:  # tls.verify_https_client: clients present a cert of the same CA
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(tls[0])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._closed = False
 
