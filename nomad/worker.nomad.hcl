@@ -21,9 +21,11 @@ job "skiff-llm" {
     spec_hash      = "cf424662b20ef755"
   }
 
-  # max_parallel = 0 disables deployments, so scaling is never blocked.
+  # max_parallel = 0 disables deployments, so scaling is never blocked;
+  # progress_deadline = 0 lets kill_timeout exceed Nomad's 10m default.
   update {
-    max_parallel = 0
+    max_parallel      = 0
+    progress_deadline = "0s"
   }
 
   group "worker" {

@@ -8,7 +8,8 @@ namespace "default" {
   # Each endpoint's worker key is the Nomad Variable nomad/jobs/skiff-<endpoint> (item worker_key):
   # the controller reads it to skip unchanged writes, writes it before registering the job and
   # destroys it when the endpoint is removed. Worker tasks read it through their own workload
-  # identity, with no policy. Syntax and capabilities ("write" includes "list"):
+  # identity, with no policy. Syntax and capabilities ("read" adds "list"; "write" adds nothing,
+  # acl/policy.go expandVariablesCapabilities):
   # https://developer.hashicorp.com/nomad/docs/concepts/variables#acl-for-variables
   variables {
     path "nomad/jobs/skiff-*" {

@@ -25,6 +25,7 @@ import pytest
 
 from tests.support.doubles.consul import ConsulDouble
 from tests.support.doubles.nomad import NomadDouble
+from tests.support.doubles.tls import self_signed_cert
 from tests.support.stack import REPO, SKIFF, TEST_KEY, endpoint_hcl, free_port
 from tests.support.wait import eventually
 
@@ -293,3 +294,47 @@ def test_skiff_status_against_the_controller(cluster: Cluster) -> None:
     assert out.returncode == 0, out.stderr
     assert "echo" in out.stdout and "web" in out.stdout
     assert httpx.get(f"{cluster.controller_url}/v1/status", timeout=5, trust_env=False).status_code == 401
+
+
+CONTROLLER_CAPS = {"submit-job", "read-job", "scale-job", "variables:read", "variables:write", "variables:destroy"}
+
+
+def test_the_controller_uses_nomads_own_variables_for_token_and_ca(tmp_path: Path) -> None:
+    """`skiff controller` as nomad/controller.nomad.hcl runs it on a TLS + ACL cluster: the
+    workload token arrives as NOMAD_TOKEN (client/taskenv/env.go) and the CA as NOMAD_CACERT;
+    no SKIFF_NOMAD_* variable is set."""
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "echo.hcl").write_text(ENDPOINTS["echo.hcl"])
+    cert, key = self_signed_cert(tmp_path)
+    with (
+        ConsulDouble() as consul,
+        NomadDouble(tls=(cert, key), acl_tokens={"workload-token": CONTROLLER_CAPS}) as nomad,
+    ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SKIFF_", "NOMAD_", "CONSUL_"))}
+        env.update(
+            {
+                "SKIFF_API_KEY": TEST_KEY,
+                "SKIFF_STATE_DIR": str(tmp_path / "state"),
+                "SKIFF_ORCHESTRATOR": "nomad",
+                "SKIFF_DISCOVERY": "consul",
+                "SKIFF_PUBLIC_URL": "http://127.0.0.1:9",
+                "CONSUL_HTTP_ADDR": consul.address,
+                "NOMAD_ADDR": nomad.address,
+                "NOMAD_TOKEN": "workload-token",
+                "NOMAD_CACERT": str(cert),
+            }
+        )
+        log = tmp_path / "controller.log"
+        controller = _start([SKIFF, "controller", "--endpoints", str(endpoints)], env, log)
+        try:
+            eventually(
+                lambda: "skiff-echo" in nomad.jobs,
+                timeout=30,
+                what="the controller to register skiff-echo over https with NOMAD_TOKEN",
+                context=lambda: log.read_text(errors="replace"),
+            )
+            assert nomad.variable("nomad/jobs/skiff-echo") is not None
+        finally:
+            _stop(controller)
+        assert "workload-token" not in log.read_text(errors="replace")

@@ -96,6 +96,37 @@ def test_unreadable_input_never_shows_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{tmp_path}/binary.hcl: not UTF-8 text (byte 0)",
+        f"{tmp_path}/odd.hcl:2: image: invalid image reference '[bold]markup[/bold]': expected "
+        '[registry[:port]/]name[:tag][@digest] with a lowercase repository name, e.g. "ghcr.io/acme/echo-worker:1"',
         f"{tmp_path}/odd.hcl:3: gpu: is a block, not an argument: write `gpu {{ ... }}`",
-        f"skiff validate: 2 problems in {tmp_path}",
+        f"skiff validate: 3 problems in {tmp_path}",
     ]
+
+
+def test_nomads_limits_are_checked_with_file_and_line(tmp_path: Path) -> None:
+    """A load_balancer name over 57 characters makes a Consul service name over 63, which Nomad
+    refuses (nomad/structs/services.go Service.ValidateName); a bad image reference fails the
+    pull. Both are `skiff validate` problems, not deploy-time surprises."""
+    long_name = "a" * 58
+    (tmp_path / "lb.hcl").write_text(
+        f'# a load balancer\nendpoint "{long_name}" {{\n  type    = "load_balancer"\n  command = ["w"]\n}}\n'
+    )
+    (tmp_path / "img.hcl").write_text('endpoint "img" {\n  command = ["w"]\n  image   = "ghcr.io/Acme/Echo:1"\n}\n')
+    (tmp_path / "ok.hcl").write_text(
+        f'endpoint "{"b" * 57}" {{\n  type    = "load_balancer"\n  command = ["w"]\n}}\n'
+        f'endpoint "{"c" * 63}" {{\n  command = ["w"]\n}}\n'
+    )
+    result = _skiff(str(tmp_path))
+    assert result.returncode == 1
+    problems = result.stderr.splitlines()
+    assert any(
+        line.startswith(f"{tmp_path}/lb.hcl:2: ")
+        and f"its Consul service 'skiff-{long_name}' would be 64" in line
+        and "at most 57 characters" in line
+        for line in problems
+    ), problems
+    assert any(
+        line.startswith(f"{tmp_path}/img.hcl:3: image: ") and "invalid image reference 'ghcr.io/Acme/Echo:1'" in line
+        for line in problems
+    ), problems
+    assert not any("ok.hcl" in line for line in problems), problems

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+import httpx
 
 from skiff_core.leader import LeaderLock
 from skiff_core.leader.consul import ConsulLeaderLock
@@ -62,3 +65,41 @@ async def test_renewals_keep_the_session_alive() -> None:
         assert lock.is_held() and session in consul.sessions
         await lock.close()
         assert session not in consul.sessions and "Session" not in consul.kv["skiff/controller/leader"]
+
+
+async def test_takeover_after_a_lock_delay_is_a_timed_retry_not_a_long_poll() -> None:
+    """Consul refuses acquisitions during an invalidated holder's lock delay and the key does not
+    change when it ends: a waiter that long-polls the key then sits out its whole `wait`.
+    api/lock.go retries on a timer instead; so must the lock (a long `wait` here shows it)."""
+    key = "skiff/controller/leader"
+    with ConsulDouble() as consul:
+        holder = ConsulLeaderLock(consul.address, ttl_s=10, lock_delay_s=1, wait="60s")
+        await holder.acquire()
+        waiter = ConsulLeaderLock(consul.address, ttl_s=10, lock_delay_s=1, wait="60s", lock_retry_s=0.2)
+        contender = asyncio.create_task(waiter.acquire())
+        await asyncio.sleep(0.3)
+        assert not contender.done()
+        session = holder.session_id
+        assert session is not None
+        consul.expire_session(session)  # the leader died: its session is invalidated
+        invalidated = consul.kv[key]["ModifyIndex"]
+        await asyncio.wait_for(contender, 30)
+        assert waiter.is_held()
+        # After the invalidation the key only changed by the waiter's own acquire: no read may
+        # have blocked on the invalidated index, waiting for a change that was not coming.
+        waits = [q for m, p, q in consul.requests if m == "GET" and p == f"/v1/kv/{key}" and q.get("index")]
+        assert all(int(q["index"]) < invalidated for q in waits), waits
+        await waiter.close()
+        await holder.close()
+
+
+def test_the_double_expires_an_unrenewed_session_after_twice_its_ttl() -> None:
+    """agent/consul/session_ttl.go createSessionTimer: ttl * SessionTTLMultiplier (2)."""
+    with ConsulDouble() as consul:
+        before = time.monotonic()
+        resp = httpx.put(f"{consul.address}/v1/session/create", json={"Name": "x", "TTL": "10s"})
+        sid = resp.json()["ID"]
+        assert consul.session_deadline[sid] - before >= 20
+        before = time.monotonic()
+        httpx.put(f"{consul.address}/v1/session/renew/{sid}")
+        assert 20 <= consul.session_deadline[sid] - before <= 21

@@ -352,7 +352,8 @@ async def test_gpu_model_no_node_has_reports_nomads_placement_failure(nomad: Nom
 async def test_invalid_image_is_refused_before_anything_is_sent(nomad: NomadDouble) -> None:
     orch = orchestrator(nomad.address)
     with pytest.raises(ImageReferenceError, match=re.escape("invalid image reference 'ghcr.io/Acme/Echo:1'")):
-        await orch.apply(spec(image="ghcr.io/Acme/Echo:1"))
+        # The spec refuses it (skiff validate); model_copy skips that, as a stale caller might.
+        await orch.apply(spec().model_copy(update={"image": "ghcr.io/Acme/Echo:1"}))
     assert nomad.requests == []
     await orch.close()
 
@@ -369,7 +370,9 @@ async def test_default_update_strategy_blocks_scaling_ours_does_not(nomad: Nomad
     """Why render sets Update.MaxParallel = 0: with Nomad's default update strategy a scale
     starts a deployment and the next scale is refused while it runs."""
     client = NomadClient(nomad.address, retries=0)
-    body = render_job(spec(name="plain"), Settings())
+    # A short execution timeout: with the default strategy's 10m ProgressDeadline, Nomad refuses
+    # a longer KillTimeout (test_nomad_double_rules.py).
+    body = render_job(spec(name="plain", execution_timeout="60s"), Settings())
     del body["Job"]["Update"]
     await client.register(body)
     await client.scale("skiff-plain", "worker", 1, "first")

@@ -12,6 +12,7 @@ from typing import Any
 
 import hcl2
 import pytest
+from pydantic import ValidationError
 
 from skiff_core.config import Settings
 from skiff_core.endpoints import load_endpoints
@@ -381,7 +382,7 @@ def test_load_balancer_gpu_job_shape() -> None:
         "eu",
         "ml",
     )
-    assert job["Update"] == {"MaxParallel": 0}
+    assert job["Update"] == {"MaxParallel": 0, "ProgressDeadline": 0}
     assert job["Meta"]["spec_hash"] == spec.spec_hash() and job["Meta"]["skiff_managed"] == "true"
     group = job["TaskGroups"][0]
     assert group["Count"] == 1 and group["Scaling"] == {"Enabled": True, "Min": 0, "Max": 8}
@@ -458,10 +459,21 @@ def test_valid_image_references(image: str) -> None:
         "acme/echo:" + "t" * 129,
     ],
 )
-def test_invalid_image_reference_is_refused_before_sending(image: str) -> None:
-    spec = lb_gpu_spec(image=image)
+def test_invalid_image_reference_is_refused_by_the_spec(image: str) -> None:
+    with pytest.raises(ValidationError, match="invalid image reference"):
+        lb_gpu_spec(image=image)
+    # The renderer still refuses one that skipped validation (model_copy does not validate).
     with pytest.raises(ImageReferenceError, match="invalid image reference"):
-        render_job(spec, SETTINGS)
+        render_job(lb_gpu_spec().model_copy(update={"image": image}), SETTINGS)
+
+
+def test_an_env_value_with_a_template_directive_renders_as_parseable_hcl() -> None:
+    """`%{` opens an HCL template directive; `%%{` is the literal (HCL native syntax spec)."""
+    spec = lb_gpu_spec(env={"FORMAT": "%{name} at ${NOMAD_ALLOC_ID}"})
+    parsed = hcl2.load(io.StringIO(render_hcl(spec, SETTINGS)))
+    ((_, body),) = parsed["job"][0].items()
+    env = body["group"][0]['"worker"']["task"][0]['"worker"']["env"][0]
+    assert env["FORMAT"] == '"%%{name} at ${NOMAD_ALLOC_ID}"'
 
 
 def test_hcl_rendering_agrees_with_json() -> None:
@@ -485,6 +497,7 @@ def test_hcl_rendering_agrees_with_json() -> None:
     assert unq(body["datacenters"]) == job["Datacenters"]
     assert group_hcl["count"] == group["Count"] and group_hcl["scaling"][0]["max"] == group["Scaling"]["Max"]
     assert body["update"][0]["max_parallel"] == job["Update"]["MaxParallel"] == 0
+    assert unq(body["update"][0]["progress_deadline"]) == "0s" and job["Update"]["ProgressDeadline"] == 0
     assert unq(task_hcl["driver"]) == task["Driver"]
     assert unq(task_hcl["config"][0]["image"]) == task["Config"]["image"]
     env = {k: unq(v) for k, v in task_hcl["env"][0].items() if not k.startswith("__")}

@@ -8,7 +8,8 @@ deleted. Addresses and tokens are read like
 Nomad's and Consul's own CLIs do: NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE, NOMAD_REGION,
 CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, each overridable by a flag.
 
-Every endpoint is rendered and checked before anything is sent, so a bad image reference changes
+Every endpoint is checked (its image reference with the spec, as `skiff validate` does) and
+rendered before anything is sent, so a bad image reference changes
 nothing. Exit status: 0 all applied, 1 a file or an endpoint failed, 2 Nomad refused or is unreachable.
 """
 

@@ -139,7 +139,7 @@ def build_discovery(
     if settings.discovery == "consul":
         from skiff_core.discovery.consul import ConsulDiscovery
 
-        return ConsulDiscovery(settings.consul_addr, token=settings.consul_token)
+        return ConsulDiscovery(settings.consul_addr, token=settings.consul_token, ca_cert=settings.consul_cacert)
     if orchestrator is None:
         return None
     from skiff_core.discovery.local import LocalDiscovery
@@ -153,7 +153,7 @@ def build_leader_lock(settings: Settings) -> LeaderLock:
     if settings.discovery == "consul":
         from skiff_core.leader.consul import ConsulLeaderLock
 
-        return ConsulLeaderLock(settings.consul_addr, token=settings.consul_token)
+        return ConsulLeaderLock(settings.consul_addr, token=settings.consul_token, ca_cert=settings.consul_cacert)
     from skiff_core.leader.file import FileLeaderLock
 
     return FileLeaderLock(settings.state_dir / "controller.lock")

@@ -2,6 +2,12 @@
 
 Precedence, highest first: constructor arguments (CLI flags), environment, skiff.toml, defaults.
 The defaults are the embedded mode: nothing to install, everything under `state_dir`.
+
+Nomad's and Consul's own variables are read too, as their CLIs read them (NOMAD_ADDR,
+NOMAD_TOKEN, NOMAD_NAMESPACE, NOMAD_REGION, NOMAD_CACERT, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY,
+CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT), with the SKIFF_ name winning where both are
+set: a Nomad task gets its workload token as NOMAD_TOKEN (client/taskenv/env.go), and
+nomad/controller.nomad.hcl sets NOMAD_CACERT.
 """
 
 from __future__ import annotations
@@ -9,13 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+
+def _also(name: str, *standard: str) -> AliasChoices:
+    """The SKIFF_ variable first, then the standard ones (a validation_alias replaces env_prefix,
+    so SKIFF_ is spelled out); skiff.toml and arguments use the field name (populate_by_name)."""
+    return AliasChoices(f"SKIFF_{name.upper()}", *standard)
 
 
 class Settings(BaseSettings):
@@ -74,17 +86,22 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_prefix: str = "payloads/"
 
-    # Cluster orchestration (Nomad's own env names are read by the CLI as well).
-    nomad_addr: str = "http://127.0.0.1:4646"
-    nomad_token: str | None = None
-    nomad_namespace: str = "default"
-    nomad_region: str | None = None
+    # Cluster orchestration; Nomad's and Consul's standard variables too (module docstring).
+    nomad_addr: str = Field(default="http://127.0.0.1:4646", validation_alias=_also("nomad_addr", "NOMAD_ADDR"))
+    nomad_token: str | None = Field(default=None, validation_alias=_also("nomad_token", "NOMAD_TOKEN"))
+    nomad_namespace: str = Field(default="default", validation_alias=_also("nomad_namespace", "NOMAD_NAMESPACE"))
+    nomad_region: str | None = Field(default=None, validation_alias=_also("nomad_region", "NOMAD_REGION"))
     nomad_datacenters: list[str] = Field(default_factory=lambda: ["dc1"])
     nomad_node_pool: str | None = None
-    # CA bundle for a TLS-only Nomad API (Nomad's own CLI reads NOMAD_CACERT; so does `skiff deploy`).
-    nomad_cacert: str | None = None
-    consul_addr: str = "http://127.0.0.1:8500"
-    consul_token: str | None = None
+    # CA bundle for a TLS-only Nomad API, and a client certificate where it verifies clients.
+    nomad_cacert: str | None = Field(default=None, validation_alias=_also("nomad_cacert", "NOMAD_CACERT"))
+    nomad_client_cert: str | None = Field(
+        default=None, validation_alias=_also("nomad_client_cert", "NOMAD_CLIENT_CERT")
+    )
+    nomad_client_key: str | None = Field(default=None, validation_alias=_also("nomad_client_key", "NOMAD_CLIENT_KEY"))
+    consul_addr: str = Field(default="http://127.0.0.1:8500", validation_alias=_also("consul_addr", "CONSUL_HTTP_ADDR"))
+    consul_token: str | None = Field(default=None, validation_alias=_also("consul_token", "CONSUL_HTTP_TOKEN"))
+    consul_cacert: str | None = Field(default=None, validation_alias=_also("consul_cacert", "CONSUL_CACERT"))
 
     @classmethod
     def settings_customise_sources(
@@ -101,6 +118,8 @@ class Settings(BaseSettings):
     def _cluster_choices_complete(self) -> Settings:
         if self.payloads == "s3" and not self.s3_bucket:
             raise ValueError('payloads = "s3" needs a bucket: set SKIFF_S3_BUCKET or s3_bucket in skiff.toml')
+        if bool(self.nomad_client_cert) != bool(self.nomad_client_key):
+            raise ValueError("a Nomad client certificate needs its key: set NOMAD_CLIENT_CERT and NOMAD_CLIENT_KEY")
         return self
 
     @property

@@ -31,6 +31,39 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # endpoint of one of these names would replace the gateway's job or take its service name.
 RESERVED_NAMES = frozenset({"gateway", "controller", "redis", "elasticmq"})
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Every endpoint's Nomad job is `skiff-<name>`, and a load_balancer endpoint's Consul service too.
+NAME_PREFIX = "skiff-"
+# nomad/structs/services.go Service.ValidateName: an RFC 1123 label, at most 63 characters.
+SERVICE_NAME_MAX = 63
+
+
+class ImageReferenceError(ValueError):
+    """The endpoint's `image` is not a valid Docker image reference."""
+
+
+# The grammar of github.com/distribution/reference (regexp.go), which Docker uses to parse
+# `image` before pulling. Checked with the spec, so a typo fails at `skiff validate` / `skiff
+# deploy`, not as a pull error on a GPU node minutes later.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(rf"^(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
+_IMAGE_NAME_MAX = 255  # reference.NameTotalLengthMax
+
+
+def validate_image_reference(image: str) -> str:
+    match = _REFERENCE.match(image)
+    if match is None:
+        raise ImageReferenceError(
+            f"invalid image reference {image!r}: expected [registry[:port]/]name[:tag][@digest] "
+            'with a lowercase repository name, e.g. "ghcr.io/acme/echo-worker:1"'
+        )
+    if len(match.group("name")) > _IMAGE_NAME_MAX:
+        raise ImageReferenceError(f"invalid image reference {image!r}: repository name longer than 255")
+    return image
 
 
 def _seconds(value: Any) -> float:
@@ -112,6 +145,11 @@ class EndpointSpec(_Strict):
             )
         return value
 
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else validate_image_reference(value)
+
     @field_validator("command")
     @classmethod
     def _command(cls, value: list[str] | None) -> list[str] | None:
@@ -141,6 +179,13 @@ class EndpointSpec(_Strict):
     def _runnable(self) -> EndpointSpec:
         if self.image is None and self.command is None:
             raise ValueError("an endpoint needs `image` (cluster) or `command` (embedded / raw_exec), or both")
+        service = NAME_PREFIX + self.name
+        if self.type is EndpointType.LOAD_BALANCER and len(service) > SERVICE_NAME_MAX:
+            raise ValueError(
+                f"a load_balancer endpoint's name may be at most {SERVICE_NAME_MAX - len(NAME_PREFIX)} characters: "
+                f"its Consul service {service!r} would be {len(service)}, and Nomad refuses service names "
+                f"over {SERVICE_NAME_MAX} (got {len(self.name)})"
+            )
         return self
 
     def spec_hash(self) -> str:

@@ -14,6 +14,9 @@ Shapes:
   a session that is gone -> 500 "invalid session". https://developer.hashicorp.com/consul/api-docs/kv
 - A session invalidated while holding a lock blocks re-acquisition for its lock delay
   (https://developer.hashicorp.com/consul/docs/automate/session).
+- A TTL session that is not renewed is invalidated after twice its TTL: agent/consul/session_ttl.go
+  createSessionTimer multiplies the TTL by structs.SessionTTLMultiplier (2; agent/structs/structs.go),
+  "to give a client a grace period" (read at the code index's revision of each file).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
+
+# agent/structs/structs.go SessionTTLMultiplier: a session lives up to twice its TTL unrenewed.
+SESSION_TTL_MULTIPLIER = 2
 
 
 def _seconds(text: str | None, default: float) -> float:
@@ -69,6 +75,7 @@ class ConsulDouble:
         self.kv: dict[str, dict[str, Any]] = {}
         self.lock_delay_until: dict[str, float] = {}
         self.health_queries: list[dict[str, str]] = []
+        self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -241,7 +248,8 @@ class ConsulDouble:
             }
             self.sessions[sid] = session
             if ttl:
-                self.session_deadline[sid] = time.monotonic() + _seconds(ttl, 15.0)
+                # agent/consul/session_ttl.go createSessionTimer: ttl * SessionTTLMultiplier.
+                self.session_deadline[sid] = time.monotonic() + SESSION_TTL_MULTIPLIER * _seconds(ttl, 15.0)
             return {"ID": sid}, 200, self.index
         if parts[:3] == ["v1", "session", "renew"] and method == "PUT":
             sid = parts[3]
@@ -249,7 +257,7 @@ class ConsulDouble:
             if found is None:
                 raise _Error(404, f"Session id '{sid}' not found")
             if found["TTL"]:
-                self.session_deadline[sid] = time.monotonic() + _seconds(found["TTL"], 15.0)
+                self.session_deadline[sid] = time.monotonic() + SESSION_TTL_MULTIPLIER * _seconds(found["TTL"], 15.0)
             return [found], 200, self.index
         if parts[:3] == ["v1", "session", "destroy"] and method == "PUT":
             self._invalidate(parts[3])
@@ -313,6 +321,7 @@ class ConsulDouble:
                 body = self.rfile.read(length) if length else b""
                 if url.path.startswith("/v1/health/"):
                     double.health_queries.append(query)
+                double.requests.append((method, url.path, query))
                 index = 0
                 try:
                     with double.lock:

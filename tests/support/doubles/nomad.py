@@ -20,9 +20,17 @@ Sources for each shape:
   `BlockedEval` when placement fails (api/evaluations.go; the CLI's "Placement Failure" output).
   A device request no node can satisfy is filtered as ConstraintFiltered {"missing devices": n}
   (scheduler/feasible/feasible.go DeviceChecker, FilterConstraintDevices).
-- Allocation names are `<job>.<group>[<index>]`; new ones take the lowest free index and a lower
-  count stops the highest indexes (scheduler/reconciler reconcile_cluster.go computePlacements /
-  computeStop: nameIndex.Next / nameIndex.Highest).
+- Allocation names are `<job>.<group>[<index>]`; new ones take the lowest free index
+  (scheduler/reconcile.go computePlacements, nameIndex.Next). What a lower count stops is
+  `compute_stop`, a transcription of v1.9.7's computeStop: the highest indexes in the steady
+  state, migrating allocations first, a failed allocation awaiting its delayed reschedule counted
+  (it is replaced under its own name after ReschedulePolicy.Delay), random where Go's map order
+  decides. 2.0.x HEAD differs in one filter, noted there; the double follows 1.9.7.
+- Registration canonicalises and validates the job (`validate_job`: api/jobs.go and api/tasks.go
+  Canonicalize, nomad/structs Job/TaskGroup/Task/UpdateStrategy/Service Validate) and answers
+  the errors with 500, as the HTTP agent does.
+- Namespaces: a token's capabilities can be limited to some namespaces (`token_namespaces`);
+  every route checks the request's `?namespace=` ("default" without one).
 - Blocking queries: `?index=N&wait=Ds` hold the request until the table's index passes N or the wait
   ends; every answer carries `X-Nomad-Index`, `X-Nomad-KnownLeader`, `X-Nomad-LastContact`
   (api-docs#blocking-queries).
@@ -65,10 +73,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -82,6 +92,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from tests.support.doubles.tls import server_context
+
 _GO_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 _VAR_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
 _NOMAD_VAR_TMPL = re.compile(r'^\{\{ with nomadVar "(?P<path>[^"]+)" \}\}(?P<body>.*)\{\{ end \}\}$', re.S)
@@ -93,7 +105,8 @@ def _wait_seconds(text: str | None) -> float:
     if not text:
         return 300.0  # Nomad's default wait
     m = _GO_DURATION.match(text)
-    return min(600.0, float(m.group(1)) * _UNITS[m.group(2)]) if m else 300.0
+    # nomad/structs/structs.go MaxBlockingRPCQueryTime: 5 minutes at most.
+    return min(300.0, float(m.group(1)) * _UNITS[m.group(2)]) if m else 300.0
 
 
 def _now_ns() -> int:
@@ -151,15 +164,20 @@ class NomadDouble:
         *,
         nodes: list[FakeNode] | None = None,
         acl_tokens: dict[str, set[str] | None] | None = None,
+        token_namespaces: dict[str, set[str]] | None = None,
         run_tasks: bool = False,
         deployment_s: float = 30.0,
         kill_timeout_cap_s: float | None = None,
         consul: Any = None,
         check_interval_cap_s: float | None = None,
+        tls: tuple[Path, Path] | None = None,
+        verify_https_client: bool = False,
     ) -> None:
         self.nodes = nodes if nodes is not None else [FakeNode("node-1")]
         # secret -> capabilities (None = management token). None: ACLs disabled.
         self.acl_tokens = acl_tokens
+        # secret -> the namespaces its policies grant capabilities in (absent: every namespace).
+        self.token_namespaces = token_namespaces or {}
         self.run_tasks = run_tasks
         self.deployment_s = deployment_s
         self.kill_timeout_cap_s = kill_timeout_cap_s
@@ -178,9 +196,19 @@ class NomadDouble:
         self.deployment_until: dict[str, float] = {}
         self.requests: list[tuple[str, str, dict[str, Any] | None]] = []
         self.tasks: dict[str, _Task] = {}
+        # Go's map iteration order, where the reconciler's choice depends on it.
+        self.random = random.Random()
         self.root = Path(tempfile.mkdtemp(prefix="nomad-double-"))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
+        # (certificate, key): serve https only, as a TLS-enabled Nomad agent does.
+        self.tls = tls
+        if tls is not None:
+            context = server_context(*tls)
+            if verify_https_client:  # tls.verify_https_client: clients present a cert of the same CA
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(tls[0])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._closed = False
 
@@ -188,7 +216,7 @@ class NomadDouble:
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> NomadDouble:
         self._thread.start()
@@ -240,6 +268,8 @@ class NomadDouble:
         return self.index
 
     def _set_alloc(self, alloc: dict[str, Any], **changes: Any) -> None:
+        if changes.get("ClientStatus") == "failed" and alloc["DesiredStatus"] == "run":
+            self._schedule_reschedule(alloc)
         alloc.update(changes)
         alloc["ModifyIndex"] = self._bump("allocs")
         alloc["ModifyTime"] = _now_ns()
@@ -252,6 +282,29 @@ class NomadDouble:
                 task["StartedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             if status in ("complete", "failed"):
                 task["FinishedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def _schedule_reschedule(self, alloc: dict[str, Any]) -> None:
+        """A failed allocation is rescheduled after its ReschedulePolicy's Delay (the first one:
+        the double does not grow it), by a follow-up evaluation (reconcile.go
+        createRescheduleLaterEvals); until then it keeps its place in the group."""
+        job = self.jobs.get(alloc["JobID"])
+        group = next((g for g in (job or {}).get("TaskGroups", []) if g["Name"] == alloc["TaskGroup"]), {})
+        delay_s = int((group.get("ReschedulePolicy") or {}).get("Delay") or 30 * _S) / _S
+        alloc["_reschedule_at"] = time.monotonic() + delay_s
+        timer = threading.Timer(delay_s + 0.05, self._reschedule_due, args=(alloc["JobID"],))
+        timer.daemon = True
+        timer.start()
+
+    def _reschedule_due(self, job_id: str) -> None:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if not self._closed and job is not None and not job.get("Stop"):
+                self._reconcile(job, "alloc-failure")
+
+    def mark_migrating(self, alloc_id: str) -> None:
+        """As the node drainer does to the allocations of a draining node (DesiredTransition)."""
+        with self.lock:
+            self._set_alloc(self.allocs[alloc_id], DesiredTransition={"Migrate": True})
 
     def _new_eval(self, job: dict[str, Any], triggered_by: str) -> dict[str, Any]:
         index = self._bump("evals")
@@ -288,34 +341,55 @@ class NomadDouble:
         job["_placed"] = 0
         for group in job["TaskGroups"]:
             gname = group["Name"]
+            allocs = [a for a in self.allocs.values() if a["JobID"] == job["ID"] and a["TaskGroup"] == gname]
             live = [
                 a
-                for a in self.allocs.values()
-                if a["JobID"] == job["ID"]
-                and a["TaskGroup"] == gname
-                and a["DesiredStatus"] == "run"
-                and a["ClientStatus"] not in ("complete", "failed", "lost")
+                for a in allocs
+                if a["DesiredStatus"] == "run" and a["ClientStatus"] not in ("complete", "failed", "lost")
             ]
             # A job version change is a destructive update of every allocation (no deployment).
             outdated = [a for a in live if a["JobVersion"] != job["Version"]]
             for alloc in outdated:
                 self._stop_alloc(alloc, "alloc is being updated due to job update")
             live = [a for a in live if a not in outdated]
+            # filters.go filterByRescheduleable: a failed allocation not yet replaced waits for its
+            # delayed reschedule in the untainted set (it keeps its name and counts), or is due now.
+            now = time.monotonic()
+            awaiting = [
+                a
+                for a in allocs
+                if a["DesiredStatus"] == "run"
+                and a["ClientStatus"] == "failed"
+                and not a["NextAllocation"]
+                and a["JobVersion"] == job["Version"]
+            ]
+            later = [a for a in awaiting if a.get("_reschedule_at", 0.0) > now]
+            due = [a for a in awaiting if a not in later]
+            # filterByTainted: allocations the node drainer marked to migrate.
+            migrate = [a for a in live if (a.get("DesiredTransition") or {}).get("Migrate")]
+            untainted = [a for a in live if a not in migrate] + later
             count = 0 if job.get("Stop") else int(group.get("Count", 1))
-            if len(live) > count:
-                by_index = sorted(live, key=lambda a: a["_index"], reverse=True)
-                for alloc in by_index[: len(live) - count]:
-                    self._stop_alloc(alloc, "alloc not needed due to job update")
-            elif len(live) < count:
-                used = {a["_index"] for a in live}
-                missing = count - len(live)
-                free = [i for i in range(count + len(used)) if i not in used][:missing]
+            stopped = compute_stop(untainted, migrate, due, count, self.random)
+            for alloc in stopped:
+                self._stop_alloc(alloc, "alloc not needed due to job update")
+            occupying = [a for a in untainted + migrate if a not in stopped]
+            if len(occupying) < count:
+                used = {a["_index"] for a in occupying}
+                missing = count - len(occupying)
+                # A due reschedule replaces the failed allocation under its own name.
+                replaced = [a for a in due if a["_index"] not in used][:missing]
+                free = [a["_index"] for a in replaced]
+                used |= set(free)
+                free += [i for i in range(count + len(used)) if i not in used][: missing - len(free)]
                 placed = 0
                 for idx in free:
                     node = self._pick_node(group)
                     if node is None:
                         break
-                    self._place(job, group, idx, node, ev["ID"])
+                    new_id = self._place(job, group, idx, node, ev["ID"])
+                    for alloc in replaced:
+                        if alloc["_index"] == idx:
+                            self._set_alloc(alloc, NextAllocation=new_id)
                     placed += 1
                     job["_placed"] += 1
                 if placed < missing:
@@ -392,7 +466,7 @@ class NomadDouble:
             "CoalescedFailures": missing - 1,
         }
 
-    def _place(self, job: dict[str, Any], group: dict[str, Any], idx: int, node: FakeNode, eval_id: str) -> None:
+    def _place(self, job: dict[str, Any], group: dict[str, Any], idx: int, node: FakeNode, eval_id: str) -> str:
         alloc_id = str(uuid.uuid4())
         task = group["Tasks"][0]
         ports = []
@@ -452,6 +526,7 @@ class NomadDouble:
         }
         self.allocs[alloc_id] = alloc
         threading.Thread(target=self._start_alloc, args=(alloc_id, job, task), daemon=True).start()
+        return alloc_id
 
     def _start_alloc(self, alloc_id: str, job: dict[str, Any], task: dict[str, Any]) -> None:
         time.sleep(0.02)  # the client picks the allocation up a moment later
@@ -690,14 +765,16 @@ class NomadDouble:
         threading.Thread(target=task.stop, daemon=True).start()  # the reaper records the exit
 
     # --- ACL ------------------------------------------------------------------------------
-    def _allowed(self, token: str | None, capability: str) -> bool:
+    def _allowed(self, token: str | None, capability: str, namespace: str = "default") -> bool:
         try:
-            self._authorize(token, capability)
+            self._authorize(token, capability, namespace)
         except HttpError:
             return False
         return True
 
-    def _authorize(self, token: str | None, capability: str) -> None:
+    def _authorize(self, token: str | None, capability: str, namespace: str = "default") -> None:
+        """Capabilities are granted per namespace (acl/acl.go AllowNamespaceOperation): a check is
+        made against the namespace the request names (`?namespace=`, "default" without one)."""
         if self.acl_tokens is None:
             return
         if not token:
@@ -706,6 +783,9 @@ class NomadDouble:
             raise HttpError(403, "ACL token not found")
         caps = self.acl_tokens[token]
         if caps is not None and capability not in caps:
+            raise HttpError(403, "Permission denied")
+        scoped = self.token_namespaces.get(token)
+        if caps is not None and scoped is not None and namespace not in scoped:
             raise HttpError(403, "Permission denied")
 
     # --- handlers -------------------------------------------------------------------------
@@ -719,42 +799,7 @@ class NomadDouble:
         return {k: v for k, v in obj.items() if not k.startswith("_")}
 
     def _validate(self, job: dict[str, Any]) -> None:
-        errors = []
-        if not job.get("ID"):
-            errors.append("Missing job ID")
-        if not job.get("TaskGroups"):
-            errors.append("Missing job task groups")
-        for group in job.get("TaskGroups") or []:
-            scaling = group.get("Scaling")
-            count = int(group.get("Count", 1))
-            if scaling is not None:
-                smin = int(scaling.get("Min", count))
-                smax = int(scaling.get("Max", 0))
-                if count > smax:
-                    errors.append(
-                        f"Task group {group.get('Name')} validation failed: "
-                        "task group count must not be greater than maximum count in scaling policy"
-                    )
-                if count < smin:
-                    errors.append(
-                        f"Task group {group.get('Name')} validation failed: "
-                        "task group count must not be less than minimum count in scaling policy"
-                    )
-            for task in group.get("Tasks") or []:
-                if task.get("Driver") not in ("docker", "raw_exec", "exec"):
-                    errors.append(f"Task {task.get('Name')} validation failed: Missing task driver")
-                # nomad/structs Template.Validate
-                for i, template in enumerate(task.get("Templates") or [], start=1):
-                    prefix = f"Task {task.get('Name')} validation failed: Template {i} validation failed: "
-                    if not template.get("DestPath"):
-                        errors.append(prefix + "Must specify a destination for the template")
-                    if not template.get("EmbeddedTmpl") and not template.get("SourcePath"):
-                        errors.append(prefix + "Must specify a source path or have an embedded template")
-                    if template.get("Envvars") and template.get("ChangeMode") == "signal":
-                        errors.append(prefix + "cannot use signals with env var templates")
-        if errors:
-            lines = "".join(f"\t* {e}\n" for e in errors)
-            raise HttpError(400, f"{len(errors)} error{'s' if len(errors) > 1 else ''} occurred:\n{lines}\n")
+        validate_job(job)
 
     def register(self, body: dict[str, Any], namespace: str) -> dict[str, Any]:
         job = dict(body.get("Job") or {})
@@ -764,12 +809,15 @@ class NomadDouble:
         job.setdefault("Priority", 50)
         with self.lock:
             existing = self.jobs.get(job.get("ID", ""))
+            self._validate(job)
+            # nomad/job_endpoint.go Register (v1.9.7): counts are preserved after the admission
+            # controllers validated the submitted job, so a preserved count outside a changed
+            # scaling policy is kept without complaint.
             if existing is not None and body.get("PreserveCounts"):
                 old = {g["Name"]: g["Count"] for g in existing["TaskGroups"]}
                 for group in job.get("TaskGroups") or []:
                     if group["Name"] in old:
                         group["Count"] = old[group["Name"]]
-            self._validate(job)
             index = self._bump("jobs")
             spec_keys = ("TaskGroups", "Update", "Meta", "Datacenters", "NodePool")
             if existing is None:
@@ -957,7 +1005,7 @@ class NomadDouble:
         current = self.variables.get((namespace, path))
         # A cas index on an absent variable conflicts with "a plausible zero value".
         body = dict(current) if current else {"Namespace": namespace, "Path": path, "CreateIndex": 0, "ModifyIndex": 0}
-        if not self._allowed(token, "variables:read"):
+        if not self._allowed(token, "variables:read", namespace):
             body.pop("Items", None)
         return 409, body, "vars"
 
@@ -1047,64 +1095,73 @@ class NomadDouble:
         namespace = query.get("namespace", "default")
         if parts[:2] == ["v1", "jobs"] and len(parts) == 2:
             if method in ("PUT", "POST"):
-                self._authorize(token, "submit-job")
+                self._authorize(token, "submit-job", namespace)
                 return 200, self.register(body or {}, namespace), "jobs"
-            self._authorize(token, "read-job")
+            self._authorize(token, "read-job", namespace)
             return 200, self.list_jobs(query.get("prefix", ""), _go_bool(query.get("meta"))), "jobs"
         if parts[:2] == ["v1", "job"] and len(parts) >= 3:
             job_id, rest = parts[2], parts[3:]
             if not rest:
                 if method == "DELETE":
-                    self._authorize(token, "submit-job")
+                    self._authorize(token, "submit-job", namespace)
                     return 200, self.deregister(job_id, _go_bool(query.get("purge"))), "jobs"
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 return 200, self._public(self._job(job_id)), "jobs"
             if rest == ["allocations"]:
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 self._job(job_id)
-                allocs = [self._public(a) for a in self.allocs.values() if a["JobID"] == job_id]
+                # api/allocations.go AllocationListStub has no DesiredTransition: only
+                # GET /v1/allocation/:id shows it.
+                allocs = [
+                    {k: v for k, v in self._public(a).items() if k != "DesiredTransition"}
+                    for a in self.allocs.values()
+                    if a["JobID"] == job_id
+                ]
                 if not _go_bool(query.get("all")):
                     latest = self.jobs[job_id]["CreateIndex"]
                     allocs = [a for a in allocs if a["CreateIndex"] >= latest]
                 return 200, allocs, "allocs"
             if rest == ["summary"]:
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 return 200, self.summary(job_id), "jobs"
             if rest == ["scale"]:
                 if method in ("PUT", "POST"):
-                    self._authorize(token, "scale-job")
+                    self._authorize(token, "scale-job", namespace)
                     return 200, self.scale(job_id, body or {}), "jobs"
-                self._authorize(token, "read-job")
+                self._authorize(token, "read-job", namespace)
                 return 200, self.scale_status(job_id), "jobs"
         if parts[:2] == ["v1", "vars"] and len(parts) == 2:
-            self._authorize(token, "variables:list")
+            self._authorize(token, "variables:list", namespace)
             return 200, self.list_variables(namespace, query.get("prefix", "")), "vars"
         if parts[:2] == ["v1", "var"]:
             var_path = "/".join(parts[2:])
             if not var_path:
                 raise HttpError(400, "missing variable path")
             if method == "GET":
-                self._authorize(token, "variables:read")
+                self._authorize(token, "variables:read", namespace)
                 variable = self.variables.get((namespace, var_path))
                 if variable is None:
                     raise HttpError(404, "variable not found")
                 return 200, dict(variable), "vars"
             if method in ("PUT", "POST"):
-                self._authorize(token, "variables:write")
+                self._authorize(token, "variables:write", namespace)
                 # The `namespace` query parameter overrides the body's Namespace.
                 ns = query.get("namespace") or (body or {}).get("Namespace") or "default"
                 return self.put_variable(var_path, body or {}, ns, self._cas(query), token)
             if method == "DELETE":
-                self._authorize(token, "variables:destroy")
+                self._authorize(token, "variables:destroy", namespace)
                 return self.delete_variable(var_path, namespace, self._cas(query), token)
         if parts[:2] == ["v1", "evaluation"] and len(parts) == 3:
-            self._authorize(token, "read-job")
+            # nomad/eval_endpoint.go GetEval: read-job on the request's namespace (python-nomad
+            # sends none: "default"), then again on the evaluation's own.
+            self._authorize(token, "read-job", namespace)
             ev = self.evals.get(parts[2])
             if ev is None:
                 raise HttpError(404, "eval not found")
+            self._authorize(token, "read-job", ev["Namespace"])
             return 200, ev, "evals"
         if parts[:2] == ["v1", "allocation"] and len(parts) == 3:
-            self._authorize(token, "read-job")
+            self._authorize(token, "read-job", namespace)
             alloc = self.allocs.get(parts[2])
             if alloc is None:
                 raise HttpError(404, "alloc not found")
@@ -1180,3 +1237,240 @@ def _strip_counts(value: Any) -> Any:
 def _go_bool(value: str | None) -> bool:
     """Query flags are parsed with Go's strconv.ParseBool ("1", "t", "T", "TRUE", "true", "True")."""
     return value in ("1", "t", "T", "TRUE", "true", "True")
+
+
+# --- job canonicalisation and validation --------------------------------------------------------
+def validate_job(job: dict[str, Any]) -> None:
+    """Job.Validate (nomad/structs/structs.go, read at v1.9.7 and 2.0.x HEAD, which agree here)
+    on the job as the HTTP agent canonicalises it (api/jobs.go Job.Canonicalize). Errors are a
+    go-multierror list, which the agent answers with 500: command/agent/http.go
+    errCodeFromHandler defaults to 500 for an error that carries no code."""
+    errors = []
+    if not job.get("ID"):
+        errors.append("Missing job ID")
+    if not job.get("TaskGroups"):
+        errors.append("Missing job task groups")
+    for group in job.get("TaskGroups") or []:
+        group_errors = []
+        update = canonical_group_update(job, group)
+        # structs.go TaskGroup.Validate: "Validate the update strategy".
+        if update is not None:
+            group_errors += update_strategy_problems(update)
+        scaling = group.get("Scaling")
+        count = int(group.get("Count", 1))
+        if scaling is not None:
+            smin = int(scaling.get("Min", count))
+            smax = int(scaling.get("Max", 0))
+            if count > smax:
+                group_errors.append(
+                    "Task group scaling policy validation failed: "
+                    "task group count must not be greater than maximum count in scaling policy"
+                )
+            if count < smin:
+                group_errors.append(
+                    "Task group scaling policy validation failed: "
+                    "task group count must not be less than minimum count in scaling policy"
+                )
+        # structs.go TaskGroup.validateServices -> services.go Service.Validate / ValidateName.
+        for i, service in enumerate(group.get("Services") or []):
+            name = str(service.get("Name") or "")
+            if not _SERVICE_NAME.match(re.sub(r"\$\{[^}]*\}", "ENV-VAR", name)):
+                group_errors.append(
+                    f"Task group service validation failed: Service[{i}] {name} validation failed: "
+                    "Service name must be valid per RFC 1123 and can contain only alphanumeric characters "
+                    f'or dashes and must be no longer than 63 characters: "{name}"'
+                )
+        for task in group.get("Tasks") or []:
+            task_errors = []
+            if task.get("Driver") not in ("docker", "raw_exec", "exec"):
+                task_errors.append("Missing task driver")
+            # structs.go Task.Validate: a service job's KillTimeout may not exceed the group's
+            # non-zero ProgressDeadline, whatever MaxParallel is (api Task.Canonicalize: 5s default).
+            kill_timeout = int(task.get("KillTimeout") if task.get("KillTimeout") is not None else 5 * _S)
+            if kill_timeout < 0:
+                task_errors.append("KillTimeout must be a positive value")
+            elif (
+                job.get("Type", "service") == "service"
+                and update is not None
+                and update["ProgressDeadline"] > 0
+                and kill_timeout > update["ProgressDeadline"]
+            ):
+                task_errors.append(
+                    f"KillTimout ({go_duration(kill_timeout)}) longer than the group's ProgressDeadline "
+                    f"({go_duration(update['ProgressDeadline'])})"
+                )
+            # nomad/structs Template.Validate
+            for i, template in enumerate(task.get("Templates") or [], start=1):
+                prefix = f"Template {i} validation failed: "
+                if not template.get("DestPath"):
+                    task_errors.append(prefix + "Must specify a destination for the template")
+                if not template.get("EmbeddedTmpl") and not template.get("SourcePath"):
+                    task_errors.append(prefix + "Must specify a source path or have an embedded template")
+                if template.get("Envvars") and template.get("ChangeMode") == "signal":
+                    task_errors.append(prefix + "cannot use signals with env var templates")
+            if task_errors:
+                group_errors.append(f"Task {task.get('Name')} validation failed: {_multierror(task_errors)}")
+        if group_errors:
+            errors.append(f"Task group {group.get('Name')} validation failed: {_multierror(group_errors)}")
+    if errors:
+        raise HttpError(500, _multierror(errors))
+
+
+_S = 1_000_000_000
+# api/jobs.go DefaultUpdateStrategy (the same at v1.9.7 and 2.0.x HEAD).
+DEFAULT_UPDATE: dict[str, Any] = {
+    "Stagger": 30 * _S,
+    "MaxParallel": 1,
+    "HealthCheck": "checks",
+    "MinHealthyTime": 10 * _S,
+    "HealthyDeadline": 300 * _S,
+    "ProgressDeadline": 600 * _S,
+    "AutoRevert": False,
+    "Canary": 0,
+    "AutoPromote": False,
+}
+# nomad/structs/services.go Service.ValidateName (RFC 1123 label: at most 63 characters).
+_SERVICE_NAME = re.compile(r"^(?i:[a-z0-9]|[a-z0-9][a-z0-9\-]{0,61}[a-z0-9])$")
+
+
+def _set_fields(update: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields a JSON UpdateStrategy sets: an absent or null key is a nil pointer in api/."""
+    return {k: v for k, v in (update or {}).items() if k in DEFAULT_UPDATE and v is not None}
+
+
+def update_is_empty(update: dict[str, Any]) -> bool:
+    """api/jobs.go UpdateStrategy.Empty: no field set to a non-zero value."""
+    return not any(update.get(k) for k in DEFAULT_UPDATE)
+
+
+def canonical_group_update(job: dict[str, Any], group: dict[str, Any]) -> dict[str, Any] | None:
+    """The group's update strategy after the HTTP agent's canonicalisation:
+    api/jobs.go Job.Canonicalize fills the job's Update with UpdateStrategy.Canonicalize (nil
+    fields from DefaultUpdateStrategy; a service job without one gets the default), then
+    api/tasks.go TaskGroup.Canonicalize merges the group's over a copy of it, or inherits the
+    job's when the group has none and the job's is not Empty, and canonicalises the result."""
+    job_update: dict[str, Any] | None = None
+    if job.get("Update") is not None:
+        job_update = {**DEFAULT_UPDATE, **_set_fields(job["Update"])}
+    elif job.get("Type", "service") == "service":
+        job_update = dict(DEFAULT_UPDATE)
+    group_update = group.get("Update")
+    if job_update is not None and group_update is not None:
+        merged: dict[str, Any] | None = {**job_update, **_set_fields(group_update)}
+    elif job_update is not None and not update_is_empty(job_update):
+        merged = dict(job_update)
+    else:
+        merged = _set_fields(group_update) if group_update is not None else None
+    return None if merged is None else {**DEFAULT_UPDATE, **merged}
+
+
+def update_strategy_problems(u: dict[str, Any]) -> list[str]:
+    """nomad/structs/structs.go UpdateStrategy.Validate, on a canonical strategy."""
+    problems = []
+    if u["HealthCheck"] not in ("checks", "task_states", "manual"):
+        problems.append(f'Invalid health check given: "{u["HealthCheck"]}"')
+    if u["MaxParallel"] < 0:
+        problems.append(f"Max parallel can not be less than zero: {u['MaxParallel']} < 0")
+    if u["Canary"] < 0:
+        problems.append(f"Canary count can not be less than zero: {u['Canary']} < 0")
+    if u["Canary"] == 0 and u["AutoPromote"]:
+        problems.append("Auto Promote requires a Canary count greater than zero")
+    if u["MinHealthyTime"] < 0:
+        problems.append(f"Minimum healthy time may not be less than zero: {go_duration(u['MinHealthyTime'])}")
+    if u["HealthyDeadline"] <= 0:
+        problems.append(f"Healthy deadline must be greater than zero: {go_duration(u['HealthyDeadline'])}")
+    if u["ProgressDeadline"] < 0:
+        problems.append(f"Progress deadline must be zero or greater: {go_duration(u['ProgressDeadline'])}")
+    if u["MinHealthyTime"] >= u["HealthyDeadline"]:
+        problems.append(
+            "Minimum healthy time must be less than healthy deadline: "
+            f"{go_duration(u['MinHealthyTime'])} > {go_duration(u['HealthyDeadline'])}"
+        )
+    if u["ProgressDeadline"] != 0 and u["HealthyDeadline"] >= u["ProgressDeadline"]:
+        problems.append(
+            "Healthy deadline must be less than progress deadline: "
+            f"{go_duration(u['HealthyDeadline'])} > {go_duration(u['ProgressDeadline'])}"
+        )
+    if u["Stagger"] <= 0:
+        problems.append(f"Stagger must be greater than zero: {go_duration(u['Stagger'])}")
+    return problems
+
+
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String for whole milliseconds and up ("10m15s", "1h0m0s", "0s")."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < _S:
+        return f"{sign}{ns / 1_000_000:g}ms"
+    hours, rest = divmod(ns, 3600 * _S)
+    minutes, rest = divmod(rest, 60 * _S)
+    seconds = f"{rest / _S:.9f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}s"
+    return f"{sign}{seconds}s"
+
+
+def _multierror(errors: list[str]) -> str:
+    """hashicorp/go-multierror ListFormatFunc, as Nomad's validation errors read."""
+    if len(errors) == 1:
+        return f"1 error occurred:\n\t* {errors[0]}\n\n"
+    points = "\n\t".join(f"* {e}" for e in errors)
+    return f"{len(errors)} errors occurred:\n\t{points}\n\n"
+
+
+def _highest(indexes: set[int], n: int) -> set[int]:
+    """allocNameIndex.Highest: the n highest indexes set in the bitmap."""
+    return set(sorted(indexes, reverse=True)[:n])
+
+
+def compute_stop(
+    untainted: list[dict[str, Any]],
+    migrate: list[dict[str, Any]],
+    reschedule_now: list[dict[str, Any]],
+    count: int,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """scheduler/reconcile.go computeStop and computeGroup's name index, v1.9.7 (no lost or
+    canary allocations here). Which allocations a lower Count stops:
+    - remove = untainted that are not disconnected (ClientStatus unknown) + migrating - Count;
+      a failed allocation awaiting its delayed reschedule is untainted, so it counts;
+    - the name index holds untainted + migrate + reschedule-now + lost;
+    - migrating allocations go first, the highest of their indexes;
+    - then the untainted ones whose names are among the index's `remove` highest; v1.9.7 first
+      drops terminal ones from that set (filterByTerminal), so a failed allocation's index is
+      chosen but nothing is stopped for it (2.0.x HEAD, scheduler/reconciler/reconcile_cluster.go,
+      drops only server-terminal ones, filterByServerTerminal, and stops the failed one);
+    - any still missing are arbitrary untainted ones (Go map order: random here)."""
+    known = [a for a in untainted if a["ClientStatus"] != "unknown"]
+    remove = len(known) + len(migrate) - count
+    if remove <= 0:
+        return []
+    bitmap = {a["_index"] for a in untainted + migrate + reschedule_now}
+    working = [
+        a for a in untainted if a["DesiredStatus"] == "run" and a["ClientStatus"] not in ("complete", "failed", "lost")
+    ]
+    rng.shuffle(working)
+    stop: list[dict[str, Any]] = []
+    if migrate:
+        names = _highest({a["_index"] for a in migrate}, remove)
+        for alloc in sorted(migrate, key=lambda a: rng.random()):
+            if alloc["_index"] in names:
+                stop.append(alloc)
+                bitmap.discard(alloc["_index"])
+                remove -= 1
+                if remove == 0:
+                    return stop
+    names = _highest(bitmap, remove)
+    for alloc in list(working):
+        if alloc["_index"] in names:
+            stop.append(alloc)
+            working.remove(alloc)
+            remove -= 1
+            if remove == 0:
+                return stop
+    for alloc in working[:remove]:
+        stop.append(alloc)
+    return stop

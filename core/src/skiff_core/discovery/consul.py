@@ -37,6 +37,16 @@ def parse_consul_addr(addr: str) -> tuple[str, str, int]:
     return scheme, host, port
 
 
+def consul_client(addr: str, token: str | None, ca_cert: str | None) -> consul.aio.Consul:
+    """py-consul's async client for `addr`, verifying https against `ca_cert` (CONSUL_CACERT)."""
+    scheme, host, port = parse_consul_addr(addr)
+    client = consul.aio.Consul(host=host, port=port, scheme=scheme, token=token, verify=ca_cert or scheme == "https")
+    # py-consul prefers CONSUL_HTTP_TOKEN from the environment to the token it is given; the
+    # settings already read that variable, under SKIFF_CONSUL_TOKEN, which must win.
+    client.token = token
+    return client
+
+
 # Nomad registers an allocation's service as `_nomad-task-<alloc id>-<task|group>-<service>-<port>`
 # (client/serviceregistration/id.go MakeAllocServiceID; older releases put the id elsewhere, and
 # newer ones append a tags hash): the allocation id is the one UUID in it.
@@ -90,9 +100,9 @@ class ConsulDiscovery:
         wait: str = "25s",
         retry_s: float = 1.0,
         first_answer_timeout_s: float = 5.0,
+        ca_cert: str | None = None,
     ) -> None:
-        scheme, host, port = parse_consul_addr(addr)
-        self._consul = consul.aio.Consul(host=host, port=port, scheme=scheme, token=token, verify=scheme == "https")
+        self._consul = consul_client(addr, token, ca_cert)
         self._wait = wait
         self._retry_s = retry_s
         self._first_timeout = first_answer_timeout_s

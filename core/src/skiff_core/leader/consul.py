@@ -6,9 +6,13 @@ and https://developer.hashicorp.com/consul/api-docs/session, .../api-docs/kv):
    -> `{"ID"}`; the session dies unless renewed (`PUT /v1/session/renew/:id`, 404 once gone)
    within its TTL.
 2. `PUT /v1/kv/<key>?acquire=<session>` -> `true` for the one session that gets the key.
-3. The others block on `GET /v1/kv/<key>?index=N` until the key's `Session` field is empty,
-   then try again. After a holder's session is invalidated Consul refuses new acquisitions for
-   the lock delay, so a stalled old leader has time to notice before another takes over.
+3. The others block on `GET /v1/kv/<key>?index=N` while the key's `Session` field names a
+   holder, and try to acquire once it is empty. After a holder's session is invalidated Consul
+   refuses new acquisitions for the lock delay, so a stalled old leader has time to notice
+   before another takes over. During it the key does not change, so a refused acquire on a free
+   key is retried on a timer, not by a long poll that would sit out its whole `wait` (Consul's
+   own api/lock.go Lock: "DefaultLockRetryTime"). Consul invalidates a session that is not
+   renewed after twice its TTL (agent/consul/session_ttl.go, SessionTTLMultiplier).
 4. `PUT /v1/kv/<key>?release=<session>` and `PUT /v1/session/destroy/:id` hand it back.
 """
 
@@ -22,10 +26,9 @@ import logging
 import os
 import socket
 
-import consul.aio
 from consul.exceptions import NotFound
 
-from skiff_core.discovery.consul import parse_consul_addr
+from skiff_core.discovery.consul import consul_client
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +44,20 @@ class ConsulLeaderLock:
         lock_delay_s: int = 5,
         wait: str = "15s",
         retry_s: float = 1.0,
+        lock_retry_s: float = 1.0,
+        ca_cert: str | None = None,
     ) -> None:
         if not 10 <= ttl_s <= 86400:
             raise ValueError("Consul session TTLs are between 10s and 86400s")
-        scheme, host, port = parse_consul_addr(addr)
-        self._consul = consul.aio.Consul(host=host, port=port, scheme=scheme, token=token, verify=scheme == "https")
+        self._consul = consul_client(addr, token, ca_cert)
         self._key = key
         self._ttl_s = ttl_s
         self._lock_delay_s = lock_delay_s
         self._wait = wait
         self._retry_s = retry_s
+        # After a refused acquire on a free key. Consul's api/lock.go waits 5 s; shorter here so a
+        # takeover follows the lock delay closely (a refused acquire costs one small write).
+        self._lock_retry_s = lock_retry_s
         self._session: str | None = None
         self._held = False
         self._renewer: asyncio.Task[None] | None = None
@@ -75,12 +82,19 @@ class ConsulLeaderLock:
             try:
                 if self._session is None:
                     self._session = await self._new_session()
+                # Blocks only while someone holds the key (index is None otherwise).
+                index, entry = await self._consul.kv.get(self._key, index=index, wait=self._wait)
+                holder = (entry or {}).get("Session")
+                if holder and holder != self._session:
+                    continue  # held: wait for the key to change
                 if await self._consul.kv.put(self._key, self._holder, acquire=self._session):
                     self._held = True
                     self._renewer = asyncio.create_task(self._renew(), name="consul-leader-renew")
                     return
-                # Someone holds it: wait for the key to change, then try again.
-                index, _ = await self._consul.kv.get(self._key, index=index, wait=self._wait)
+                # Free but refused: the lock delay of an invalidated holder. The key will not
+                # change when it ends, so retry on a timer (api/lock.go), reading afresh.
+                index = None
+                await asyncio.sleep(self._lock_retry_s)
             except asyncio.CancelledError:
                 raise
             except NotFound:

@@ -1,7 +1,8 @@
 """A small async client for the parts of Nomad's HTTP API that Skiff uses.
 
-python-nomad (2.1.0, synchronous, run in a thread) does register / read / allocations / evaluation
-/ deregister. It has no scale call and no blocking-query support, so those go through httpx:
+python-nomad (2.1.0, synchronous, run in a thread) does register / read / allocations /
+deregister. It has no scale call, no blocking-query support and sends no `namespace` with
+evaluation reads, so those go through httpx:
 `POST /v1/job/:id/scale` (https://developer.hashicorp.com/nomad/api-docs/jobs#scale-task-group)
 and `?index=&wait=` reads answered with `X-Nomad-Index`
 (https://developer.hashicorp.com/nomad/api-docs#blocking-queries). Nomad Variables go through
@@ -10,8 +11,8 @@ https://developer.hashicorp.com/nomad/api-docs/variables/variables).
 
 Every failure becomes a NomadError whose message says what to check: an unreachable address, a
 token the ACL system refuses (403 "Permission denied" / "ACL token not found"), a request Nomad
-rejects (400 with its reason). Connection errors and 5xx answers are retried with exponential
-backoff before giving up.
+rejects (400 with its reason, or 500 with a list of validation errors: see NomadInvalidJob).
+Connection errors and other 5xx answers are retried with exponential backoff before giving up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Nomad caps `wait` at 10 minutes and adds up to wait/16 of jitter (api-docs "Blocking Queries").
-MAX_WAIT_S = 600.0
+# Nomad caps `wait` at 5 minutes (nomad/structs/structs.go MaxBlockingRPCQueryTime) and adds up
+# to wait/16 of jitter (nomad/rpc.go).
+MAX_WAIT_S = 300.0
 
 # What a 403 says the token lacks, in the words of the ACL policy spec
 # (https://developer.hashicorp.com/nomad/docs/other-specifications/acl-policy).
@@ -63,6 +66,16 @@ class NomadPermissionDenied(NomadError):
 
 class NomadBadRequest(NomadError):
     pass
+
+
+class NomadInvalidJob(NomadBadRequest):
+    """Job.Validate refused the job. Nomad answers 500 for it (command/agent/http.go
+    errCodeFromHandler: an error without a code is 500), so it must not be retried."""
+
+
+# Validation errors are go-multierror lists ("1 error occurred:\n\t* Task group worker
+# validation failed: ..."); transient 500s ("No cluster leader", "rpc error: ...") are not.
+_VALIDATION_500 = re.compile(r"^\d+ errors? occurred:|validation failed")
 
 
 class NomadNotFound(NomadError):
@@ -96,6 +109,8 @@ class NomadClient:
         retries: int = 4,
         backoff_s: float = 0.2,
         ca_cert: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         self.address = address.rstrip("/")
         self.namespace = namespace
@@ -108,6 +123,10 @@ class NomadClient:
         if ca_cert:
             # A TLS-only cluster (terraform/modules/nomad-servers) signs with its own CA: NOMAD_CACERT.
             self._session.verify = ca_cert
+        # A cluster that verifies clients (tls.verify_https_client) wants NOMAD_CLIENT_CERT/KEY.
+        cert = (client_cert, client_key) if client_cert and client_key else None
+        if cert:
+            self._session.cert = cert
         self._nomad = _nomad.Nomad(
             address=self.address,
             session=self._session,
@@ -118,9 +137,15 @@ class NomadClient:
             # python-nomad passes `verify` on every request (nomad/api/base.py), and a per-request
             # value overrides Session.verify: its default False would turn certificate checks off.
             verify=ca_cert or True,
+            # Likewise: python-nomad would otherwise read NOMAD_CLIENT_CERT/KEY itself.
+            cert=cert or ("", ""),
         )
         headers = {"X-Nomad-Token": token} if token else {}
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_cert) if ca_cert else True
+        verify: ssl.SSLContext | bool = True
+        if ca_cert or cert:
+            verify = ssl.create_default_context(cafile=ca_cert)
+            if cert:
+                verify.load_cert_chain(*cert)
         self._http = httpx.AsyncClient(base_url=self.address, headers=headers, timeout=timeout_s, verify=verify)
 
     # --- error handling -------------------------------------------------------------------
@@ -140,6 +165,8 @@ class NomadClient:
             return NomadBadRequest(f"Nomad rejected {what}: {text}")
         if status == 409:
             return NomadConflict(f"{what}: changed concurrently ({text})")
+        if status == 500 and _VALIDATION_500.search(text):
+            return NomadInvalidJob(f"Nomad rejected {what}: {text}")
         return NomadError(f"Nomad answered {status} to {what}: {text}")
 
     def _unreachable(self, detail: object) -> NomadUnreachable:
@@ -158,7 +185,7 @@ class NomadClient:
             return _Retryable(self._unreachable(exc))
         status = int(getattr(resp, "status_code", 0) or 0)
         error = self._from_status(status, _body_text(resp), what, needs)
-        return _Retryable(error) if status >= 500 else error
+        return _Retryable(error) if status >= 500 and not isinstance(error, NomadInvalidJob) else error
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         delay = self._backoff_s
@@ -213,10 +240,11 @@ class NomadClient:
                 )
             except httpx.TransportError as exc:
                 raise _Retryable(self._unreachable(exc)) from None
-            if resp.status_code >= 500:
-                raise _Retryable(self._from_status(resp.status_code, resp.text.strip(), what))
             if resp.status_code >= 400:
-                raise self._from_status(resp.status_code, resp.text.strip(), what)
+                error = self._from_status(resp.status_code, resp.text.strip(), what)
+                if resp.status_code >= 500 and not isinstance(error, NomadInvalidJob):
+                    raise _Retryable(error)
+                raise error
             return resp
 
         return await self._retrying(what, call)
@@ -259,11 +287,22 @@ class NomadClient:
         return allocs
 
     async def evaluation(self, eval_id: str) -> dict[str, Any]:
-        """`GET /v1/evaluation/:id`: `Status`, `FailedTGAllocs` (api/evaluations.go)."""
-        evaluation: dict[str, Any] = await self._lib(
-            f"reading evaluation {eval_id}", lambda: self._nomad.evaluation.get_evaluation(eval_id)
-        )
+        """`GET /v1/evaluation/:id?namespace=`: `Status`, `FailedTGAllocs` (api/evaluations.go).
+        Through httpx: python-nomad sends no namespace here, and nomad/eval_endpoint.go GetEval
+        checks read-job on the request's namespace, so a namespace-scoped token got 403."""
+        resp = await self._http_call(f"reading evaluation {eval_id}", "GET", f"/v1/evaluation/{eval_id}")
+        evaluation: dict[str, Any] = resp.json()
         return evaluation
+
+    async def allocation(self, alloc_id: str) -> dict[str, Any] | None:
+        """`GET /v1/allocation/:id`: the full Allocation, with `DesiredTransition` (which the list
+        stubs leave out); None when it is gone."""
+        try:
+            resp = await self._http_call(f"reading allocation {alloc_id}", "GET", f"/v1/allocation/{alloc_id}")
+        except NomadNotFound:
+            return None
+        alloc: dict[str, Any] = resp.json()
+        return alloc
 
     async def deregister(self, job_id: str, *, purge: bool = True) -> dict[str, Any] | None:
         """`DELETE /v1/job/:id?purge=true`; None when the job is already gone."""

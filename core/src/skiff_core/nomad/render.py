@@ -19,6 +19,11 @@ Choices, each made once here:
   Nomad treats an update strategy with MaxParallel 0 as empty (structs.UpdateStrategy.IsEmpty),
   so no deployment is created. A spec change is then a destructive update of all allocations at
   once; each old worker gets SIGTERM and `KillTimeout` to finish the job in hand.
+  `ProgressDeadline` is 0 too: Nomad canonicalises the rest of the strategy from its defaults
+  (api/jobs.go UpdateStrategy.Canonicalize: ProgressDeadline 10m), copies it into the group
+  (api/tasks.go TaskGroup.Canonicalize), and Task.Validate (nomad/structs/structs.go) refuses a
+  KillTimeout longer than a non-zero ProgressDeadline, whatever MaxParallel is: with the default
+  any execution timeout above 585 s could not be registered.
 - `KillTimeout` = execution timeout (capped at one hour) plus a grace period, so a worker stopped
   mid-job can finish it. Nomad clients cap it with their `max_kill_timeout` (default 30s): raise
   that on GPU clients (docs/nomad-dev.md).
@@ -44,7 +49,9 @@ from skiff import __version__
 from skiff_core.config import Settings
 from skiff_core.durations import format_duration
 from skiff_core.orchestrator.worker_env import worker_environment
-from skiff_core.spec import EndpointSpec, EndpointType
+from skiff_core.spec import NAME_PREFIX, EndpointSpec, EndpointType
+from skiff_core.spec import ImageReferenceError as ImageReferenceError  # re-exported for callers
+from skiff_core.spec import validate_image_reference as validate_image_reference
 
 GROUP_NAME = "worker"
 TASK_NAME = "worker"
@@ -52,17 +59,13 @@ HTTP_PORT_LABEL = "http"
 HEALTH_PORT_LABEL = "health"  # Runpod's convention: the health server may be a separate one
 GPU_DEVICE = "nvidia/gpu"
 MANAGED_META_KEY = "skiff_managed"
-JOB_PREFIX = "skiff-"
+JOB_PREFIX = NAME_PREFIX
 
 _NS = 1_000_000_000
 _KILL_GRACE_S = 15
 _KILL_CAP_S = 3600
 
 Driver = Literal["auto", "docker", "raw_exec"]
-
-
-class ImageReferenceError(ValueError):
-    """The endpoint's `image` is not a valid Docker image reference."""
 
 
 # The worker key's way into the task (see the module docstring).
@@ -114,32 +117,6 @@ def worker_key_template(endpoint: str) -> dict[str, Any]:
         # Only the Nomad client reads it (into env); the task itself never needs the file.
         "Perms": "0600",
     }
-
-
-# --- image references --------------------------------------------------------------------------
-# The grammar of github.com/distribution/reference (regexp.go), which Docker uses to parse
-# `image` before pulling. Checked here so a typo fails at `skiff deploy`, not as a pull error on
-# a GPU node minutes later.
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_REFERENCE = re.compile(rf"^(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
-_NAME_MAX = 255  # reference.NameTotalLengthMax
-
-
-def validate_image_reference(image: str) -> str:
-    match = _REFERENCE.match(image)
-    if match is None:
-        raise ImageReferenceError(
-            f"invalid image reference {image!r}: expected [registry[:port]/]name[:tag][@digest] "
-            'with a lowercase repository name, e.g. "ghcr.io/acme/echo-worker:1"'
-        )
-    if len(match.group("name")) > _NAME_MAX:
-        raise ImageReferenceError(f"invalid image reference {image!r}: repository name longer than 255")
-    return image
 
 
 # --- the job -----------------------------------------------------------------------------------
@@ -296,7 +273,7 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
             "skiff_version": __version__,
             "spec_hash": spec.spec_hash(),
         },
-        "Update": {"MaxParallel": 0},
+        "Update": {"MaxParallel": 0, "ProgressDeadline": 0},
         "TaskGroups": [group],
     }
     if settings.nomad_region:
@@ -313,8 +290,9 @@ def _hcl_value(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, str):
-        # JSON string escapes are HCL string escapes; `${...}` is left for Nomad to interpolate.
-        return json.dumps(value, ensure_ascii=False)
+        # JSON string escapes are HCL string escapes; `${...}` is left for Nomad to interpolate,
+        # but `%{` opens an HCL template directive: `%%{` is its literal form.
+        return json.dumps(value, ensure_ascii=False).replace("%{", "%%{")
     if isinstance(value, list):
         return "[" + ", ".join(_hcl_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as HCL")
@@ -375,9 +353,15 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     out.blank()
     out.map_block("meta", job["Meta"])
     out.blank()
-    out.lines.append("  " * out.depth + "# max_parallel = 0 disables deployments, so scaling is never blocked.")
+    out.lines.append("  " * out.depth + "# max_parallel = 0 disables deployments, so scaling is never blocked;")
+    out.lines.append("  " * out.depth + "# progress_deadline = 0 lets kill_timeout exceed Nomad's 10m default.")
     out.open("update")
-    out.attrs({"max_parallel": job["Update"]["MaxParallel"]})
+    out.attrs(
+        {
+            "max_parallel": job["Update"]["MaxParallel"],
+            "progress_deadline": _dur(job["Update"]["ProgressDeadline"]),
+        }
+    )
     out.close()
     out.blank()
     out.open(f"group {_hcl_value(group['Name'])}")

@@ -1,21 +1,22 @@
 """The orchestrator on Nomad: one service job per endpoint, workers are the group's allocations.
 
 Scale-down is drain-aware. Lowering a group's `Count` lets Nomad's scheduler pick which
-allocations to stop, and it picks by name index: `computeStop` stops the allocations whose
-`<job>.<group>[N]` names have the highest N (scheduler/reconciler/reconcile_cluster.go,
-`nameIndex.Highest(remove)`), after lost / migrating / canary ones. So the controller asks
-`stop_candidates(endpoint, count)` which workers a lower count will stop, marks exactly those
-draining so the gateway hands them no new job, and calls `scale(endpoint, count, stop=those)` once
-they are idle. `scale` refuses (DrainMismatch) when Nomad would stop a worker the controller did
-not name, so a busy worker is never stopped by a count change.
+allocations to stop. In the steady state it stops the highest name indexes, but not always:
+migrating allocations go first, a failed allocation waiting for its delayed reschedule holds its
+index and counts, and some states leave the choice to Go's map order (nomad_stops.py transcribes
+the reconciler and lists every outcome). So the controller asks `stop_candidates(endpoint,
+count)` which workers a lower count may stop, marks exactly those draining so the gateway hands
+them no new job, and calls `scale(endpoint, count, stop=those)` once they are idle. `scale`
+refuses (DrainMismatch) when Nomad could stop a worker the controller did not name, so a busy
+worker is never stopped by a count change.
 
 With `deferred_stops=True` (what skiff_core.backends builds for the controller, whose autoscaler picks
 idle workers without knowing name indexes) a mismatch is not an error: the named workers that
-Nomad cannot stop yet are kept as "retiring" (drained, listed as STOPPING so the controller
-neither counts nor re-stops them), the group's Count includes them, and each later `scale` first
-drops every retiring allocation that has reached the top of the name indexes. Count is never
+Nomad cannot be trusted to stop yet are kept as "retiring" (drained, listed as STOPPING so the
+controller neither counts nor re-stops them), the group's Count includes them, and each `scale`
+lowers Count only as far as every possible outcome stops retiring workers alone. Count is never
 lowered past an allocation that was not named, so a busy worker is never stopped; the price is
-that a drained, idle low-index worker can linger until the ones above it are drained too.
+that a drained, idle worker can linger until Nomad's choice lands on it.
 
 The endpoint's worker key lives in the Nomad Variable `nomad/jobs/<job id>` (skiff_core.nomad.render
 explains why): `apply` writes it before registering the job, whose template blocks until it
@@ -25,7 +26,6 @@ exists, and only when it differs; `remove` deletes it after the job is gone.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,9 +42,9 @@ from skiff_core.nomad.render import (
     worker_key_variable,
 )
 from skiff_core.orchestrator.base import WorkerInfo, WorkerPhase
+from skiff_core.orchestrator.nomad_stops import alloc_index, could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
 
-_NAME_INDEX = re.compile(r"\[(\d+)\]$")
 _TERMINAL = frozenset({"complete", "failed", "lost"})
 _EVAL_DONE = frozenset({"complete", "failed", "blocked", "canceled"})
 
@@ -59,11 +59,6 @@ class DrainMismatch(NomadError):
     def __init__(self, message: str, would_stop: list[str]) -> None:
         super().__init__(message)
         self.would_stop = would_stop
-
-
-def alloc_index(alloc: dict[str, Any]) -> int:
-    match = _NAME_INDEX.search(str(alloc.get("Name", "")))
-    return int(match.group(1)) if match else -1
 
 
 def is_live(alloc: dict[str, Any]) -> bool:
@@ -113,6 +108,8 @@ class NomadOrchestrator:
             namespace=settings.nomad_namespace,
             region=settings.nomad_region,
             ca_cert=settings.nomad_cacert,
+            client_cert=settings.nomad_client_cert,
+            client_key=settings.nomad_client_key,
         )
         self._options = render_options or RenderOptions()
         self._worker_key = worker_key
@@ -147,15 +144,26 @@ class NomadOrchestrator:
         self._specs.pop(endpoint, None)
         self._retiring.pop(endpoint, None)
 
+    async def _group_allocs(self, endpoint: str) -> list[dict[str, Any]]:
+        """The group's allocations, the live ones read in full: only the full Allocation says
+        whether the node drainer marked it to migrate (DesiredTransition)."""
+        stubs = await self._client.allocations(job_id(endpoint))
+        live = [a for a in stubs if is_live(a)]
+        full = await asyncio.gather(*(self._client.allocation(str(a["ID"])) for a in live))
+        transitions = {str(f["ID"]): f.get("DesiredTransition") for f in full if f}
+        return [dict(a, DesiredTransition=transitions.get(str(a["ID"]))) if is_live(a) else a for a in stubs]
+
+    @staticmethod
+    def _would_stop(allocs: list[dict[str, Any]], count: int) -> list[str]:
+        """The live workers that lowering Count to `count` may stop, highest index first."""
+        maybe = could_stop(possible_stops(allocs, count), allocs)
+        live = sorted((a for a in allocs if is_live(a)), key=alloc_index, reverse=True)
+        return [str(a["ID"]) for a in live if str(a["ID"]) in maybe]
+
     async def stop_candidates(self, endpoint: str, count: int) -> list[str]:
-        """The allocations Nomad stops when the group's count drops to `count`: the highest name
-        indexes among the live ones (see the module docstring)."""
-        live = [a for a in await self._client.allocations(job_id(endpoint)) if is_live(a)]
-        excess = len(live) - count
-        if excess <= 0:
-            return []
-        live.sort(key=alloc_index, reverse=True)
-        return [str(a["ID"]) for a in live[:excess]]
+        """The workers Nomad may stop when the group's count drops to `count` (every outcome of
+        nomad_stops.possible_stops; in the steady state the highest name indexes)."""
+        return self._would_stop(await self._group_allocs(endpoint), count)
 
     async def scale(self, endpoint: str, count: int, *, stop: Sequence[str] = (), kill: Sequence[str] = ()) -> None:
         if count < 0:
@@ -171,7 +179,7 @@ class NomadOrchestrator:
             unexpected = [a for a in would_stop if a not in set(stop)]
             if unexpected:
                 raise DrainMismatch(
-                    f"lowering {endpoint!r} to {count} would stop {unexpected}, which were not "
+                    f"lowering {endpoint!r} to {count} could stop {unexpected}, which were not "
                     "drained; drain the workers stop_candidates() names first",
                     would_stop,
                 )
@@ -182,8 +190,8 @@ class NomadOrchestrator:
         await self._check_placement(endpoint, str(response.get("EvalID") or ""))
 
     async def _scale_deferred(self, endpoint: str, count: int, stop: Sequence[str]) -> None:
-        live = [a for a in await self._client.allocations(job_id(endpoint)) if is_live(a)]
-        live.sort(key=alloc_index, reverse=True)
+        allocs = await self._group_allocs(endpoint)
+        live = sorted((a for a in allocs if is_live(a)), key=alloc_index, reverse=True)
         ids = [str(a["ID"]) for a in live]
         retiring = (self._retiring.get(endpoint, set()) | set(stop)) & set(ids)
         keep = len(ids) - len(retiring)
@@ -192,23 +200,37 @@ class NomadOrchestrator:
             raise DrainMismatch(
                 f"lowering {endpoint!r} to {count} would stop workers that were not drained", ids[: keep - count]
             )
-        top = 0  # retiring allocations at the top of the name indexes: a lower Count stops exactly those
-        while top < len(ids) and ids[top] in retiring:
-            top += 1
-        if top:
-            message = (
-                f"skiff: scale {endpoint} to {len(ids) - top} (stopping drained {', '.join(i[:8] for i in ids[:top])})"
-            )
-            response = await self._client.scale(job_id(endpoint), GROUP_NAME, len(ids) - top, message)
+
+        def safe(n: int) -> tuple[bool, frozenset[str]]:
+            outcomes = possible_stops(allocs, n)
+            undrained = (could_stop(outcomes, allocs) & set(ids)) - retiring
+            return not undrained, surely_stopped(outcomes) & retiring
+
+        # 1. Stop as many retiring workers as a lower Count stops for sure, and nothing else.
+        stopped: frozenset[str] = frozenset()
+        lowered = None
+        for n in range(len(allocs) - 1, -1, -1):
+            ok, sure = safe(n)
+            if not ok:
+                break
+            if len(sure) > len(stopped):
+                stopped, lowered = sure, n
+        if lowered is not None:
+            message = f"skiff: scale {endpoint} to {lowered} (stopping drained {', '.join(i[:8] for i in stopped)})"
+            response = await self._client.scale(job_id(endpoint), GROUP_NAME, lowered, message)
             await self._check_placement(endpoint, str(response.get("EvalID") or ""))
-            retiring -= set(ids[:top])
+            retiring -= stopped
+            allocs = [dict(a, DesiredStatus="stop") if str(a["ID"]) in stopped else a for a in allocs]
         self._retiring[endpoint] = retiring
-        # The lingering retiring ones keep their slots: Count covers them and the workers asked for.
+        # 2. Count for the workers asked for plus the lingering retiring ones, no lower than
+        # what stops retiring workers alone.
         total = count + len(retiring)
-        if total != len(ids) - top or not top:
+        while not safe(total)[0]:
+            total += 1
+        if total != lowered:
             message = f"skiff: scale {endpoint} to {count}"
             if retiring:
-                message += f" (+{len(retiring)} drained, waiting for higher-index workers to drain)"
+                message += f" (+{len(retiring)} drained, waiting for Nomad to be able to stop them)"
             response = await self._client.scale(job_id(endpoint), GROUP_NAME, total, message)
             await self._check_placement(endpoint, str(response.get("EvalID") or ""))
 
