@@ -14,7 +14,7 @@ Choices, each made once here:
   because Nomad defaults `Min` to the group's count, which would forbid scaling to zero.
 - Deployments are disabled (`Update.MaxParallel = 0`). With Nomad's default update strategy every
   count change starts a deployment, and `POST /v1/job/:id/scale` answers 400 "job scaling blocked
-  due to active deployment" until it finishes (nomad issue 8143 / PR 8187; REFERENCE.md). An
+  due to active deployment" until it finishes (hashicorp/nomad issue 8143, PR 8187). An
   autoscaler that cannot scale while a slow GPU image pulls is useless, so Skiff gives that up:
   Nomad treats an update strategy with MaxParallel 0 as empty (structs.UpdateStrategy.IsEmpty),
   so no deployment is created. A spec change is then a destructive update of all allocations at
@@ -139,7 +139,7 @@ def pick_driver(spec: EndpointSpec, options: RenderOptions) -> Literal["docker",
 
 
 def worker_env(spec: EndpointSpec, gateway_url: str, ping_interval_s: float = 10.0) -> dict[str, str]:
-    """The environment of DESIGN.md's worker API, shared with the local orchestrator, less the
+    """The worker environment (docs/compatibility.md, "Worker protocol"), shared with the local orchestrator, less the
     worker key (the template `worker_key_template` supplies it).
 
     Nomad interpolates `${NOMAD_ALLOC_ID}` when it starts the task, so the worker id is the
