@@ -92,7 +92,8 @@ def _podman_or_fail() -> Podman:
     try:
         return Podman.create()
     except MissingTool as exc:
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    pytest.fail(missing, pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +104,13 @@ def built() -> Iterator[Built]:
     # Untagged images that newer builds replaced: kept a day as build cache, then dropped.
     podman.run("image", "prune", "--force", "--filter", "until=24h", check=False)
     started = time.monotonic()
+    missing = ""
     try:
         ensure_bases(podman)
     except MissingTool as exc:
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    if missing:
+        pytest.fail(missing, pytrace=False)
     podman.build(SERVER, context=REPO, dockerfile=REPO / "Dockerfile", build_args={"BASE": PYTHON_BASE})
     podman.build(WORKER_BASE, context=REPO, dockerfile=REPO / "sdk" / "Dockerfile", build_args={"BASE": PYTHON_BASE})
     # The CUDA variant: the same Dockerfile and build arguments as for nvidia/cuda, on a local base
@@ -279,3 +283,50 @@ def test_a_job_runs_through_the_gateway_and_worker_containers(
         assert body["workerId"] == worker_id, where
         # The request without the key is refused: the key above is what let it in.
         assert httpx.post(f"{base}/v2/echo/runsync", json={"input": 1}, timeout=10).status_code == 401
+        # Nomad stops the task with SIGTERM: `skiff gateway`, PID 1 in the container, exits on it.
+        stopped = time.monotonic()
+        podman.run("stop", "--time", "20", gateway)
+        code = podman.run("inspect", "--format", "{{.State.ExitCode}}", gateway).stdout.strip()
+        assert code == "0" and time.monotonic() - stopped < 15, f"exit {code}\n" + _logs(podman, gateway)
+
+
+def _wait_healthy(podman: Podman, name: str, timeout: float = 60) -> None:
+    """Until the image's HEALTHCHECK passes inside the container (podman runs it there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = podman.run("healthcheck", "run", name, check=False)
+        if health.returncode == 0:
+            return
+        running = podman.run("inspect", "--format", "{{.State.Running}}", name, check=False).stdout.strip()
+        assert running == "true" and time.monotonic() < deadline, (
+            f"{name}: HEALTHCHECK never passed ({health.stdout}{health.stderr})\n" + _logs(podman, name)
+        )
+        time.sleep(0.5)
+
+
+def test_the_server_image_runs_the_controller_too(built: Built, containers: list[str], tmp_path: Path) -> None:
+    """The other entry point: `skiff controller`, healthy by its --port, and healthy without one."""
+    podman = built.podman
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "echo.hcl").write_text(ECHO_HCL)
+    for path in (tmp_path, endpoints, endpoints / "echo.hcl"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    port = free_port()
+    suffix = secrets.token_hex(4)
+    common = [
+        "--health-interval=disable",
+        "--volume",
+        f"{endpoints}:/etc/skiff/endpoints:ro",
+        "--env",
+        f"SKIFF_API_KEY=sk_images_{suffix}",
+    ]
+    with_port, without_port = f"skiff-test-controller-{suffix}", f"skiff-test-controller-noport-{suffix}"
+    _run_detached(
+        podman, containers, with_port, SERVER, common, ["controller", "--host", "127.0.0.1", "--port", str(port)]
+    )
+    _run_detached(podman, containers, without_port, SERVER, common, ["controller"])
+    _wait_healthy(podman, with_port)
+    body = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+    assert body["ok"] is True and body["leader"] is True, body
+    _wait_healthy(podman, without_port)
