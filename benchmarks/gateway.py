@@ -50,8 +50,8 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks`, `skiff` and `
 
 # The benchmark reuses the test harness on purpose: the processes it measures are started exactly
 # as the end-to-end tests start them (same flags, same environment, same teardown).
-from tests.services import AWS_TEST_ENV, moto_server, redis_server
-from tests.stack import SkiffProcess, endpoint_hcl, free_port
+from tests.support.services import AWS_TEST_ENV, moto_server, redis_server
+from tests.support.stack import SkiffProcess, endpoint_hcl, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 ENDPOINT = "noop"

@@ -11,7 +11,7 @@ job at once; among several idle workers the one idle longest takes it (long-poll
 Policies, all with max_workers 10 and min_workers 0:
 - runpod-5s: Runpod's default behaviour: one new worker per queued job that no starting worker
   will take, up to max; each worker stops exactly 5 s after it went idle.
-- keda-sqs: KEDA's aws-sqs-queue scaler (REFERENCE.md): desired = ceil((visible + in-flight) /
+- keda-sqs: KEDA's aws-sqs-queue scaler (its defaults, from KEDA's documentation): desired = ceil((visible + in-flight) /
   queueLength 5), evaluated every 30 s (pollingInterval); the HPA's 300 s scale-down
   stabilisation window keeps the highest recommendation of the last 300 s; to zero only after
   cooldownPeriod 300 s with an empty queue. Generous to KEDA: scale-up is not rate-limited and

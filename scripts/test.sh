@@ -5,16 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 
+code=(sdk core gateway controller cli tests benchmarks examples)
 echo "==> ruff"
-.venv/bin/ruff check skiff tests benchmarks examples
-.venv/bin/ruff format --check skiff tests benchmarks examples
+.venv/bin/ruff check "${code[@]}"
+.venv/bin/ruff format --check "${code[@]}"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> terraform fmt"
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive terraform/
 else
-  echo "terraform not installed: tests/test_terraform.py reports it"
+  echo "terraform not installed: tests/e2e/test_terraform.py reports it"
 fi
 echo "==> pytest"
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -3,5 +3,5 @@
 # endpoints (`skiff up`). Extra arguments go to `skiff up`, e.g. --port 9000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test  # the examples include a worker written with the official runpod SDK
+scripts/setup.sh run  # the examples include a worker written with the official runpod SDK
 exec .venv/bin/skiff up "$@"

@@ -1,4 +1,4 @@
-"""Fixtures shared by the end-to-end tests."""
+"""Fixtures shared by every tier: `skiff up` on given endpoint files, moto and a private redis-server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import SkiffProcess
+from tests.support.services import MotoServer, RedisServer, moto_server, redis_server
+from tests.support.stack import SkiffProcess
 
 
 @pytest.fixture
@@ -30,3 +31,17 @@ def skiff_stack(tmp_path: Path) -> Iterator[Callable[..., SkiffProcess]]:
             stack.stop()
         except Exception:
             stack.kill9()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    """moto's server (SQS, S3, ...) on 127.0.0.1 for one test module."""
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server on 127.0.0.1 for one test module."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server

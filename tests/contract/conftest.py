@@ -19,7 +19,7 @@ import pytest
 
 from skiff_core.queue.base import JobQueue
 from skiff_core.store.base import JobStore
-from tests.services import MotoServer, RedisServer, moto_server, redis_server
+from tests.support.services import MotoServer, RedisServer, moto_server, redis_server
 
 QueueFactory = Callable[[pytest.FixtureRequest, Path], JobQueue | Awaitable[JobQueue]]
 StoreFactory = Callable[[pytest.FixtureRequest, Path], JobStore | Awaitable[JobStore]]

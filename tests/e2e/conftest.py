@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import SkiffProcess, endpoint_hcl
+from tests.support.stack import SkiffProcess, endpoint_hcl
 
 WORKERS = {
     "skiff": "tests/workers/skiff_async_echo.py",  # written with the Skiff SDK

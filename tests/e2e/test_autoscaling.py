@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import SkiffProcess, endpoint_hcl
+from tests.support.stack import SkiffProcess, endpoint_hcl
 
 WORKER = "tests/workers/skiff_async_echo.py"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.stack import SkiffProcess
+from tests.support.stack import SkiffProcess
 
 
 @pytest.fixture

@@ -29,24 +29,12 @@ from skiff_core.queue.sqlite import SqliteQueue
 from skiff_core.spec import EndpointSpec, EndpointType
 from skiff_core.store.sqlite import SqliteStore
 from skiff_gateway.context import GatewayContext
-from tests.services import MotoServer, RedisServer, moto_server, redis_server
-from tests.stack import SkiffProcess, endpoint_hcl
+from tests.support.services import MotoServer, RedisServer
+from tests.support.stack import SkiffProcess, endpoint_hcl
 
 INPUT_BYTES = 5 * 1024 * 1024
 OUTPUT_BYTES = 15 * 1024 * 1024
 BIG_ECHO = "tests/workers/big_echo.py"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 def _big_request() -> tuple[dict[str, Any], str]:
@@ -187,6 +175,7 @@ def test_references_are_resolved_for_the_worker_and_webhook_and_dropped_at_reten
         assert await store.get(job.id) is None and await store.get(small.id) is None
         assert not (tmp_path / "payloads" / job.id).exists()
         await ctx.stop()
+        await payloads.close()
         await queue.close()
         await store.close()
 
@@ -215,6 +204,7 @@ def test_housekeeping_removes_payloads_left_behind_by_a_crash(tmp_path: Path) ->
         assert await payloads.get(again) == b"x"
         assert orphan == again
         await ctx.stop()
+        await payloads.close()
         await queue.close()
         await store.close()
 

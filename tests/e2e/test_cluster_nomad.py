@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.doubles.consul import ConsulDouble
-from tests.doubles.nomad import NomadDouble
-from tests.stack import REPO, SKIFF, TEST_KEY, endpoint_hcl, free_port
+from tests.support.doubles.consul import ConsulDouble
+from tests.support.doubles.nomad import NomadDouble
+from tests.support.stack import REPO, SKIFF, TEST_KEY, endpoint_hcl, free_port
+from tests.support.wait import eventually
 
 ECHO = "tests/workers/skiff_async_echo.py"
 # A load_balancer worker with its API on $PORT and GET /ping on $PORT_HEALTH (Runpod's two
@@ -71,13 +72,8 @@ class Cluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(self.logs.glob("*.log")))
 
 
-def _wait(what: str, cond: Callable[[], bool], timeout: float, cluster: Cluster | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{cluster.output() if cluster else ''}")
+def eventually_cluster(what: str, cond: Callable[[], bool], timeout: float, cluster: Cluster | None = None) -> None:
+    eventually(cond, timeout=timeout, what=what, context=cluster.output if cluster else str)
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -142,8 +138,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
         cluster = Cluster(nomad, consul, gateway_url, f"http://127.0.0.1:{controller_port}", logs)
         try:
-            _wait("the gateway", lambda: _get_json(f"{gateway_url}/healthz") is not None, 30, cluster)
-            _wait(
+            eventually_cluster("the gateway", lambda: _get_json(f"{gateway_url}/healthz") is not None, 30, cluster)
+            eventually_cluster(
                 "the controller to lead",
                 lambda: (_get_json(f"{cluster.controller_url}/healthz") or {}).get("leader") is True,
                 30,
@@ -164,14 +160,14 @@ def test_controller_leads_through_a_consul_session_and_registers_one_job_per_end
     entry = cluster.consul.kv.get("skiff/controller/leader")
     assert entry is not None and entry.get("Session") in cluster.consul.sessions
     every = ["skiff-echo", "skiff-web", "skiff-web0"]
-    _wait("every endpoint registered", lambda: sorted(cluster.nomad.jobs) == every, 20, cluster)
+    eventually_cluster("every endpoint registered", lambda: sorted(cluster.nomad.jobs) == every, 20, cluster)
     task = cluster.nomad.jobs["skiff-echo"]["TaskGroups"][0]["Tasks"][0]
     assert task["Driver"] == "raw_exec" and task["Env"]["RUNPOD_POD_ID"] == "${NOMAD_ALLOC_ID}"
     assert task["Env"]["RUNPOD_WEBHOOK_GET_JOB"].startswith(f"{cluster.gateway_url}/v2/echo/job-take/")
 
 
 def test_jobs_complete_through_the_gateway_scaling_0_n_0_without_stopping_busy_workers(cluster: Cluster) -> None:
-    _wait("echo to start at zero workers", lambda: "skiff-echo" in cluster.nomad.jobs, 10, cluster)
+    eventually_cluster("echo to start at zero workers", lambda: "skiff-echo" in cluster.nomad.jobs, 10, cluster)
     assert _live(cluster, "echo") == []
     seen: set[str] = set()
     peak = 0
@@ -193,7 +189,7 @@ def test_jobs_complete_through_the_gateway_scaling_0_n_0_without_stopping_busy_w
             # and stopped (a scale-down) while others are still busy with long ones.
             inputs = [{"n": n, "sleep": 0.3} for n in range(3)] + [{"n": n, "sleep": 6.0} for n in range(3, 5)]
             ids = [client.post("/v2/echo/run", json={"input": i}).json()["id"] for i in inputs]
-            _wait("more than one worker", lambda: peak >= 2, 60, cluster)
+            eventually_cluster("more than one worker", lambda: peak >= 2, 60, cluster)
             health = client.get("/v2/echo/health").json()
             assert health["jobs"]["inQueue"] + health["jobs"]["inProgress"] + health["jobs"]["completed"] >= 1
             results: dict[str, dict[str, Any]] = {}
@@ -214,8 +210,8 @@ def test_jobs_complete_through_the_gateway_scaling_0_n_0_without_stopping_busy_w
                 assert body.get("retries", 0) == 0, body
                 assert body["workerId"] in seen  # the worker id is the Nomad allocation id
             # Back to zero: every allocation stopped once idle.
-            _wait("echo to scale back to zero", lambda: _live(cluster, "echo") == [], 60, cluster)
-            _wait(
+            eventually_cluster("echo to scale back to zero", lambda: _live(cluster, "echo") == [], 60, cluster)
+            eventually_cluster(
                 "the gateway to report no ready worker",
                 lambda: client.get("/v2/echo/health").json()["workers"]["ready"] == 0,
                 30,
@@ -242,7 +238,7 @@ def test_load_balancer_traffic_goes_only_to_passing_instances(cluster: Cluster) 
                 i.id for i in cluster.consul.instances.values() if i.service == "skiff-web" and i.status == "passing"
             )
 
-    _wait("two passing web instances", lambda: len(passing()) == 2, 60, cluster)
+    eventually_cluster("two passing web instances", lambda: len(passing()) == 2, 60, cluster)
     services = passing()
     allocs = sorted(str(a["ID"]) for a in _live(cluster, "web"))
     # Consul service ids name their allocation; the worker's RUNPOD_POD_ID is that allocation id.
@@ -260,12 +256,12 @@ def test_load_balancer_traffic_goes_only_to_passing_instances(cluster: Cluster) 
     time.sleep(0.5)
     assert set(whoami(10)) == {a for a in allocs if a != sick_alloc}
     cluster.consul.set_status(sick, "passing")
-    _wait("the instance to get traffic again", lambda: sick_alloc in set(whoami(6)), 10, cluster)
+    eventually_cluster("the instance to get traffic again", lambda: sick_alloc in set(whoami(6)), 10, cluster)
 
 
 def test_load_balancer_scales_from_zero_on_reports_and_never_stops_a_busy_worker(cluster: Cluster) -> None:
-    _wait("web0 registered with no worker", lambda: "skiff-web0" in cluster.nomad.jobs, 20, cluster)
-    _wait("web0 at zero", lambda: not _live(cluster, "web0"), 30, cluster)
+    eventually_cluster("web0 registered with no worker", lambda: "skiff-web0" in cluster.nomad.jobs, 20, cluster)
+    eventually_cluster("web0 at zero", lambda: not _live(cluster, "web0"), 30, cluster)
     with cluster.client(timeout=60) as client:
         # Held by the gateway until the controller, told by the gateway's report, starts a worker.
         first = client.get("/lb/web0/whoami")
@@ -281,7 +277,7 @@ def test_load_balancer_scales_from_zero_on_reports_and_never_stops_a_busy_worker
             assert client.post("/lb/web0/release").status_code == 200
             assert list(lines) == [f"line 1 from {worker}"]
     # Idle now: drained through the shared marks and stopped, back to zero.
-    _wait("web0 back to zero", lambda: not _live(cluster, "web0"), 30, cluster)
+    eventually_cluster("web0 back to zero", lambda: not _live(cluster, "web0"), 30, cluster)
     # And from zero again on the next request.
     with cluster.client(timeout=60) as client:
         again = client.get("/lb/web0/whoami")

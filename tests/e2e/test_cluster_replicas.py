@@ -15,22 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import MotoServer, RedisServer, moto_server, redis_server
-from tests.stack import GatewayReplica, SkiffProcess, endpoint_hcl
+from tests.support.services import MotoServer, RedisServer
+from tests.support.stack import GatewayReplica, SkiffProcess, endpoint_hcl
+from tests.support.wait import wait_final
 
 ECHO = "tests/workers/skiff_async_echo.py"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 class Cluster:
@@ -72,16 +61,6 @@ def cluster(moto: MotoServer, redis: RedisServer, tmp_path: Path) -> Iterator[Cl
         b.stop()
 
 
-def _wait_final(client: httpx.Client, job_id: str, timeout: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    body: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        body = client.get(f"/v2/echo/status/{job_id}?wait=5000").json()
-        if body["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
-            return body
-    raise AssertionError(f"job {job_id} not final after {timeout}s: {body}")
-
-
 def test_runsync_on_a_answers_with_the_result_stored_through_b(cluster: Cluster) -> None:
     with cluster.a.client(timeout=60) as a:
         # A launched no worker: whatever runs the job talks to B.
@@ -102,7 +81,7 @@ def test_runsync_on_a_answers_with_the_result_stored_through_b(cluster: Cluster)
         assert status["output"] == big
     with cluster.b.client() as b:
         # Both replicas read the same store: B knows the job A accepted.
-        assert _wait_final(b, accepted["id"], 30)["output"] == {"via": "a"}
+        assert wait_final(b, "echo", accepted["id"], 30)["output"] == {"via": "a"}
         assert b.get(f"/v2/echo/status/{body['id']}").json()["status"] == "COMPLETED"
 
 
@@ -139,6 +118,6 @@ def test_kill9_replica_a_under_load_loses_no_accepted_job(cluster: Cluster) -> N
     assert len(accepted) >= 40
     with cluster.b.client(timeout=30) as b:
         for n_job, job_id in enumerate(accepted):
-            done = _wait_final(b, job_id, 120)
+            done = wait_final(b, "echo", job_id, 120)
             assert done["status"] == "COMPLETED", done
             assert isinstance(done["output"], dict) and done["output"]["sleep"] == 0.02, (n_job, done)

@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from tests.stack import REPO, SKIFF, SkiffProcess, endpoint_hcl
+from tests.support.stack import REPO, SKIFF, SkiffProcess, endpoint_hcl
+from tests.support.wait import eventually, wait_final
 
 
 def _status(client: httpx.Client) -> dict[str, Any]:
@@ -25,26 +26,6 @@ def _status(client: httpx.Client) -> dict[str, Any]:
 
 def _endpoint(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(e for e in doc["endpoints"] if e["name"] == name)
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _final(client: httpx.Client, endpoint: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/v2/{endpoint}/status/{job_id}").json()
-        if body["status"] not in ("IN_QUEUE", "IN_PROGRESS"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not final after {timeout}s: {body}")
 
 
 def _roll_hcl(version: str) -> str:
@@ -82,12 +63,12 @@ def test_editing_an_endpoint_file_replaces_workers_without_failing_a_job(
                 workers = _endpoint(_status(client), "roll")["workers"]
                 return len(workers) >= 2 and all(w["current"] and w["id"] not in old_workers for w in workers)
 
-            _wait(replaced, 60, "every worker to run the new version")
+            eventually(replaced, timeout=60, what="every worker to run the new version")
             time.sleep(1.5)  # keep submitting for a while on the new version
         finally:
             stop.set()
             submitter.join(10)
-        results = [_final(client, "roll", job_id) for job_id in ids]
+        results = [wait_final(client, "roll", job_id) for job_id in ids]
     assert "endpoint roll changed" in stack.output()
     failed = [r for r in results if r["status"] != "COMPLETED" or r.get("retries")]
     assert not failed, f"jobs failed or were re-delivered during the rollout: {failed}"
@@ -156,8 +137,8 @@ def test_a_dead_controller_is_replaced_by_the_waiting_one(tmp_path: Path) -> Non
             assert first["status"] == "COMPLETED"
             leader.kill9()
             queued = client.post("/v2/e/run", json={"input": {"after": 1}}).json()["id"]
-            _wait(lambda: _status(client)["leader"] is True, 20, "the standby to take the lock")
-            body = _final(client, "e", queued)
+            eventually(lambda: _status(client)["leader"] is True, timeout=20, what="the standby to take the lock")
+            body = wait_final(client, "e", queued)
             assert body["status"] == "COMPLETED" and body["output"] == {"after": 1}
             assert body["workerId"] != first["workerId"]
     finally:
@@ -182,7 +163,7 @@ def test_worker_lifecycle_timeout_kill_silent_worker_and_refresh(skiff_stack: Ca
         # Execution timeout: TIMED_OUT at once; the worker ignores job-stop, so it is killed and
         # replaced, and the next job runs on the replacement.
         job = client.post("/v2/stuck/run", json={"input": {"sleep": 600}, "policy": {"executionTimeout": 1000}})
-        timed_out = _final(client, "stuck", job.json()["id"])
+        timed_out = wait_final(client, "stuck", job.json()["id"])
         assert timed_out["status"] == "TIMED_OUT"
         stuck_worker = timed_out["workerId"]
         after = client.post("/v2/stuck/runsync", json={"input": {"sleep": 0}}).json()
@@ -193,17 +174,25 @@ def test_worker_lifecycle_timeout_kill_silent_worker_and_refresh(skiff_stack: Ca
         pids = _pids_of(stack, echo_worker)
         assert pids, f"no process found for worker {echo_worker}"
         held = client.post("/v2/echo/run", json={"input": {"sleep": 1, "held": True}}).json()["id"]
-        _wait(lambda: client.get(f"/v2/echo/status/{held}").json()["status"] == "IN_PROGRESS", 20, "job start")
+        eventually(
+            lambda: client.get(f"/v2/echo/status/{held}").json()["status"] == "IN_PROGRESS",
+            timeout=20,
+            what="job start",
+        )
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         try:
-            body = _final(client, "echo", held, timeout=60)
+            body = wait_final(client, "echo", held, timeout=60)
         finally:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
         assert body["status"] == "COMPLETED" and body["workerId"] != echo_worker and body["retries"] == 1
-        _wait(lambda: echo_worker not in {w["id"] for w in _endpoint(_status(client), "echo")["workers"]}, 30, "stop")
+        eventually(
+            lambda: echo_worker not in {w["id"] for w in _endpoint(_status(client), "echo")["workers"]},
+            timeout=30,
+            what="stop",
+        )
 
         # refresh_worker: the worker exits after the job and a fresh one takes the next.
         refreshed = client.post("/v2/echo/runsync", json={"input": {"refresh": True}}).json()

@@ -15,7 +15,7 @@ import pytest
 
 from skiff_core.jobs import JobRecord, JobStatus
 from skiff_core.store.sqlite import SqliteStore
-from tests.stack import SkiffProcess, endpoint_hcl
+from tests.support.stack import SkiffProcess, endpoint_hcl
 
 JOBS = 200
 

@@ -13,18 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import SkiffProcess
-
-
-def wait_status(client: httpx.Client, endpoint: str, job_id: str, statuses: set[str], timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = client.get(f"/v2/{endpoint}/status/{job_id}").json()
-        if body["status"] in statuses:
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached {statuses}: last {body}")
+from tests.support.stack import SkiffProcess
+from tests.support.wait import wait_status
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import SkiffProcess, endpoint_hcl
+from tests.support.stack import SkiffProcess, endpoint_hcl
 
 SERVERS = {"fastapi": "tests/workers/lb_fastapi.py", "plain": "tests/workers/lb_plain.py"}
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import runpod
 
-from tests.stack import SkiffProcess
+from tests.support.stack import SkiffProcess
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.stack import SkiffProcess, endpoint_hcl
+from tests.support.stack import SkiffProcess, endpoint_hcl
 
 
 def test_runpod_generator_worker_streams_and_aggregates(skiff_stack: Callable[..., SkiffProcess]) -> None:

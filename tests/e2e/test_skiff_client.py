@@ -8,8 +8,8 @@ import time
 import pytest
 
 import skiff
-from skiff.sdk.client import SkiffAuthError, SkiffNotFoundError
-from tests.stack import SkiffProcess
+from skiff.client import SkiffAuthError, SkiffNotFoundError
+from tests.support.stack import SkiffProcess
 
 
 def test_sync_client_drives_every_route(echo_stack: SkiffProcess) -> None:

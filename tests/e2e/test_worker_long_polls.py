@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from skiff_core.keys import KeyRing
-from tests.stack import TEST_KEY, GatewayReplica, endpoint_hcl
+from tests.support.stack import TEST_KEY, GatewayReplica, endpoint_hcl
 
 
 @pytest.fixture

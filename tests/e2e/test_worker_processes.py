@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.stack import REPO, SkiffProcess, endpoint_hcl
+from tests.support.stack import REPO, SkiffProcess, endpoint_hcl
 
 SKIFF = str(Path(sys.executable).parent / "skiff")
 

@@ -31,44 +31,13 @@ from skiff_cli.diagnostics import dump_tasks_on_sigusr2
 from skiff_cli.options import EndpointsDir, StateDir, load_settings, load_specs_or_exit, setup_logging
 from skiff_core.config import Settings
 from skiff_core.endpoints import EndpointFileError, load_endpoints
-from skiff_core.jobs import WorkerRecord
 from skiff_core.spec import EndpointSpec
-from skiff_gateway.workers import WorkerTracker
 
 if TYPE_CHECKING:
     from skiff_controller.loop import Controller
     from skiff_core.keys import KeyRing
 
 log = logging.getLogger("skiff")
-
-# How often the controller re-reads the worker registry the gateways flush (they flush ~2/s).
-MIRROR_INTERVAL_S = 0.25
-
-
-class MirroredTracker(WorkerTracker):
-    """The controller's view of the worker registry: the store's records, refreshed often.
-
-    The Controller reads `get`/`local` and calls `drain`/`forget`; in `skiff up` those act on the
-    gateway's own tracker. Here the records come from the store, and a drain is written back to
-    it (the Controller does that) and kept locally until the store shows it, so a refresh never
-    undoes a drain that is still on its way.
-    """
-
-    async def mirror(self) -> None:
-        stored = {w.id: w for w in await self._store.list_workers()}
-        merged: dict[str, WorkerRecord] = {}
-        for worker_id, record in stored.items():
-            local = self._workers.get(worker_id)
-            if local is not None and local.draining and not record.draining:
-                record = record.model_copy(
-                    update={"draining": True, "draining_since": local.draining_since, "state": local.state}
-                )
-            merged[worker_id] = record
-        for worker_id, local in self._workers.items():
-            if worker_id not in merged and local.draining:
-                merged[worker_id] = local  # drained before any gateway flushed it
-        self._workers = merged
-        self._dirty.clear()  # the gateways own these records; nothing here is flushed
 
 
 @app.command()
@@ -109,19 +78,10 @@ def controller(
 
 async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str, port: int | None) -> None:
     # Imported here so `skiff --help` stays fast.
-    from skiff_controller.lb_loads import ReportedLoads
-    from skiff_controller.loop import Controller
-    from skiff_core.backends import (
-        LocalHooks,
-        build_discovery,
-        build_leader_lock,
-        build_orchestrator,
-        build_queue,
-        build_store,
-    )
+    from skiff_controller.service import ControllerService
+    from skiff_core.backends import Backends
     from skiff_core.catalog import EndpointCatalog
     from skiff_core.keys import KeyRing
-    from skiff_gateway.context import GatewayContext
 
     dump_tasks_on_sigusr2()
     stop = asyncio.Event()
@@ -129,80 +89,37 @@ async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str, port
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    queue = build_queue(settings)
-    store = build_store(settings)
-    catalog = EndpointCatalog(specs)
+    backends = Backends.build(settings)
     keys = KeyRing(api_key)
-    ctx = GatewayContext.build(settings, queue, store, catalog, keys)
-    tracker = MirroredTracker(store)
-    ctx.workers = tracker
-
-    async def worker_exited(worker_id: str, endpoint: str) -> None:
-        # Only the local orchestrator reports exits; its workers' jobs go back to the queue.
-        released = await ctx.jobs.release_worker_jobs(worker_id, catalog.get)
-        await store.delete_worker(worker_id)
-        if released:
-            log.warning("worker %s of %s died holding %d job(s); re-queued them", worker_id, endpoint, released)
-
-    hooks = LocalHooks(Path.cwd(), on_launch=tracker.register, on_exit=worker_exited)
-    orchestrator = build_orchestrator(settings, keys.worker_key, hooks)
-    discovery = build_discovery(settings, orchestrator, catalog.all)
-    # The gateways are other processes: their load-balancer numbers arrive as reports in the store.
-    balancer = ReportedLoads(store, discovery) if discovery is not None else None
-    lock = build_leader_lock(settings)
-    control = Controller(ctx, orchestrator, lock, balancer=balancer)
-    ctx.control = control
     tasks: list[asyncio.Task[Any]] = []
     try:
-        for spec in specs:
-            await queue.ensure(spec.name, max_receives=spec.max_retries + 1)
-        starter = getattr(discovery, "start", None)  # LocalDiscovery probes from a task
-        if callable(starter):
-            starter()
-        await tracker.mirror()
-        tasks.append(asyncio.create_task(_mirror_forever(tracker), name="mirror-workers"))
-        tasks.append(asyncio.create_task(control.run(), name="controller"))
-        tasks.append(asyncio.create_task(_watch(control, settings.endpoints_dir), name="watch-endpoints"))
-        if port is not None:
-            tasks.append(asyncio.create_task(_serve_health(control, keys, settings.host, port), name="healthz"))
-        tasks.append(asyncio.create_task(_announce(control, settings), name="announce"))
-        waiter = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([waiter, *tasks[:2]], return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        for task in done:
-            if task is not waiter and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await orchestrator.close()
-        if discovery is not None:
-            await discovery.close()
-        closer = getattr(lock, "close", None)  # the Consul lock's HTTP session
-        if callable(closer):
-            await closer()
-        await ctx.jobs.payloads.close()
-        await queue.close()
-        await store.close()
-
-
-async def _mirror_forever(tracker: MirroredTracker) -> None:
-    while True:
-        await asyncio.sleep(MIRROR_INTERVAL_S)
+        service = ControllerService(settings, backends, EndpointCatalog(specs), keys, project_dir=Path.cwd())
+        control = service.controller
         try:
-            await tracker.mirror()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the store is down: keep the last view, say so, try again
-            log.warning("reading the worker registry failed: %s", exc)
+            await service.start()
+            tasks.append(asyncio.create_task(_watch(control, settings.endpoints_dir), name="watch-endpoints"))
+            if port is not None:
+                tasks.append(asyncio.create_task(_serve_health(control, keys, settings.host, port), name="healthz"))
+            tasks.append(asyncio.create_task(_announce(control, settings), name="announce"))
+            waiter = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([waiter, service.running], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if service.running in done and service.running.exception() is not None:
+                raise service.running.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await service.close()
+    finally:
+        await backends.close()
 
 
 async def _announce(control: Controller, settings: Settings) -> None:
     started = time.monotonic()
     while not control.leading:
         await asyncio.sleep(0.05)
-    names = ", ".join(control.ctx.catalog.names())
+    names = ", ".join(control.catalog.names())
     print(
         f"skiff controller: leading after {time.monotonic() - started:.1f}s; endpoints: {names}; "
         f"orchestrator {settings.orchestrator}, discovery {settings.discovery}; workers call {settings.gateway_url}",

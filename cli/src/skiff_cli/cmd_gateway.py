@@ -78,66 +78,44 @@ def _client_key(settings: Settings) -> str:
 
 async def _serve(settings: Settings, specs: list[EndpointSpec], listener: socket.socket) -> None:
     # Imported here so `skiff --help` stays fast.
-    from skiff_controller.lb_loads import LoadReporter
-    from skiff_core.backends import build_discovery, build_queue, build_store
+    from skiff_core.backends import Backends, build_discovery
     from skiff_core.catalog import EndpointCatalog
     from skiff_core.keys import KeyRing
-    from skiff_gateway.app import create_app
-    from skiff_gateway.balancer import Balancer
-    from skiff_gateway.context import GatewayContext
     from skiff_gateway.server import GracefulServer
     from skiff_gateway.server_logs import quiet_cancelled_requests
+    from skiff_gateway.service import GatewayService
 
     dump_tasks_on_sigusr2()
-    queue = build_queue(settings)
-    store = build_store(settings)
-    catalog = EndpointCatalog(specs)
-    # Without an orchestrator here, only a cluster's discovery (Consul) can find load_balancer
-    # workers; embedded replicas answer /lb/ with 503 and leave it to `skiff up`.
-    discovery = build_discovery(settings, None, catalog.all)
-    background: list[asyncio.Task[None]] = []
+    backends = Backends.build(settings)
     try:
-        ctx = GatewayContext.build(
-            settings,
-            queue,
-            store,
-            catalog,
-            KeyRing(_client_key(settings)),
-            discovery=discovery,
-        )
-        if discovery is not None:
-            # The controller is another process: it scales by the reports this replica publishes.
-            ctx.balancer = Balancer(discovery)
-            reporter = LoadReporter(ctx.balancer, store)
-            ctx.balancer.wake = reporter.poke
-            # Started before serving: the first round adopts the controller's drain marks.
-            background.append(asyncio.create_task(reporter.run(), name="lb-report"))
-        # The app's lifespan starts and stops the context (queues ensured, housekeeping, payloads).
-        config = uvicorn.Config(
-            create_app(ctx, manage_context=True),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=3,
-        )
-        quiet_cancelled_requests()
-        server = GracefulServer(config)
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started:
-            if serving.done():
-                await serving  # the startup failure, e.g. the app's lifespan could not start
-                return
-            await asyncio.sleep(0.02)
-        typer.echo(f"Skiff gateway is up at http://{settings.host}:{settings.port}")
-        typer.echo(f"endpoints: {', '.join(s.name for s in specs)}; workers reach it at {settings.gateway_url}")
-        await serving
+        catalog = EndpointCatalog(specs)
+        # Without an orchestrator here, only a cluster's discovery (Consul) can find load_balancer
+        # workers; embedded replicas answer /lb/ with 503 and leave it to `skiff up`.
+        discovery = build_discovery(settings, None, catalog.all)
+        service = GatewayService(settings, backends, catalog, KeyRing(_client_key(settings)), discovery=discovery)
+        try:
+            await service.start()
+            config = uvicorn.Config(
+                service.app,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=3,
+            )
+            quiet_cancelled_requests()
+            server = GracefulServer(config)
+            serving = asyncio.create_task(server.serve(sockets=[listener]))
+            while not server.started:
+                if serving.done():
+                    await serving  # the startup failure
+                    return
+                await asyncio.sleep(0.02)
+            typer.echo(f"Skiff gateway is up at http://{settings.host}:{settings.port}")
+            typer.echo(f"endpoints: {', '.join(s.name for s in specs)}; workers reach it at {settings.gateway_url}")
+            await serving
+        finally:
+            await service.close()
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        if discovery is not None:
-            await discovery.close()
-        await queue.close()
-        await store.close()
+        await backends.close()

@@ -14,7 +14,6 @@ queue meanwhile; jobs the dead workers held come back when their lease runs out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,26 +21,15 @@ from pathlib import Path
 
 import uvicorn
 
-from skiff_controller.lb_loads import LoadReporter, ReportedLoads
-from skiff_controller.loop import Controller
-from skiff_core.backends import (
-    LocalHooks,
-    build_discovery,
-    build_leader_lock,
-    build_orchestrator,
-    build_queue,
-    build_store,
-)
+from skiff_controller.service import ControllerService
+from skiff_core.backends import Backends
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.keys import KeyRing, load_or_create_key
-from skiff_core.leader import LeaderLock
 from skiff_core.spec import EndpointSpec
-from skiff_gateway.app import create_app
-from skiff_gateway.balancer import Balancer
-from skiff_gateway.context import GatewayContext
 from skiff_gateway.server import GracefulServer
 from skiff_gateway.server_logs import quiet_cancelled_requests
+from skiff_gateway.service import GatewayService
 
 log = logging.getLogger("skiff")
 
@@ -61,63 +49,47 @@ def resolve_api_key(settings: Settings) -> ApiKey:
 
 
 class Stack:
+    """The composition root of `skiff up`: one set of backends, a gateway and a controller that
+    share them, the controller reading the gateway's own worker tracker and balancer."""
+
     def __init__(self, settings: Settings, specs: list[EndpointSpec], api_key: str, project_dir: Path) -> None:
         self.settings = settings
         self.keys = KeyRing(api_key)
         self.catalog = EndpointCatalog(specs)
-        self.queue = build_queue(settings)
-        self.store = build_store(settings)
-        self.ctx = GatewayContext.build(settings, self.queue, self.store, self.catalog, self.keys)
-        hooks = LocalHooks(
-            project_dir, on_launch=self._launched, on_exit=self._worker_exited, on_stopping=self.ctx.workers.release
+        self.backends = Backends.build(settings)
+        self.gateway = GatewayService(settings, self.backends, self.catalog, self.keys)
+        self.ctx = self.gateway.ctx
+        tracker = self.ctx.workers
+        self.control = ControllerService(
+            settings,
+            self.backends,
+            self.catalog,
+            self.keys,
+            project_dir=project_dir,
+            registry=tracker,
+            on_launch=self._launched,
+            on_stopping=tracker.release,
         )
-        self.orchestrator = build_orchestrator(settings, self.keys.worker_key, hooks)
-        discovery = build_discovery(settings, self.orchestrator, self.catalog.all)
-        assert discovery is not None  # built with an orchestrator, there always is one
-        self.discovery = discovery
-        self.balancer = Balancer(self.discovery)
-        # Other gateway replicas (and a controller elsewhere, should it lead) see this process's
-        # load-balancer traffic through its reports; this controller sees theirs.
-        self.reporter = LoadReporter(self.balancer, self.store)
-        loads = ReportedLoads(self.store, self.discovery, local=self.balancer, replica=self.reporter.replica)
-        self.lock: LeaderLock = build_leader_lock(settings)
-        self.controller = Controller(self.ctx, self.orchestrator, self.lock, balancer=loads)
+        # Embedded discovery reads the local orchestrator's table: the controller builds it.
+        assert self.control.discovery is not None, "with an orchestrator there always is a discovery"
+        self.gateway.use_discovery(self.control.discovery, owned=False)
+        assert self.gateway.balancer is not None and self.gateway.reporter is not None
+        self.control.share_process_with(self.gateway.balancer, self.gateway.reporter.replica)
+        self.controller = self.control.controller
+        self.orchestrator = self.control.orchestrator
+        self.lock = self.control.lock
         # Wake on enqueue: a job for an endpoint without workers starts one within milliseconds.
-        self.ctx.jobs.on_enqueue = self.controller.wake
-        self.balancer.wake = self._request_held
-        self.ctx.discovery = self.discovery
-        self.ctx.balancer = self.balancer
-        self.ctx.control = self.controller
+        self.gateway.attach_control(self.controller, self.controller.wake)
+        self.gateway.on_request_held = self.controller.wake
         # Extra observers of worker launches (the wake-latency benchmark uses one).
         self.launch_hooks: list[Callable[[str, str, float], None]] = []
         self._server: uvicorn.Server | None = None
-        self._background: list[asyncio.Task[None]] = []
-        self.app = create_app(self.ctx, manage_context=False)
-
-    def _request_held(self, endpoint: str) -> None:
-        self.controller.wake(endpoint)
-        self.reporter.poke(endpoint)
+        self.app = self.gateway.app
 
     def _launched(self, worker_id: str, endpoint: str, launched_at: float) -> None:
         self.ctx.workers.register(worker_id, endpoint, launched_at)
         for hook in self.launch_hooks:
             hook(worker_id, endpoint, launched_at)
-
-    async def _worker_exited(self, worker_id: str, endpoint: str) -> None:
-        released = await self.ctx.jobs.release_worker_jobs(worker_id, self.catalog.get)
-        await self.store.delete_worker(worker_id)
-        if released:
-            log.warning("worker %s of %s died holding %d job(s); re-queued them", worker_id, endpoint, released)
-
-    async def _stop_workers(self) -> None:
-        """Stop the controller (so nothing relaunches), then the workers, while the gateway still
-        answers: a worker finishing its job on SIGTERM posts the result instead of losing it."""
-        background, self._background = self._background, []
-        for task in background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.orchestrator.close()
 
     def request_stop(self) -> None:
         """Ask `serve` to shut down as Ctrl-C would (for in-process users such as benchmarks)."""
@@ -139,33 +111,30 @@ class Stack:
             timeout_graceful_shutdown=3,
         )
         quiet_cancelled_requests()
+        # The workers stop while the gateway still answers: one finishing its job on SIGTERM
+        # posts the result instead of losing it.
         server = self._server = GracefulServer(
-            config, before_shutdown=self._stop_workers, on_second_signal=self.orchestrator.hurry
+            config, before_shutdown=self.control.stop_workers, on_second_signal=self.orchestrator.hurry
         )
-        await self.ctx.start()
-        # LocalDiscovery probes in a task started here; Consul's watches start on first use.
-        starter = getattr(self.discovery, "start", None)
-        if callable(starter):
-            starter()
-        self._background.append(asyncio.create_task(self.reporter.run(), name="lb-report"))
-        serving = asyncio.create_task(server.serve())
         try:
+            await self.gateway.start()
+            serving = asyncio.create_task(server.serve())
             while not server.started:
                 if serving.done():
                     await serving  # raises the bind error
                     return
                 await asyncio.sleep(0.02)
-            self._background.append(asyncio.create_task(self.controller.run(), name="controller"))
+            await self.control.start()
             await asyncio.sleep(0.05)  # the first lock attempt is immediate: report who leads
             if on_ready is not None:
                 on_ready.set()
             await serving
         finally:
-            await self._stop_workers()
-            await self.discovery.close()
-            closer = getattr(self.lock, "close", None)  # the Consul lock's HTTP session
-            if callable(closer):
-                await closer()
-            await self.ctx.stop()
-            await self.queue.close()
-            await self.store.close()
+            # Reverse order of starting: controller (and workers), gateway, then the backends.
+            try:
+                await self.control.close()
+            finally:
+                try:
+                    await self.gateway.close()
+                finally:
+                    await self.backends.close()

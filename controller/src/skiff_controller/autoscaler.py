@@ -3,7 +3,7 @@
 The controller calls `Autoscaler.decide` on every tick and on every enqueue; the scaling
 benchmark replays traces through the same call with a simulated clock. Nothing here does I/O.
 
-Rules, in the order `decide` applies them (DESIGN.md "Autoscaling", issue 3 item 2):
+Rules, in the order `decide` applies them (docs/architecture.md, "The life of a worker"):
 
 1. The scaler (`skiff_controller.scalers`) says how many workers the queue asks for.
 2. Wake on enqueue: queued work and no worker that could take it starts one at once, whatever

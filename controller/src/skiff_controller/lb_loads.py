@@ -1,141 +1,74 @@
-"""Load-balancer numbers shared between processes: gateway replicas route the requests of
-load_balancer endpoints, and a separate `skiff controller` scales their workers.
+"""The controller side of load-balancing endpoints: what it reads and marks on their workers.
 
-Each gateway replica's `LoadReporter` publishes a `LoadReport` (requests held for want of a
-worker, requests in flight per worker, the drain marks it honours) as a job-store note every
-`REPORT_EVERY_S`, at once when a request is held, and with a `REPORT_TTL_S` expiry so that a dead
-replica stops counting. The controller's `ReportedLoads` sums the live reports into the same
-numbers the in-process `Balancer` gives `skiff up`. Drain marks travel the other way: one note
-the controller rewrites, which each replica adopts before it builds its next report.
-
-A drained worker is stopped only once every live report lists the mark and holds no request on
-that worker. A replica adopts the marks before it counts, and never picks a marked worker after,
-so such a report proves that replica will send the worker nothing more; a replica that has not
+`ReportedLoads` sums every live gateway replica's report (see skiff_core.lbload). A drained
+worker is stopped only once every live report lists the mark and holds no request on that
+worker. A replica adopts the marks before it counts, and never picks a marked worker after, so
+such a report proves that replica will send the worker nothing more; a replica that has not
 reported since the mark was written cannot prove it and holds the stop back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterable
+from typing import Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from skiff.aio import wait_event
 from skiff_core.discovery.base import Discovery
+from skiff_core.lbload import (
+    DRAIN_NOTE,
+    DRAIN_REFRESH_S,
+    DRAIN_TTL_S,
+    NOTES_PREFIX,
+    READ_CACHE_S,
+    REPORT_PREFIX,
+    EndpointLoad,
+    InstanceLoad,
+    InstanceReport,
+    LoadReport,
+    LoadSource,
+    parse_marks,
+    stored_marks,
+)
 from skiff_core.store.base import JobStore
-from skiff_gateway.balancer import Balancer, EndpointLoad, InstanceLoad
 
 log = logging.getLogger("skiff.lb")
 
-NOTES_PREFIX = "lb-"
-REPORT_PREFIX = "lb-report:"
-DRAIN_NOTE = "lb-draining"
-REPORT_EVERY_S = 0.5
-# Several missed reports in a row, not one slow write, mean the replica is gone.
-REPORT_TTL_S = 5.0
-# The controller rewrites its marks this often; they lapse when no controller leads.
-DRAIN_REFRESH_S = 5.0
-DRAIN_TTL_S = 30.0
-# One read of the reports serves every endpoint's pass within this window.
-READ_CACHE_S = 0.1
+
+class LoadView(Protocol):
+    """What the controller reads and marks on load_balancer workers
+    (`ReportedLoads`: the sum of every gateway replica's numbers)."""
+
+    async def observe(self, endpoint: str) -> tuple[EndpointLoad, dict[str, InstanceLoad]]: ...
+
+    def drain(self, instance_id: str) -> None: ...
+
+    def is_draining(self, instance_id: str) -> bool: ...
+
+    def can_stop(self, instance_id: str) -> bool:
+        """Whether a draining worker can be stopped without cutting a request off."""
+
+    def load_of(self, instance_id: str) -> InstanceLoad | None: ...
+
+    def forget(self, instance_id: str) -> None: ...
+
+    async def publish(self) -> None:
+        """Make this pass's drains and forgets visible to other processes (leader only)."""
 
 
-class InstanceReport(BaseModel):
-    """An InstanceLoad on the wire: the same fields, read off it by name."""
+class LocalBalancer(LoadSource, Protocol):
+    """A gateway balancer in this same process (`skiff up`), read and drained directly."""
 
-    endpoint: str
-    inflight: int = 0
-    served: int = 0
-    ready_at: float | None = None
-    busy_since: float | None = None
-    idle_since: float | None = None
+    def drain(self, instance_id: str) -> None: ...
 
+    def is_draining(self, instance_id: str) -> bool: ...
 
-class HeldReport(BaseModel):
-    count: int
-    since: float
+    def can_stop(self, instance_id: str) -> bool: ...
 
-
-class LoadReport(BaseModel):
-    replica: str
-    at: float
-    draining: list[str] = []
-    held: dict[str, HeldReport] = {}
-    loads: dict[str, InstanceReport] = {}
-
-    @classmethod
-    def of(cls, replica: str, balancer: Balancer) -> LoadReport:
-        return cls(
-            replica=replica,
-            at=time.time(),
-            draining=sorted(balancer.draining()),
-            held={name: HeldReport(count=n, since=since) for name, (n, since) in balancer.held().items()},
-            loads={
-                i: InstanceReport.model_validate(load, from_attributes=True) for i, load in balancer.loads().items()
-            },
-        )
-
-
-def replica_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-class LoadReporter:
-    """The gateway side: adopt the controller's drain marks, then publish this replica's load."""
-
-    def __init__(self, balancer: Balancer, store: JobStore, replica: str | None = None) -> None:
-        self.balancer = balancer
-        self.store = store
-        self.replica = replica or replica_name()
-        self._poke = asyncio.Event()
-
-    def poke(self, _endpoint: str) -> None:
-        """A request is held for want of a worker: report it now, not on the next round."""
-        self._poke.set()
-
-    async def publish_once(self) -> None:
-        self.balancer.adopt_marks(await _stored_marks(self.store))
-        await self.balancer.prune()
-        report = LoadReport.of(self.replica, self.balancer)
-        await self.store.put_note(REPORT_PREFIX + self.replica, report.model_dump_json(), ttl_s=REPORT_TTL_S)
-
-    async def run(self) -> None:
-        failing = False
-        while True:
-            self._poke.clear()
-            try:
-                await self.publish_once()
-                if failing:
-                    log.warning("publishing the load-balancer report works again")
-                failing = False
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is down: the report lapses, the controller holds stops
-                if not failing:  # once per outage, not twice a second
-                    log.warning("publishing the load-balancer report failed (retrying): %s", exc)
-                failing = True
-            await wait_event(self._poke, REPORT_EVERY_S)
-
-
-async def _stored_marks(store: JobStore) -> list[str]:
-    return _parse_marks((await store.notes(DRAIN_NOTE)).get(DRAIN_NOTE))
-
-
-def _parse_marks(raw: str | None) -> list[str]:
-    if not raw:
-        return []
-    try:
-        marks = json.loads(raw)
-    except ValueError:
-        return []
-    return [str(m) for m in marks] if isinstance(marks, list) else []
+    def forget(self, instance_id: str) -> None: ...
 
 
 def _earliest(*values: float | None) -> float | None:
@@ -156,7 +89,7 @@ class ReportedLoads:
     """
 
     def __init__(
-        self, store: JobStore, discovery: Discovery, *, local: Balancer | None = None, replica: str | None = None
+        self, store: JobStore, discovery: Discovery, *, local: LocalBalancer | None = None, replica: str | None = None
     ) -> None:
         self.store = store
         self.discovery = discovery
@@ -226,7 +159,7 @@ class ReportedLoads:
         if now - self._read_at < READ_CACHE_S:
             return
         notes = await self.store.notes(NOTES_PREFIX)
-        self._marks = set(_parse_marks(notes.pop(DRAIN_NOTE, None)))
+        self._marks = set(parse_marks(notes.pop(DRAIN_NOTE, None)))
         self._reports = list(self._parse({k: v for k, v in notes.items() if k.startswith(REPORT_PREFIX)}))
         self._read_at = now
 
@@ -238,7 +171,7 @@ class ReportedLoads:
         now = time.time()
         if not (self._drained or self._forgotten or now - self._marks_written_at >= DRAIN_REFRESH_S):
             return
-        marks = (set(await _stored_marks(self.store)) | self._drained) - self._forgotten
+        marks = (set(await stored_marks(self.store)) | self._drained) - self._forgotten
         await self.store.put_note(DRAIN_NOTE, json.dumps(sorted(marks)), ttl_s=DRAIN_TTL_S)
         self._marks, self._marks_written_at = marks, now
         self._drained.clear()

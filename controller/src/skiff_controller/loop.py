@@ -24,18 +24,22 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from skiff.aio import wait_event
 from skiff_controller.autoscaler import Autoscaler, Observation, ScalingDecision, WorkerView
+from skiff_controller.lb_loads import LoadView
 from skiff_controller.reconcile import Reconciler
+from skiff_core.catalog import EndpointCatalog
+from skiff_core.config import Settings
 from skiff_core.jobs import WorkerRecord, WorkerState
 from skiff_core.leader import LeaderLock
 from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
+from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec, EndpointType
-from skiff_gateway.balancer import LoadView
-from skiff_gateway.context import GatewayContext
+from skiff_core.store.base import JobStore
 
 log = logging.getLogger("skiff.controller")
 
@@ -64,29 +68,67 @@ class _Worker:
     outdated: bool
 
 
+class WorkerRegistry(Protocol):
+    """The worker records the controller reads and marks: the gateway's own tracker when both
+    run in one process (`skiff up`), a mirror of the job store's records otherwise."""
+
+    def get(self, worker_id: str) -> WorkerRecord | None: ...
+
+    def local(self) -> list[WorkerRecord]:
+        """Records this process holds that may be fresher than the store's."""
+
+    def drain(self, worker_id: str, endpoint: str) -> WorkerRecord:
+        """Mark the worker draining (no new job is handed to it) and return its record."""
+
+    def forget(self, worker_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The settings the controller's rules read."""
+
+    ping_interval_s: float = 10.0
+    take_wait_s: float = 20.0
+    worker_startup_timeout_s: float = 900.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timing:
+        return cls(settings.ping_interval_s, settings.take_wait_s, settings.worker_startup_timeout_s)
+
+
 class Controller:
     def __init__(
         self,
-        ctx: GatewayContext,
+        catalog: EndpointCatalog,
+        queue: JobQueue,
+        store: JobStore,
+        workers: WorkerRegistry,
         orchestrator: Orchestrator,
         lock: LeaderLock,
         *,
+        timing: Timing,
         balancer: LoadView | None = None,
         autoscaler: Autoscaler | None = None,
         tick_s: float = 0.5,
         stuck_grace_s: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ctx = ctx
+        self.catalog = catalog
+        self.queue = queue
+        self.store = store
+        self.workers = workers
+        self.timing = timing
         self.orchestrator = orchestrator
         self.lock = lock
         self.balancer = balancer
         self.autoscaler = autoscaler or Autoscaler()
-        self.reconciler = Reconciler(ctx.catalog, ctx.queue, orchestrator, self)
+        self.reconciler = Reconciler(catalog, queue, orchestrator, self)
         self.tick_s = tick_s
+        self.clock = clock
         # Three missed pings' worth: the runpod SDK may pick a stop signal up only on its next poll.
-        self.stuck_grace_s = 3 * ctx.settings.ping_interval_s if stuck_grace_s is None else stuck_grace_s
+        self.stuck_grace_s = 3 * timing.ping_interval_s if stuck_grace_s is None else stuck_grace_s
         self.leading = False
-        self._loops: dict[str, _Loop] = {name: _Loop() for name in ctx.catalog.names()}
+        self._loops: dict[str, _Loop] = {name: _Loop() for name in catalog.names()}
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -147,9 +189,9 @@ class Controller:
         return result.as_dict()
 
     async def status(self) -> dict[str, Any]:
-        now = time.time()
+        now = self.clock()
         endpoints = []
-        for spec in self.ctx.catalog.all():
+        for spec in self.catalog.all():
             infos = {i.id: i for i in await self.orchestrator.workers(spec.name)}
             records = await self._records(spec.name)
             ids = list(infos) if self.leading else sorted(set(infos) | set(records))
@@ -170,7 +212,7 @@ class Controller:
                 "decision": loop.decision.reason if loop and loop.decision else None,
             }
             if spec.type is EndpointType.QUEUE:
-                stats = await self.ctx.queue.stats(spec.name)
+                stats = await self.queue.stats(spec.name)
                 entry["queue"] = {
                     "queued": stats.queued,
                     "in_flight": stats.in_flight,
@@ -245,11 +287,11 @@ class Controller:
                 decision = None
             timeout = self.tick_s
             if decision is not None and decision.recheck_at is not None:
-                timeout = min(timeout, max(0.01, decision.recheck_at - time.time()))
+                timeout = min(timeout, max(0.01, decision.recheck_at - self.clock()))
             await wait_event(loop.wake, timeout)
 
     async def pass_once(self, name: str, *, enqueue: bool = False) -> ScalingDecision | None:
-        spec = self.ctx.catalog.get(name)
+        spec = self.catalog.get(name)
         loop = self._loops.get(name)
         if spec is None or loop is None:
             return None
@@ -261,9 +303,9 @@ class Controller:
         infos = await self.orchestrator.workers(name)
         if loop.count is None:
             loop.count = sum(1 for i in infos if i.phase in (WorkerPhase.PENDING, WorkerPhase.RUNNING))
-        now = time.time()
+        now = self.clock()
         if spec.type is EndpointType.QUEUE:
-            stats = await self.ctx.queue.stats(name)
+            stats = await self.queue.stats(name)
             queued, in_progress, oldest = stats.queued, stats.in_flight, stats.oldest_age_s
             workers = await self._queue_workers(spec, infos)
         else:
@@ -333,10 +375,15 @@ class Controller:
     async def _scale(self, name: str, count: int, stop: list[str], kill: list[str]) -> None:
         await self.orchestrator.scale(name, count, stop=stop, kill=kill)
         for worker_id in [*stop, *kill]:
-            self.ctx.workers.forget(worker_id)
-            await self.ctx.store.delete_worker(worker_id)
+            self.workers.forget(worker_id)
+            await self.store.delete_worker(worker_id)
             if self.balancer is not None:
                 self.balancer.forget(worker_id)
+
+    async def settled(self) -> None:
+        """Wait for the orchestrator calls and store writes that passes started in the background."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -351,8 +398,8 @@ class Controller:
     # ------------------------------------------------------------------ observing
     async def _records(self, endpoint: str) -> dict[str, WorkerRecord]:
         """The registry as stored (every gateway replica), overlaid with this process's fresher view."""
-        merged = {w.id: w for w in await self.ctx.store.list_workers(endpoint)}
-        for worker in self.ctx.workers.local():
+        merged = {w.id: w for w in await self.store.list_workers(endpoint)}
+        for worker in self.workers.local():
             if worker.endpoint == endpoint:
                 merged[worker.id] = worker
         return merged
@@ -405,17 +452,17 @@ class Controller:
             if self.balancer is not None:
                 self.balancer.drain(worker.info.id)
         else:
-            record = self.ctx.workers.drain(worker.info.id, spec.name)
+            record = self.workers.drain(worker.info.id, spec.name)
             worker.record = record
             # Other gateway replicas learn of it from the store on their next flush.
-            self._spawn(self.ctx.store.upsert_worker(record.model_copy()))
+            self._spawn(self.store.upsert_worker(record.model_copy()))
         log.info("%s: draining worker %s", spec.name, worker.info.id)
 
     async def _idle(self, spec: EndpointSpec, worker: _Worker, now: float) -> bool:
         """Whether a draining worker can be stopped without interrupting anything."""
         if spec.type is EndpointType.LOAD_BALANCER:
             return self.balancer is None or self.balancer.can_stop(worker.info.id)
-        record = self.ctx.workers.get(worker.info.id) or worker.record
+        record = self.workers.get(worker.info.id) or worker.record
         if record is None:
             return True  # never reached the gateway: it holds nothing
         if record.jobs_in_progress:
@@ -424,14 +471,14 @@ class Controller:
         # A job-take that began before the drain may still be waiting on the queue and hand a job
         # out; a take begun after it proves the earlier one returned (workers take one at a time).
         took_since = record.last_take_at is not None and record.last_take_at > drained_at
-        if not (took_since or record.first_take_at is None or now > drained_at + self.ctx.settings.take_wait_s + 1.0):
+        if not (took_since or record.first_take_at is None or now > drained_at + self.timing.take_wait_s + 1.0):
             return False
         # The job store is the authority on what a worker holds (pings may lag a take).
-        return not await self.ctx.store.jobs_of_worker(worker.info.id)
+        return not await self.store.jobs_of_worker(worker.info.id)
 
     def _never_ready(self, spec: EndpointSpec, workers: list[_Worker], now: float) -> set[str]:
         """Running workers still not ready `worker_startup_timeout_s` after launch."""
-        limit = self.ctx.settings.worker_startup_timeout_s
+        limit = self.timing.worker_startup_timeout_s
         slow = {
             w.info.id
             for w in workers
@@ -458,7 +505,7 @@ class Controller:
             if record is None or worker.info.phase is WorkerPhase.STOPPING:
                 continue
             for job_id in record.jobs_in_progress:
-                job = await self.ctx.store.get(job_id)
+                job = await self.store.get(job_id)
                 if job is not None and not job.status.final and job.worker_id == worker.info.id:
                     continue
                 key = (worker.info.id, job_id)

@@ -18,6 +18,29 @@ from skiff_core.queue.base import JobQueue
 from skiff_core.store.base import JobStore
 
 
+@dataclass
+class Backends:
+    """The shared state of a process: the queue, the job store and the payload store."""
+
+    queue: JobQueue
+    store: JobStore
+    payloads: PayloadStore
+
+    @classmethod
+    def build(cls, settings: Settings) -> Backends:
+        return cls(build_queue(settings), build_store(settings), build_payloads(settings))
+
+    async def close(self) -> None:
+        """Closed in the reverse order of building; each one whatever the others did."""
+        try:
+            await self.payloads.close()
+        finally:
+            try:
+                await self.queue.close()
+            finally:
+                await self.store.close()
+
+
 def build_queue(settings: Settings) -> JobQueue:
     if settings.queue == "sqs":
         from skiff_core.queue.sqs import SqsQueue
@@ -65,7 +88,7 @@ def build_payloads(settings: Settings) -> PayloadStore:
 # Imported lazily: the embedded mode must not need python-nomad or py-consul at import time.
 if TYPE_CHECKING:
     from skiff_core.discovery.base import Discovery
-    from skiff_core.leader import LeaderLock
+    from skiff_core.leader.base import LeaderLock
     from skiff_core.orchestrator.base import Orchestrator
     from skiff_core.spec import EndpointSpec
 

@@ -3,7 +3,8 @@ scales them by (in-flight requests per worker, requests held for want of a worke
 
 The gateway route (`skiff_gateway.routes_lb`) asks `Balancer.acquire` for a healthy instance,
 proxies the request to it and calls `release` when the response body has been sent; the
-controller reads `snapshot` on every pass. All bookkeeping happens on the event loop between
+controller reads `observe` on every pass (in-process under `skiff up`; otherwise through the
+reports `skiff_gateway.load_reporter` publishes). All bookkeeping happens on the event loop between
 awaits, so "pick the least-loaded worker and count the request on it" is atomic: a worker that
 the controller saw idle and marked draining cannot be picked afterwards.
 """
@@ -13,51 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from skiff_core.discovery.base import Discovery, Instance
+from skiff_core.lbload import EndpointLoad, InstanceLoad
 
 # How long a worker whose connection just failed is passed over: long enough for discovery to
 # notice it is gone, short enough that a transient hiccup does not bench a healthy worker.
 FAILED_BENCH_S = 5.0
-
-
-@dataclass(slots=True)
-class InstanceLoad:
-    endpoint: str
-    inflight: int = 0
-    ready_at: float | None = None  # first seen healthy (its cold start ends here)
-    busy_since: float | None = None  # set while inflight > 0
-    idle_since: float | None = None  # set while inflight == 0 and ready
-    served: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointLoad:
-    waiting: int  # requests held because no healthy worker could take them
-    oldest_wait_s: float
-    inflight: int
-
-
-class LoadView(Protocol):
-    """What the controller reads and marks on load_balancer workers
-    (`skiff_controller.lb_loads.ReportedLoads`: the sum of every gateway replica's numbers)."""
-
-    async def observe(self, endpoint: str) -> tuple[EndpointLoad, dict[str, InstanceLoad]]: ...
-
-    def drain(self, instance_id: str) -> None: ...
-
-    def is_draining(self, instance_id: str) -> bool: ...
-
-    def can_stop(self, instance_id: str) -> bool:
-        """Whether a draining worker can be stopped without cutting a request off."""
-
-    def load_of(self, instance_id: str) -> InstanceLoad | None: ...
-
-    def forget(self, instance_id: str) -> None: ...
-
-    async def publish(self) -> None:
-        """Make this pass's drains and forgets visible to other processes (leader only)."""
 
 
 @dataclass

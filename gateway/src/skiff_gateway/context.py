@@ -6,11 +6,10 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 
-from skiff_core.backends import build_payloads
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.discovery.base import Discovery
@@ -19,12 +18,10 @@ from skiff_core.payloads.base import PayloadStore
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
-from skiff_gateway.lifecycle import JobService
+from skiff_gateway.balancer import Balancer
+from skiff_gateway.job_service import JobService
 from skiff_gateway.webhooks import WebhookSender
 from skiff_gateway.workers import WorkerTracker
-
-if TYPE_CHECKING:
-    from skiff_gateway.balancer import Balancer
 
 log = logging.getLogger("skiff.gateway")
 
@@ -81,13 +78,12 @@ class GatewayContext:
         store: JobStore,
         catalog: EndpointCatalog,
         keys: KeyRing,
+        payloads: PayloadStore,
         discovery: Discovery | None = None,
-        payloads: PayloadStore | None = None,
     ) -> GatewayContext:
-        """`payloads`: built from settings when not given; the context closes it in `stop`."""
+        """The queue, store and payloads belong to the caller, who closes them after `stop`."""
         workers = WorkerTracker(store)
         webhooks = WebhookSender(attempts=settings.webhook_attempts)
-        payloads = payloads if payloads is not None else build_payloads(settings)
         jobs = JobService(settings, queue, store, workers, webhooks, payloads)
         return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery)
 
@@ -105,7 +101,6 @@ class GatewayContext:
         if self._lb_client is not None:
             await self._lb_client.aclose()
             self._lb_client = None
-        await self.jobs.payloads.close()
 
     async def _housekeeping(self) -> None:
         """Deadlines (TTL, execution timeout, retention), dead letters and silent workers."""

@@ -17,14 +17,17 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from skiff.sdk import SDK_VERSION, SKIFF_VERSION, log
-from skiff.sdk.local import main_local, parse_args
-from skiff.sdk.progress import progress_update
-from skiff.sdk.worker import GatewayConfig, register_fitness_check, run_worker
+from skiff._version import SDK_VERSION, __version__
+from skiff.worker.config import WorkerConfig
+from skiff.worker.fitness import register_fitness_check
+from skiff.worker.local import main_local, parse_args
+from skiff.worker.log import log
+from skiff.worker.progress import progress_update
+from skiff.worker.serve import run_worker
 
 __all__ = ["progress_update", "register_fitness_check", "runpod_version", "skiff_version", "start"]
 
-skiff_version = SKIFF_VERSION
+skiff_version = __version__
 # runpod.serverless exports `runpod_version`; some workers log it. Here it names the Skiff SDK.
 runpod_version = SDK_VERSION
 
@@ -32,6 +35,11 @@ runpod_version = SDK_VERSION
 def start(config: dict[str, Any]) -> None:
     """Start the worker: serve jobs from the gateway, or run the local test job and exit."""
     print(f"--- Starting Serverless Worker |  Version {SDK_VERSION} ---", flush=True)
+    # The environment is read here, once; every part of the worker gets what it needs from this.
+    env = WorkerConfig.from_environ()
+    log.configure(json_lines=env.endpoint_id is not None, level=env.log_level)
+    for warning in env.warnings:
+        log.warn(warning)
     if not isinstance(config, dict):
         log.error('start() takes a dict: skiff.serverless.start({"handler": handler})')
         sys.exit(2)
@@ -52,12 +60,11 @@ def start(config: dict[str, Any]) -> None:
         )
         sys.exit(2)
 
-    gateway = GatewayConfig.from_environ()
-    if args["test_input"] is not None or gateway is None:
-        main_local(handler, args["test_input"])
+    if args["test_input"] is not None or env.gateway is None:
+        main_local(handler, args["test_input"], env)
         return
     try:
-        code = run_worker(config, gateway)
+        code = run_worker(config, env.gateway)
     except ValueError as err:
         log.error(str(err))
         sys.exit(2)

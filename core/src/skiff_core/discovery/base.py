@@ -20,6 +20,9 @@ class Instance:
 
 @runtime_checkable
 class Discovery(Protocol):
+    def start(self) -> None:
+        """Begin watching in the background (called on the running event loop), where needed."""
+
     async def healthy(self, endpoint: str) -> list[Instance]:
         """Instances of the endpoint that currently pass their health check (cached, cheap)."""
 

@@ -139,6 +139,9 @@ class ConsulDiscovery:
         watch = self._watch(endpoint)
         await wait_event(watch.changed, timeout)
 
+    def start(self) -> None:
+        """Nothing to start: each endpoint's watch begins on its first `healthy` call."""
+
     async def close(self) -> None:
         tasks = [w.task for w in self._watches.values() if w.task is not None]
         for task in tasks:

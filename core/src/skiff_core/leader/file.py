@@ -63,3 +63,6 @@ class FileLeaderLock:
             with contextlib.suppress(OSError):
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             handle.close()
+
+    async def close(self) -> None:
+        """Nothing beyond `release`: the lock is one open file."""

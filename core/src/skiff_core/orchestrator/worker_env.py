@@ -1,4 +1,4 @@
-"""The environment a worker gets (DESIGN.md "Worker API"): the runpod SDK's variables pointing at
+"""The environment a worker gets (docs/compatibility.md, "Worker protocol"): the runpod SDK's variables pointing at
 the gateway's worker routes. Shared by the local orchestrator and the Nomad job renderer."""
 
 from __future__ import annotations

@@ -1,0 +1,444 @@
+"""The job lifecycle: accept, hand out under a lease, finish, cancel, retry, expire.
+
+At-least-once and nothing lost: a job is stored and enqueued before the client hears its id;
+the queue message is deleted only once the result is stored; every status change is a
+compare-and-set in the job store, so races between replicas, workers and the sweeper resolve to
+exactly one winner.
+
+Big payloads: an input or output whose JSON reaches `payload_inline_max_bytes` is put in the
+PayloadStore and the record carries `{"$skiff_payload": ref}` instead, so the queue and the job
+store only ever move small records (Redis memory, SQS's 256 KiB message limit). References are
+resolved only where the value leaves Skiff (job-take, client reads, webhooks); small values never
+touch the payload store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from skiff_core.config import Settings
+from skiff_core.jobs import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    RUN_RETENTION_S,
+    RUNSYNC_RETENTION_S,
+    JobRecord,
+    JobStatus,
+    new_job_id,
+)
+from skiff_core.payloads.base import PayloadKind, PayloadMissing, PayloadStore, dereference, payload_ref, reference
+from skiff_core.queue.base import JobQueue
+from skiff_core.requeue import requeue_worker_jobs
+from skiff_core.spec import EndpointSpec
+from skiff_core.store.base import JobStore
+from skiff_gateway.http import ApiError, parse_duration_ms
+from skiff_gateway.webhooks import WebhookSender
+from skiff_gateway.workers import WorkerTracker
+
+log = logging.getLogger("skiff.gateway")
+
+RETRYABLE = (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
+# Stored payloads outlive their job's planned end by this much: the sweeper deletes them with the
+# record, and the store's own expiry is only the safety net for records that were never swept.
+PAYLOAD_EXPIRY_MARGIN_S = 3600.0
+_NOT_GIVEN: Any = object()
+
+
+class JobService:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: JobQueue,
+        store: JobStore,
+        workers: WorkerTracker,
+        webhooks: WebhookSender,
+        payloads: PayloadStore,
+        on_enqueue: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.store = store
+        self.workers = workers
+        self.webhooks = webhooks
+        self.payloads = payloads
+        self.on_enqueue = on_enqueue
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------- client side
+    async def submit(self, spec: EndpointSpec, body: Any, *, sync: bool) -> JobRecord:
+        if not isinstance(body, dict):
+            raise ApiError(400, 'request body must be a JSON object like {"input": {...}}')
+        if "input" not in body:
+            raise ApiError(400, 'request body must contain an "input" field')
+        webhook = body.get("webhook")
+        if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))):
+            raise ApiError(400, "webhook must be an http:// or https:// URL")
+        policy = body.get("policy") or {}
+        if not isinstance(policy, dict):
+            raise ApiError(400, "policy must be an object")
+        execution_timeout = parse_duration_ms(policy.get("executionTimeout"), "policy.executionTimeout")
+        ttl = parse_duration_ms(policy.get("ttl"), "policy.ttl")
+        low_priority = policy.get("lowPriority", False)
+        if not isinstance(low_priority, bool):
+            raise ApiError(400, "policy.lowPriority must be true or false")
+        now = time.time()
+        job = JobRecord(
+            id=new_job_id(),
+            endpoint=spec.name,
+            webhook=webhook,
+            execution_timeout_s=execution_timeout or spec.execution_timeout,
+            ttl_s=ttl or spec.job_ttl,
+            low_priority=low_priority,
+            sync=sync,
+            created_at=now,
+        )
+        job.deadline_at = now + job.ttl_s
+        # The input must outlive every delivery the job may get, then its retention.
+        lifetime = job.ttl_s + job.execution_timeout_s * (spec.max_retries + 1) + RUN_RETENTION_S
+        # Stored before the record that references it, so a record never points at nothing.
+        job.input = await self._by_reference(job.id, "input", body["input"], now + lifetime)
+        await self.store.create(job)
+        await self.queue.enqueue(spec.name, job.id, low_priority=low_priority)
+        if self.on_enqueue is not None:
+            self.on_enqueue(spec.name)
+        return job
+
+    async def get(self, spec: EndpointSpec, job_id: str) -> JobRecord:
+        """The job as a client sees it: a stored output is fetched back."""
+        return await self.resolved(await self._stored(spec, job_id))
+
+    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
+        """JobStore.wait_final for a client (/runsync, /status?wait=): a stored output is fetched back."""
+        job = await self.store.wait_final(job_id, timeout)
+        return None if job is None else await self.resolved(job)
+
+    async def resolved(self, job: JobRecord) -> JobRecord:
+        """`job` with its output read back from the payload store when it was stored there."""
+        if payload_ref(job.output) is None:
+            return job
+        try:
+            output = await dereference(self.payloads, job.output)
+        except PayloadMissing:
+            # Only when the record outlived its payload (deleted by hand, bucket lifecycle).
+            log.warning("output of job %s is gone from the payload store", job.id)
+            output = None
+        return job.model_copy(update={"output": output})
+
+    async def _stored(self, spec: EndpointSpec, job_id: str) -> JobRecord:
+        job = await self.store.get(job_id)
+        if job is None or job.endpoint != spec.name:
+            raise ApiError(404, f"job {job_id!r} not found on endpoint {spec.name!r} (it may have expired)")
+        return job
+
+    async def cancel(self, spec: EndpointSpec, job_id: str) -> JobRecord:
+        job = await self._stored(spec, job_id)
+        if job.status in FINAL_STATUSES:
+            return job
+        updated = await self.store.transition(
+            job_id, expect=ACTIVE_STATUSES, **self._final_changes(job, JobStatus.CANCELLED)
+        )
+        if updated is None:  # it finished meanwhile
+            return await self._stored(spec, job_id)
+        await self._after_final(spec, job, updated)
+        return updated
+
+    async def retry(self, spec: EndpointSpec, job_id: str) -> JobRecord:
+        job = await self._stored(spec, job_id)
+        if job.status not in RETRYABLE:
+            raise ApiError(
+                400, f"only FAILED, TIMED_OUT or CANCELLED jobs can be retried; job {job_id} is {job.status}"
+            )
+        now = time.time()
+        updated = await self.store.transition(
+            job_id,
+            expect=RETRYABLE,
+            status=JobStatus.IN_QUEUE,
+            output=None,
+            error=None,
+            started_at=None,
+            completed_at=None,
+            worker_id=None,
+            receipt=None,
+            created_at=now,
+            deadline_at=now + job.ttl_s,
+        )
+        if updated is None:
+            raise ApiError(409, f"job {job_id} changed state while being retried; try again")
+        await self.queue.enqueue(spec.name, job_id, low_priority=job.low_priority)
+        if self.on_enqueue is not None:
+            self.on_enqueue(spec.name)
+        return updated
+
+    async def purge(self, spec: EndpointSpec) -> int:
+        removed = 0
+        for job_id in await self.queue.purge(spec.name):
+            job = await self.store.get(job_id)
+            if job is None:
+                continue
+            updated = await self.store.transition(
+                job_id, expect=(JobStatus.IN_QUEUE,), **self._final_changes(job, JobStatus.CANCELLED)
+            )
+            if updated is not None:
+                removed += 1
+                await self._after_final(spec, job, updated)
+        return removed
+
+    async def next_stream_items(self, spec: EndpointSpec, job_id: str, wait: float) -> tuple[JobRecord, list[Any]]:
+        """New stream items since the last /stream call (Runpod hands each chunk out once)."""
+        job = await self._stored(spec, job_id)
+        items = await self.store.read_stream(job_id, job.stream_read)
+        if not items and not job.status.final and wait > 0:
+            await self.store.wait_stream(job_id, job.stream_read, wait)
+            job = await self._stored(spec, job_id)
+            items = await self.store.read_stream(job_id, job.stream_read)
+        if items:
+            updated = await self.store.transition(
+                job_id, expect=tuple(JobStatus), stream_read=job.stream_read + len(items)
+            )
+            job = updated or job
+        return job, items
+
+    # ----------------------------------------------------------------- worker side
+    async def take(self, spec: EndpointSpec, worker_id: str, max_jobs: int, wait: float) -> list[dict[str, Any]]:
+        worker = self.workers.taking(worker_id, spec.name)
+        if worker.draining:
+            return []
+        deliveries = await self.queue.receive(spec.name, max_messages=max_jobs, lease=self._lease(spec), wait=wait)
+        handed: list[dict[str, Any]] = []
+        now = time.time()
+        for delivery in deliveries:
+            job = await self.store.get(delivery.job_id)
+            if job is None or job.status in FINAL_STATUSES:
+                # Cancelled, purged or expired while queued: the message has no more work in it.
+                await self.queue.delete(spec.name, delivery.receipt)
+                continue
+            if job.status is JobStatus.IN_QUEUE and now > job.created_at + job.ttl_s:
+                await self._expire(spec, job, delivery.receipt)
+                continue
+            updated = await self.store.transition(
+                job.id,
+                expect=ACTIVE_STATUSES,
+                status=JobStatus.IN_PROGRESS,
+                worker_id=worker_id,
+                receipt=delivery.receipt,
+                started_at=now,
+                retries=delivery.receive_count - 1,
+                deadline_at=now + job.execution_timeout_s,
+            )
+            if updated is None:
+                await self.queue.delete(spec.name, delivery.receipt)
+                continue
+            try:
+                job_input = await dereference(self.payloads, job.input)
+            except PayloadMissing:
+                await self._fail(spec, updated, "the job's input is gone from the payload store")
+                continue
+            handed.append({"id": job.id, "input": job_input})
+        if handed:
+            self.workers.took(worker, [j["id"] for j in handed])
+        return handed
+
+    async def finish(self, spec: EndpointSpec, worker_id: str, job_id: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise ApiError(400, "job-done body must be a JSON object")
+        job = await self.store.get(job_id)
+        if job is None or job.endpoint != spec.name:
+            raise ApiError(404, f"job {job_id!r} not found on endpoint {spec.name!r}")
+        output = body.get("output")
+        if body.get("status") == JobStatus.IN_PROGRESS.value:
+            # runpod.serverless.progress_update posts {"status": "IN_PROGRESS", "output": ...}.
+            if job.status is JobStatus.IN_PROGRESS:
+                stored = await self._by_reference(job_id, "output", output, self._output_expiry(job))
+                await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), output=stored)
+            await self._extend_lease(spec, job)
+            return
+        self.workers.seen(worker_id, spec.name)
+        self.workers.finished(worker_id, spec.name, job_id, by_worker=True)
+        if job.status is not JobStatus.IN_PROGRESS:
+            # Checked before storing a big output too, so a late duplicate cannot overwrite the
+            # payload of the result that stands.
+            self._ignore_result(job, worker_id)
+            return
+        error = body.get("error")
+        status = JobStatus.FAILED if error else JobStatus.COMPLETED
+        changes = self._final_changes(job, status)
+        changes["output"] = await self._by_reference(job_id, "output", output, self._output_expiry(job))
+        changes["error"] = error
+        updated = await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), **changes)
+        if updated is None:
+            self._ignore_result(job, worker_id)
+            return
+        await self._after_final(spec, job, updated, output=output)
+
+    @staticmethod
+    def _ignore_result(job: JobRecord, worker_id: str) -> None:
+        # Cancelled or timed out meanwhile, or a late duplicate from a worker whose lease was
+        # lost: the first final state stands.
+        log.info("ignoring result for job %s from %s: job is already %s", job.id, worker_id, job.status)
+
+    async def add_stream(self, spec: EndpointSpec, worker_id: str, job_id: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise ApiError(400, "job-stream body must be a JSON object")
+        job = await self.store.get(job_id)
+        if job is None or job.endpoint != spec.name:
+            raise ApiError(404, f"job {job_id!r} not found on endpoint {spec.name!r}")
+        if job.status is not JobStatus.IN_PROGRESS:
+            return
+        item = {"output": body["output"]} if "output" in body else body
+        await self.store.append_stream(job_id, [item])
+
+    async def ping(self, spec: EndpointSpec, worker_id: str, job_ids: list[str]) -> None:
+        self.workers.seen(worker_id, spec.name, job_ids)
+        for job_id in job_ids:
+            job = await self.store.get(job_id)
+            if job is not None and job.status is JobStatus.IN_PROGRESS and job.worker_id == worker_id:
+                await self._extend_lease(spec, job)
+            elif job is None or job.status in (JobStatus.CANCELLED, JobStatus.TIMED_OUT):
+                # The worker still runs a job that was stopped. The runpod SDK drops a stop signal
+                # that arrives before the job's task exists (rp_scale.JobScaler.stop_job), so
+                # repeat it on every ping until the worker lets go of the job.
+                await self.store.signal_stop(worker_id, job_id)
+
+    # ----------------------------------------------------------------- housekeeping
+    async def release_worker_jobs(self, worker_id: str, spec_of: Callable[[str], EndpointSpec | None]) -> int:
+        """A worker died or went silent: make its jobs visible again now instead of at lease expiry."""
+        endpoints = await requeue_worker_jobs(self.store, self.queue, worker_id, spec_of)
+        if self.on_enqueue is not None:
+            for endpoint in dict.fromkeys(endpoints):
+                self.on_enqueue(endpoint)
+        self.workers.forget(worker_id)
+        return len(endpoints)
+
+    async def sweep(self, spec_of: Callable[[str], EndpointSpec | None], now: float | None = None) -> int:
+        """Act on every passed deadline: TTL, execution timeout, retention."""
+        now = time.time() if now is None else now
+        acted = 0
+        for job in await self.store.due(now):
+            spec = spec_of(job.endpoint)
+            if job.status in FINAL_STATUSES:
+                await self._delete(job)
+            elif job.status is JobStatus.IN_QUEUE:
+                if spec is not None:
+                    await self._expire(spec, job, None)
+                else:
+                    await self._delete(job)
+            else:
+                changes = self._final_changes(job, JobStatus.TIMED_OUT)
+                changes["error"] = f"execution timeout: the job ran longer than {job.execution_timeout_s:g}s"
+                updated = await self.store.transition(job.id, expect=(JobStatus.IN_PROGRESS,), **changes)
+                if updated is not None:
+                    if job.worker_id:
+                        await self.store.signal_stop(job.worker_id, job.id)
+                    if spec is not None:
+                        await self._after_final(spec, job, updated)
+            acted += 1
+        return acted
+
+    async def sweep_dead_letters(self, spec: EndpointSpec) -> int:
+        failed = 0
+        for delivery in await self.queue.receive_dead(spec.name, max_messages=10, lease=30):
+            job = await self.store.get(delivery.job_id)
+            if job is not None and job.status in ACTIVE_STATUSES:
+                changes = self._final_changes(job, JobStatus.FAILED)
+                changes["error"] = (
+                    f"job was delivered {spec.max_retries + 1} times and no worker finished it "
+                    f"(max_retries = {spec.max_retries}); the last worker was lost"
+                )
+                updated = await self.store.transition(job.id, expect=ACTIVE_STATUSES, **changes)
+                if updated is not None:
+                    failed += 1
+                    await self._after_final(spec, job, updated)
+            await self.queue.delete_dead(spec.name, delivery.receipt)
+        return failed
+
+    # ----------------------------------------------------------------- helpers
+    async def _by_reference(self, job_id: str, kind: PayloadKind, value: Any, expires_at: float) -> Any:
+        """`value` itself when small (no I/O), else stored in the payload store and referenced."""
+        if value is None or isinstance(value, bool | int | float):
+            return value  # cannot reach the threshold: skip encoding on the hot path
+        return await reference(
+            self.payloads,
+            job_id,
+            kind,
+            value,
+            inline_max_bytes=self.settings.payload_inline_max_bytes,
+            expires_at=expires_at,
+        )
+
+    @staticmethod
+    def _output_expiry(job: JobRecord) -> float:
+        retention = RUNSYNC_RETENTION_S if job.sync else RUN_RETENTION_S
+        return time.time() + retention + PAYLOAD_EXPIRY_MARGIN_S
+
+    async def _delete(self, job: JobRecord) -> None:
+        """Drop the record at the end of its retention, then any payloads it referenced."""
+        await self.store.delete(job.id)
+        # A retried job may have left an output payload behind while its record shows none: the
+        # retries counter says payloads may exist even without a reference in sight.
+        if payload_ref(job.input) is None and payload_ref(job.output) is None and not job.retries:
+            return
+        try:
+            await self.payloads.delete(job.id)
+        except Exception:
+            # The record is gone already; the store's own expiry removes the leftovers.
+            log.exception("could not delete the payloads of job %s", job.id)
+
+    async def _fail(self, spec: EndpointSpec, job: JobRecord, error: str) -> None:
+        changes = self._final_changes(job, JobStatus.FAILED)
+        changes["error"] = error
+        updated = await self.store.transition(job.id, expect=ACTIVE_STATUSES, **changes)
+        if updated is not None:
+            await self._after_final(spec, job, updated)
+
+    def _lease(self, spec: EndpointSpec) -> float:
+        return self.settings.lease_s
+
+    async def _extend_lease(self, spec: EndpointSpec, job: JobRecord) -> None:
+        if job.receipt:
+            await self.queue.extend(spec.name, job.receipt, self._lease(spec))
+
+    async def _expire(self, spec: EndpointSpec, job: JobRecord, receipt: str | None) -> None:
+        changes = self._final_changes(job, JobStatus.TIMED_OUT)
+        changes["error"] = f"job expired: it waited in the queue longer than its ttl of {job.ttl_s:g}s"
+        updated = await self.store.transition(job.id, expect=(JobStatus.IN_QUEUE,), **changes)
+        if receipt is not None:
+            await self.queue.delete(spec.name, receipt)
+        if updated is not None:
+            await self._after_final(spec, job, updated)
+
+    @staticmethod
+    def _final_changes(job: JobRecord, status: JobStatus) -> dict[str, Any]:
+        now = time.time()
+        retention = RUNSYNC_RETENTION_S if job.sync else RUN_RETENTION_S
+        return {"status": status, "completed_at": now, "deadline_at": now + retention}
+
+    async def _after_final(
+        self, spec: EndpointSpec, before: JobRecord, after: JobRecord, *, output: Any = _NOT_GIVEN
+    ) -> None:
+        """Release the worker and the queue message, send the webhook. `output`: the final output
+        when the caller still holds it, so a stored one need not be read back for the webhook."""
+        if before.status is JobStatus.IN_PROGRESS and before.worker_id:
+            if after.status is JobStatus.CANCELLED:
+                await self.store.signal_stop(before.worker_id, after.id)
+            self.workers.finished(before.worker_id, spec.name, after.id)
+        receipt = after.receipt or before.receipt
+        if receipt:
+            await self.queue.delete(spec.name, receipt)
+        if after.webhook:
+            if output is not _NOT_GIVEN or payload_ref(after.output) is None:
+                body = after.client_view()
+                if output is not _NOT_GIVEN and output is not None:
+                    body["output"] = output
+                self.webhooks.send(after.webhook, body)
+            else:
+                # Reading a stored output back must not hold up the caller (a worker's job-done).
+                task = asyncio.create_task(self._send_resolved_webhook(after.webhook, after))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _send_resolved_webhook(self, url: str, job: JobRecord) -> None:
+        self.webhooks.send(url, (await self.resolved(job)).client_view())

@@ -1,0 +1,187 @@
+"""RedisStore behaviour beyond the shared contract, against a private redis-server process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+
+from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord
+from skiff_core.store.redis import RedisStore
+from tests.support.services import RedisServer, redis_server
+
+S = JobStatus
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"r{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+async def stores(server: RedisServer, prefix: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two stores on one Redis: two gateway replicas. Waiters re-check only every 60 s, so a wake-up
+    seen sooner came through pub/sub."""
+    a = RedisStore(server.url(), prefix, recheck_s=60)
+    b = RedisStore(server.url(), prefix, recheck_s=60)
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+def _job(job_id: str = "j1", **fields: object) -> JobRecord:
+    return JobRecord.model_validate({"id": job_id, "endpoint": "ep", "deadline_at": time.time() + 600, **fields})
+
+
+async def test_racing_completions_have_one_winner(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, b = stores
+    await a.create(_job(status=S.IN_PROGRESS, worker_id="w1"))
+    results = await asyncio.gather(
+        *(
+            store.transition("j1", expect=[S.IN_PROGRESS], status=S.COMPLETED, output=i)
+            for i in range(20)
+            for store in (a, b)
+        )
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert (await b.get("j1")) == winners[0]
+    assert (await a.counts("ep"))[S.COMPLETED] == 1 and (await a.counts("ep"))[S.IN_PROGRESS] == 0
+    assert await a.jobs_of_worker("w1") == []
+
+
+async def test_cancelled_job_cannot_come_back(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, b = stores
+    await a.create(_job())
+    assert await a.transition("j1", expect=[S.IN_QUEUE, S.IN_PROGRESS], status=S.CANCELLED)
+    assert await b.transition("j1", expect=[S.IN_QUEUE], status=S.IN_PROGRESS, worker_id="w") is None
+    assert await b.transition("j1", expect=[S.IN_PROGRESS], status=S.COMPLETED) is None
+    assert (await a.get("j1")).status is S.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_wait_final_wakes_on_another_replica(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, b = stores
+    await a.create(_job(status=S.IN_PROGRESS))
+
+    async def other_replica() -> None:
+        await asyncio.sleep(0.2)
+        await b.transition("j1", expect=[S.IN_PROGRESS], status=S.COMPLETED, output="done")
+        # Deleted later: a waiter that only woke at its timeout would see nothing at all.
+        await asyncio.sleep(3)
+        await b.delete("j1")
+
+    task = asyncio.create_task(other_replica())
+    job = await a.wait_final("j1", timeout=10)
+    assert job is not None and job.status is S.COMPLETED and job.output == "done"
+    await task
+
+
+async def test_wait_stream_wakes_on_another_replica(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, b = stores
+    await a.create(_job(status=S.IN_PROGRESS))
+
+    async def other_replica() -> None:
+        await asyncio.sleep(0.2)
+        await b.append_stream("j1", [{"token": "a"}])
+        await asyncio.sleep(3)
+        await b.append_stream("j1", [{"token": "b"}])
+
+    task = asyncio.create_task(other_replica())
+    await a.wait_stream("j1", 0, timeout=10)
+    assert await a.read_stream("j1") == [{"token": "a"}]
+    task.cancel()
+
+
+async def test_stop_signal_wakes_a_blocked_take(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, b = stores
+    waiting = asyncio.create_task(a.take_stops("w1", wait=10))
+    await asyncio.sleep(0.2)
+    await b.signal_stop("w1", "j1")
+    await b.signal_stop("w1", "j1")
+    stops = await waiting
+    assert stops[0] == "j1"
+    assert set(stops + await a.take_stops("w1", wait=0)) == {"j1"}
+
+
+async def test_records_expire_after_deadline_plus_grace(server: RedisServer, prefix: str) -> None:
+    store = RedisStore(server.url(), prefix, expiry_grace_s=100)
+    raw = sync_redis.Redis.from_url(server.url())
+    try:
+        await store.create(_job(deadline_at=time.time() + 50))
+        await store.append_stream("j1", [1])
+        for key in (f"{prefix}job:j1", f"{prefix}stream:j1"):
+            assert 140_000 < raw.pttl(key) <= 150_000
+        # Final: retention starts; the TTL follows the new deadline.
+        await store.transition("j1", expect=[S.IN_QUEUE], status=S.COMPLETED, deadline_at=time.time() + 10)
+        assert 100_000 < raw.pttl(f"{prefix}job:j1") <= 110_000
+    finally:
+        raw.close()
+        await store.close()
+
+
+async def test_counts_and_due_survive_redis_expiring_a_job(server: RedisServer, prefix: str) -> None:
+    store = RedisStore(server.url(), prefix, expiry_grace_s=0.3)
+    try:
+        await store.create(_job(status=S.IN_PROGRESS, worker_id="w1", retries=2, deadline_at=time.time()))
+        assert (await store.counts("ep"))[S.IN_PROGRESS] == 1
+        assert await store.retried_count("ep") == 1
+        await asyncio.sleep(0.6)  # the controller was away: Redis dropped the key on its own
+        assert await store.get("j1") is None
+        assert (await store.counts("ep"))[S.IN_PROGRESS] == 0
+        assert await store.retried_count("ep") == 0
+        assert await store.due(time.time() + 10) == []
+        assert await store.jobs_of_worker("w1") == []
+    finally:
+        await store.close()
+
+
+async def test_prefixes_isolate_installations(server: RedisServer) -> None:
+    one, two = RedisStore(server.url(), "one:"), RedisStore(server.url(), "two:")
+    try:
+        await one.create(_job())
+        await one.upsert_worker(WorkerRecord(id="w1", endpoint="ep"))
+        assert await two.get("j1") is None
+        assert (await two.counts("ep"))[S.IN_QUEUE] == 0
+        assert await two.list_workers() == []
+        await two.create(_job())  # same id, other installation: no clash
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_values_keep_their_json_shape(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, _ = stores
+    tricky = {"empty_list": [], "empty_dict": {}, "big": 2**62, "float": 0.1, "text": "ünï\u2028", "none": None}
+    await a.create(_job(input=tricky))
+    done = await a.transition("j1", expect=[S.IN_QUEUE], status=S.COMPLETED, output=[tricky])
+    assert done is not None and done.input == tricky and done.output == [tricky]
+    assert (await a.get("j1")) == done
+
+
+async def test_bad_changes_write_nothing(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, _ = stores
+    await a.create(_job())
+    with pytest.raises(ValueError):
+        await a.transition("j1", expect=[S.IN_QUEUE], status="BOGUS")
+    with pytest.raises(ValueError, match="not JobRecord fields"):
+        await a.transition("j1", expect=[S.IN_QUEUE], colour="red")
+    with pytest.raises(ValueError, match="already exists"):
+        await a.create(_job())
+    assert (await a.get("j1")).status is S.IN_QUEUE  # type: ignore[union-attr]
+
+
+def test_missing_redis_server_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="redis-server"), redis_server(tmp_path):
+        pass

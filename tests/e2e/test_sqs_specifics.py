@@ -1,0 +1,155 @@
+"""SqsQueue behaviour beyond the shared contract, against moto's real SQS server process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import boto3
+import pytest
+
+from skiff_core.queue.sqs import SqsQueue, visibility_timeout
+from tests.support.services import MotoServer
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"s{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture
+async def queue(moto: MotoServer, prefix: str) -> AsyncIterator[SqsQueue]:
+    q = SqsQueue(moto.url, "us-east-1", prefix, low_check_interval_s=1.0)
+    await q.ensure("ep", max_receives=3)
+    yield q
+    await q.close()
+
+
+def _sqs(moto: MotoServer) -> Any:
+    return boto3.client("sqs", endpoint_url=moto.url, region_name="us-east-1")
+
+
+def test_visibility_timeout_rounds_up_and_caps() -> None:
+    assert [visibility_timeout(x) for x in (0, 0.2, 1, 1.01, 10**9)] == [0, 1, 1, 2, 43200]
+    with pytest.raises(ValueError):
+        visibility_timeout(-1)
+
+
+async def test_ensure_makes_three_queues_with_redrive(queue: SqsQueue, moto: MotoServer, prefix: str) -> None:
+    sqs = _sqs(moto)
+    dlq_url = sqs.get_queue_url(QueueName=f"{prefix}ep-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for name in (f"{prefix}ep", f"{prefix}ep-low"):
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+        assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}
+    # Found by name later (another replica, or a changed max_retries): the policy follows.
+    await queue.ensure("ep", max_receives=7)
+    url = sqs.get_queue_url(QueueName=f"{prefix}ep")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == 7
+
+
+async def test_other_instances_find_queues_by_name(queue: SqsQueue, moto: MotoServer, prefix: str) -> None:
+    other = SqsQueue(moto.url, "us-east-1", prefix)
+    try:
+        await other.enqueue("ep", "from-other-replica")
+        (got,) = await queue.receive("ep", max_messages=1, lease=30, wait=5)
+        assert got.job_id == "from-other-replica"
+        with pytest.raises(LookupError, match="ensure"):
+            await other.enqueue("never-ensured", "x")
+    finally:
+        await other.close()
+
+
+async def test_message_body_carries_only_the_job_id(queue: SqsQueue, moto: MotoServer, prefix: str) -> None:
+    await queue.enqueue("ep", "job-1")
+    sqs = _sqs(moto)
+    url = sqs.get_queue_url(QueueName=f"{prefix}ep")["QueueUrl"]
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    assert json.loads(message["Body"]) == {"job_id": "job-1"}
+
+
+async def test_fractional_lease_is_never_shorter(queue: SqsQueue) -> None:
+    await queue.enqueue("ep", "job-1")
+    (_first,) = await queue.receive("ep", max_messages=1, lease=0.2, wait=0)
+    await asyncio.sleep(0.5)  # past the asked 0.2 s but inside the whole second SQS got
+    assert await queue.receive("ep", max_messages=1, lease=30, wait=0) == []
+    (again,) = await queue.receive("ep", max_messages=1, lease=30, wait=3)
+    assert (again.job_id, again.receive_count) == ("job-1", 2)
+
+
+async def test_long_lease_is_capped_not_refused(queue: SqsQueue) -> None:
+    await queue.enqueue("ep", "job-1")
+    (got,) = await queue.receive("ep", max_messages=1, lease=10**7, wait=0)
+    await queue.extend("ep", got.receipt, 10**7)
+    assert (await queue.stats("ep")).in_flight == 1
+
+
+async def test_low_priority_work_found_during_a_long_poll(queue: SqsQueue) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await queue.enqueue("ep", "low-1", low_priority=True)
+
+    task = asyncio.create_task(later())
+    got = await queue.receive("ep", max_messages=1, lease=30, wait=10)
+    await task
+    assert [d.job_id for d in got] == ["low-1"]
+    assert got[0].receipt.startswith("l:")
+
+
+async def test_cancelled_receive_hands_back_what_it_got_late(queue: SqsQueue) -> None:
+    waiting = asyncio.create_task(queue.receive("ep", max_messages=1, lease=600, wait=10))
+    await asyncio.sleep(0.3)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The abandoned long poll (still running in its thread) takes this message with a 600 s lease;
+    # without the hand-back it would stay hidden for ten minutes.
+    await queue.enqueue("ep", "job-1")
+    got = await queue.receive("ep", max_messages=1, lease=30, wait=10)
+    assert [d.job_id for d in got] == ["job-1"]
+
+
+async def test_malformed_and_unknown_receipts(queue: SqsQueue) -> None:
+    await queue.delete("ep", "n:0:not-a-real-handle")  # SQS says ReceiptHandleIsInvalid: ignored
+    with pytest.raises(ValueError, match="not a receipt"):
+        await queue.delete("ep", "garbage")
+    with pytest.raises(ValueError, match="dead-letter"):
+        await queue.delete_dead("ep", "n:0:handle")
+
+
+async def test_foreign_messages_are_dropped(queue: SqsQueue, moto: MotoServer, prefix: str) -> None:
+    sqs = _sqs(moto)
+    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=f"{prefix}ep")["QueueUrl"], MessageBody="hello")
+    await queue.enqueue("ep", "job-1")
+    got = await queue.receive("ep", max_messages=10, lease=30, wait=0)
+    assert [d.job_id for d in got] == ["job-1"]
+    assert (await queue.stats("ep")).queued == 0
+
+
+async def test_oldest_age_seen_from_another_process(queue: SqsQueue, moto: MotoServer, prefix: str) -> None:
+    controller = SqsQueue(moto.url, "us-east-1", prefix)  # knows nothing of the enqueues
+    try:
+        await queue.enqueue("ep", "job-1")
+        first = await controller.stats("ep")
+        await asyncio.sleep(1.1)
+        later = await controller.stats("ep")
+        assert first.queued == later.queued == 1
+        assert later.oldest_age_s >= 1.0 > first.oldest_age_s
+        await queue.purge("ep")
+        assert (await controller.stats("ep")).oldest_age_s == 0.0
+    finally:
+        await controller.close()
+
+
+async def test_bad_arguments(queue: SqsQueue) -> None:
+    with pytest.raises(ValueError, match="max_receives"):
+        await queue.ensure("ep", max_receives=0)
+    with pytest.raises(ValueError, match="max_messages"):
+        await queue.receive("ep", max_messages=0, lease=1, wait=0)
+    with pytest.raises(ValueError, match="longer than 80"):
+        await queue.ensure("e" * 80, max_receives=1)

@@ -1,0 +1,569 @@
+"""NomadOrchestrator against the Nomad HTTP double (tests/doubles/nomad.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from skiff_core.config import Settings
+from skiff_core.nomad.client import (
+    NomadBadRequest,
+    NomadClient,
+    NomadConflict,
+    NomadPermissionDenied,
+    NomadUnreachable,
+)
+from skiff_core.nomad.render import ImageReferenceError, RenderOptions, render_job
+from skiff_core.orchestrator.base import Orchestrator, WorkerPhase
+from skiff_core.orchestrator.nomad import DrainMismatch, NomadOrchestrator, PlacementFailed
+from skiff_core.spec import EndpointSpec
+from tests.support.doubles.nomad import FakeNode, NomadDouble
+from tests.support.wait import eventually_async
+
+
+def spec(**overrides: Any) -> EndpointSpec:
+    fields: dict[str, Any] = {
+        "name": "echo",
+        "image": "ghcr.io/acme/echo:1",
+        "command": ["python", "w.py"],
+        "scaling": {"min_workers": 0, "max_workers": 5},
+    }
+    fields.update(overrides)
+    return EndpointSpec(**fields)
+
+
+@pytest.fixture
+def nomad() -> Iterator[NomadDouble]:
+    with NomadDouble(nodes=[FakeNode("gpu-1", {("nvidia", "gpu", "NVIDIA L4"): 4})]) as double:
+        yield double
+
+
+def key_of(endpoint: str) -> str:
+    return f"skw_{endpoint}_test"
+
+
+def orchestrator(address: str, token: str | None = None, **kw: Any) -> NomadOrchestrator:
+    settings = Settings(nomad_addr=address, nomad_token=token)
+    client = NomadClient(address, token=token, retries=1, backoff_s=0.05)
+    kw.setdefault("worker_key", key_of)
+    return NomadOrchestrator(settings, client=client, **kw)
+
+
+def var_requests(nomad: NomadDouble, method: str) -> list[dict[str, Any] | None]:
+    return [b for m, p, b in nomad.requests if m == method and p.startswith("/v1/var/")]
+
+
+async def test_implements_the_protocol_and_registers_with_preserve_counts(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    assert isinstance(orch, Orchestrator)
+    await orch.apply(spec())
+    method, path, body = next(r for r in nomad.requests if r[1] == "/v1/jobs")
+    assert (method, path) in {("PUT", "/v1/jobs"), ("POST", "/v1/jobs")}
+    assert body is not None and body["PreserveCounts"] is True and body["Job"]["ID"] == "skiff-echo"
+    await orch.scale("echo", 3)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+    # Re-applying (the spec's Count is min_workers = 0) keeps the 3 workers the autoscaler set.
+    await orch.apply(spec(env={"NEW": "1"}))
+    assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 3
+    assert len(nomad.live_allocs("skiff-echo")) == 3
+    await orch.close()
+
+
+async def test_scale_message_and_workers_are_allocations(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 2)
+    await eventually_async(lambda: all(a["ClientStatus"] == "running" for a in nomad.live_allocs("skiff-echo")))
+    scale_body = next(b for m, p, b in nomad.requests if p == "/v1/job/skiff-echo/scale")
+    assert scale_body is not None
+    assert scale_body["Target"] == {"Job": "skiff-echo", "Group": "worker"} and scale_body["Count"] == 2
+    assert "skiff: scale echo to 2" in scale_body["Message"]
+    workers = await orch.workers("echo")
+    assert sorted(w.id for w in workers) == sorted(a["ID"] for a in nomad.live_allocs("skiff-echo"))
+    assert {w.phase for w in workers} == {WorkerPhase.RUNNING}
+    assert {w.spec_hash for w in workers} == {spec().spec_hash()}
+    status = await orch.client.scale_status("skiff-echo")
+    assert status["TaskGroups"]["worker"]["Desired"] == 2
+    assert status["TaskGroups"]["worker"]["Events"][0]["Message"].startswith("skiff: scale echo to 2")
+    await orch.close()
+
+
+async def test_drain_aware_scale_down_stops_exactly_the_named_workers(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 4)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 4)
+    by_name = {a["Name"]: a["ID"] for a in nomad.live_allocs("skiff-echo")}
+    # Nomad stops the highest name indexes (reconcile_cluster.go computeStop, nameIndex.Highest).
+    victims = await orch.stop_candidates("echo", 2)
+    assert set(victims) == {by_name["skiff-echo.worker[3]"], by_name["skiff-echo.worker[2]"]}
+    # Naming other (idle) workers than the ones Nomad would stop is refused: no surprise stops.
+    with pytest.raises(DrainMismatch) as excinfo:
+        await orch.scale("echo", 2, stop=[by_name["skiff-echo.worker[0]"], by_name["skiff-echo.worker[1]"]])
+    assert set(excinfo.value.would_stop) == set(victims)
+    assert len(nomad.live_allocs("skiff-echo")) == 4
+    await orch.scale("echo", 2, stop=victims)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 2)
+    assert {a["ID"] for a in nomad.live_allocs("skiff-echo")} == {
+        by_name["skiff-echo.worker[0]"],
+        by_name["skiff-echo.worker[1]"],
+    }
+    # Scaling up again reuses the freed lowest indexes (computePlacements, nameIndex.Next).
+    await orch.scale("echo", 3)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 3)
+    assert sorted(a["Name"] for a in nomad.live_allocs("skiff-echo"))[-1] == "skiff-echo.worker[2]"
+    await orch.scale("echo", 0, stop=await orch.stop_candidates("echo", 0))
+    await eventually_async(lambda: not nomad.live_allocs("skiff-echo"))
+    await orch.close()
+
+
+async def test_watch_workers_is_a_blocking_query(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    workers, index = await orch.watch_workers("echo", index=0, wait_s=1)
+    assert workers == [] and index > 0
+    started = time.monotonic()
+    watch = asyncio.create_task(orch.watch_workers("echo", index=index, wait_s=20))
+    await asyncio.sleep(0.2)
+    assert not watch.done(), "a blocking query must wait for a change"
+    await orch.scale("echo", 1)
+    workers, new_index = await asyncio.wait_for(watch, 10)
+    assert new_index > index and len(workers) == 1
+    assert time.monotonic() - started < 15
+    assert any(p == "/v1/job/skiff-echo/allocations" for _, p, _ in nomad.requests)
+    await orch.close()
+
+
+async def test_remove_deregisters(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 2)
+    await orch.remove("echo")
+    assert "skiff-echo" not in nomad.jobs
+    assert not nomad.live_allocs("skiff-echo")
+    assert await orch.workers("echo") == []
+    await orch.remove("echo")  # already gone: fine
+    await orch.close()
+
+
+async def test_worker_key_goes_to_the_jobs_variable_before_the_job_and_leaves_after_it(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    calls = [(m, p) for m, p, _ in nomad.requests]
+    write = calls.index(("PUT", "/v1/var/nomad/jobs/skiff-echo"))
+    register = next(i for i, (m, p) in enumerate(calls) if p == "/v1/jobs" and m in ("PUT", "POST"))
+    assert write < register, calls
+    (body,) = var_requests(nomad, "PUT")
+    assert body == {"Namespace": "default", "Path": "nomad/jobs/skiff-echo", "Items": {"worker_key": "skw_echo_test"}}
+    variable = nomad.variable("nomad/jobs/skiff-echo")
+    assert variable is not None and variable["Items"] == {"worker_key": "skw_echo_test"}
+    # The job itself carries no key: only the template that reads it.
+    task = nomad.jobs["skiff-echo"]["TaskGroups"][0]["Tasks"][0]
+    assert "RUNPOD_AI_API_KEY" not in task["Env"] and "skw_echo_test" not in json.dumps(nomad.jobs["skiff-echo"])
+    assert 'nomadVar "nomad/jobs/skiff-echo"' in task["Templates"][0]["EmbeddedTmpl"]
+
+    await orch.remove("echo")
+    calls = [(m, p) for m, p, _ in nomad.requests]
+    assert calls.index(("DELETE", "/v1/job/skiff-echo")) < calls.index(("DELETE", "/v1/var/nomad/jobs/skiff-echo"))
+    assert "skiff-echo" not in nomad.jobs and nomad.variable("nomad/jobs/skiff-echo") is None
+    await orch.remove("echo")  # already gone: nothing to delete, no error
+    assert len(var_requests(nomad, "DELETE")) == 1
+    await orch.close()
+
+
+async def test_an_unchanged_key_is_not_rewritten_and_a_new_one_is(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    first = nomad.variable("nomad/jobs/skiff-echo")
+    await orch.apply(spec(env={"NEW": "1"}))
+    assert len(var_requests(nomad, "PUT")) == 1
+    assert nomad.variable("nomad/jobs/skiff-echo") == first
+    # A new key (another SKIFF_API_KEY) is written over the one read, by check-and-set.
+    rotated = orchestrator(nomad.address, worker_key=lambda name: f"skw_{name}_rotated")
+    await rotated.apply(spec())
+    after = nomad.variable("nomad/jobs/skiff-echo")
+    assert first is not None and after is not None
+    assert after["Items"] == {"worker_key": "skw_echo_rotated"} and after["ModifyIndex"] > first["ModifyIndex"]
+    cas = [p for m, p, _ in nomad.requests if m == "PUT" and p.startswith("/v1/var/")]
+    assert len(cas) == 2
+    for orch_ in (orch, rotated):
+        await orch_.close()
+
+
+async def test_variable_writes_are_check_and_set_and_keep_other_items(nomad: NomadDouble) -> None:
+    client = NomadClient(nomad.address, retries=0)
+    path = "nomad/jobs/skiff-echo"
+    created = await client.put_variable(path, {"other": "x"}, cas=0)
+    assert (created["Path"], created["Namespace"], created["Items"]) == (path, "default", {"other": "x"})
+    assert created["CreateIndex"] == created["ModifyIndex"] > 0
+    with pytest.raises(NomadConflict, match="changed concurrently"):
+        await client.put_variable(path, {"other": "y"}, cas=0)  # 0: only if absent
+    with pytest.raises(NomadConflict):
+        await client.put_variable(path, {"other": "y"}, cas=created["ModifyIndex"] + 100)
+    assert await client.set_variable_item(path, "worker_key", "k1") is True
+    assert await client.set_variable_item(path, "worker_key", "k1") is False
+    assert (await client.get_variable(path) or {})["Items"] == {"other": "x", "worker_key": "k1"}
+    # Removing the worker key leaves what someone else put there, and the variable with it.
+    assert await client.remove_variable_item(path, "worker_key") is True
+    assert (await client.get_variable(path) or {})["Items"] == {"other": "x"}
+    assert await client.remove_variable_item(path, "worker_key") is False
+    await client.close()
+
+
+class RacedClient(NomadClient):
+    """A real client; right after its first read of a variable another writer changes it."""
+
+    def __init__(self, address: str, other: NomadClient) -> None:
+        super().__init__(address, retries=0)
+        self.other = other
+        self.reads = 0
+
+    async def get_variable(self, path: str) -> dict[str, Any] | None:
+        found = await super().get_variable(path)
+        self.reads += 1
+        if self.reads == 1:
+            await self.other.put_variable(path, {"theirs": "1"})
+        return found
+
+
+async def test_a_write_racing_another_writer_reads_again_instead_of_overwriting(nomad: NomadDouble) -> None:
+    other = NomadClient(nomad.address, retries=0)
+    raced = RacedClient(nomad.address, other)
+    assert await raced.set_variable_item("nomad/jobs/skiff-echo", "worker_key", "k") is True
+    # The first write (cas=0: create) lost to the other writer with 409; the second kept its item.
+    assert raced.reads == 2
+    assert (nomad.variable("nomad/jobs/skiff-echo") or {})["Items"] == {"theirs": "1", "worker_key": "k"}
+    for client in (other, raced):
+        await client.close()
+
+
+def test_the_controller_policy_covers_the_worker_key_variables_and_not_skiffs_own() -> None:
+    """nomad/policies/skiff-controller.policy.hcl grants what apply/remove use on the path render
+    names, and denies the exact paths of Skiff's own jobs' configuration except its own."""
+    import fnmatch
+
+    import hcl2
+
+    from skiff_core.nomad.render import worker_key_variable
+
+    policy = hcl2.load((Path(__file__).parents[2] / "nomad" / "policies" / "skiff-controller.policy.hcl").open())
+    ((_ns, namespace),) = policy["namespace"][0].items()
+    paths = {
+        k.strip('"'): [c.strip('"') for c in v["capabilities"]]
+        for p in namespace["variables"][0]["path"]
+        for k, v in p.items()
+    }
+
+    def capabilities(path: str) -> list[str]:
+        if path in paths:  # the most specific rule for a path applies
+            return paths[path]
+        globs = [g for g in paths if fnmatch.fnmatchcase(path, g)]
+        return paths[max(globs, key=len)] if globs else []
+
+    assert set(capabilities(worker_key_variable("echo"))) == {"read", "write", "destroy"}
+    for own in ("gateway", "redis", "elasticmq"):
+        assert capabilities(f"nomad/jobs/skiff-{own}") == ["deny"]
+    assert "nomad/jobs/skiff-controller" not in paths  # would override its implicit read of its own
+
+
+async def test_wrong_address_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    orch = orchestrator(f"http://127.0.0.1:{port}")
+    with pytest.raises(NomadUnreachable, match=rf"cannot reach Nomad at http://127.0.0.1:{port}.*NOMAD_ADDR"):
+        await orch.apply(spec())
+    with pytest.raises(NomadUnreachable, match="cannot reach Nomad"):
+        await orch.scale("echo", 1)
+    await orch.close()
+
+
+async def test_denied_tokens_are_clear_errors() -> None:
+    tokens: dict[str, set[str] | None] = {"good": None, "reader": {"read-job"}}
+    with NomadDouble(acl_tokens=tokens) as nomad:
+        anonymous = orchestrator(nomad.address)
+        with pytest.raises(NomadPermissionDenied, match=r"anonymous request.*Permission denied"):
+            await anonymous.apply(spec())
+        unknown = orchestrator(nomad.address, token="nope")
+        with pytest.raises(NomadPermissionDenied, match="ACL token not found"):
+            await unknown.apply(spec())
+        await orchestrator(nomad.address, token="good").apply(spec())
+        reader = orchestrator(nomad.address, token="reader")
+        assert await reader.workers("echo") == []
+        with pytest.raises(NomadPermissionDenied, match=r"Permission denied.*scale-job"):
+            await reader.scale("echo", 1)
+        for orch in (anonymous, unknown, reader):
+            await orch.close()
+
+
+async def test_a_token_without_variables_write_is_a_clear_error_and_registers_nothing() -> None:
+    jobs_only = {"submit-job", "read-job", "scale-job", "variables:read"}
+    tokens: dict[str, set[str] | None] = {"jobs-only": jobs_only, "no-destroy": jobs_only | {"variables:write"}}
+    with NomadDouble(acl_tokens=tokens) as nomad:
+        denied = orchestrator(nomad.address, token="jobs-only")
+        with pytest.raises(
+            NomadPermissionDenied,
+            match=r"refused the token in NOMAD_TOKEN: Permission denied\. The token needs variables capabilities "
+            r'\["read", "write", "destroy"\] on path "nomad/jobs/skiff-\*" .*in namespace \'default\'',
+        ):
+            await denied.apply(spec())
+        assert nomad.jobs == {} and nomad.variables == {}
+        # Without destroy the job is stopped, then removing the key is refused just as clearly.
+        partial = orchestrator(nomad.address, token="no-destroy")
+        await partial.apply(spec())
+        with pytest.raises(NomadPermissionDenied, match=r"Permission denied.*variables capabilities"):
+            await partial.remove("echo")
+        assert "skiff-echo" not in nomad.jobs
+        for orch in (denied, partial):
+            await orch.close()
+
+
+async def test_gpu_model_no_node_has_reports_nomads_placement_failure(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    gpu = spec(name="big", gpu={"count": 1, "models": ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"]})
+    await orch.apply(gpu)  # count 0: nothing to place yet
+    with pytest.raises(PlacementFailed) as excinfo:
+        await orch.scale("big", 2)
+    message = str(excinfo.value)
+    assert "'missing devices' filtered 1 node(s)" in message and "2 allocation(s) unplaced" in message
+    assert "NVIDIA H100 80GB HBM3, NVIDIA A100-SXM4-80GB" in message and "nomad-device-nvidia" in message
+    # The same request for a model the node has is placed.
+    await orch.apply(spec(name="small", gpu={"count": 2, "models": ["NVIDIA L4", "NVIDIA T4"]}))
+    await orch.scale("small", 2)
+    assert len(nomad.live_allocs("skiff-small")) == 2
+    with pytest.raises(PlacementFailed, match="1 allocation"):  # 4 GPUs: a third worker does not fit
+        await orch.scale("small", 3)
+    await orch.close()
+
+
+async def test_invalid_image_is_refused_before_anything_is_sent(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    with pytest.raises(ImageReferenceError, match=re.escape("invalid image reference 'ghcr.io/Acme/Echo:1'")):
+        await orch.apply(spec(image="ghcr.io/Acme/Echo:1"))
+    assert nomad.requests == []
+    await orch.close()
+
+
+async def test_count_outside_scaling_bounds_is_nomads_400(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    with pytest.raises(NomadBadRequest, match="group count was greater than scaling policy maximum: 6 > 5"):
+        await orch.scale("echo", 6)
+    await orch.close()
+
+
+async def test_default_update_strategy_blocks_scaling_ours_does_not(nomad: NomadDouble) -> None:
+    """Why render sets Update.MaxParallel = 0: with Nomad's default update strategy a scale
+    starts a deployment and the next scale is refused while it runs."""
+    client = NomadClient(nomad.address, retries=0)
+    body = render_job(spec(name="plain"), Settings())
+    del body["Job"]["Update"]
+    await client.register(body)
+    await client.scale("skiff-plain", "worker", 1, "first")
+    with pytest.raises(NomadBadRequest, match="job scaling blocked due to active deployment"):
+        await client.scale("skiff-plain", "worker", 2, "second")
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    for count in (1, 2, 3, 1):
+        await orch.scale("echo", count, stop=await orch.stop_candidates("echo", count))
+    await client.close()
+    await orch.close()
+
+
+WORKER = r"""
+import json, os, signal, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+out = sys.argv[1]
+keys = ["NOMAD_ALLOC_ID", "NOMAD_ALLOC_INDEX", "NOMAD_ALLOC_NAME", "NOMAD_PORT_http", "NOMAD_ADDR_http",
+        "RUNPOD_POD_ID", "RUNPOD_ENDPOINT_ID", "RUNPOD_WEBHOOK_GET_JOB", "PORT", "NOMAD_TASK_DIR",
+        "RUNPOD_AI_API_KEY"]
+env = {k: os.environ.get(k) for k in keys}
+env["cwd"] = os.getcwd()
+def bye(signum, frame):
+    with open(out + ".stopped." + env["NOMAD_ALLOC_ID"], "w") as f:
+        f.write(str(signum))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(env["NOMAD_ALLOC_ID"].encode())
+    def log_message(self, *a): pass
+srv = HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+with open(out + "." + env["NOMAD_ALLOC_ID"], "w") as f:
+    json.dump(env, f)
+srv.serve_forever()
+"""
+
+
+async def test_allocations_run_as_raw_exec_subprocesses(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out = tmp_path / "env"
+    lb = EndpointSpec.model_validate(
+        {
+            "name": "web",
+            "type": "load_balancer",
+            "command": [sys.executable, str(script), str(out)],
+            "scaling": {"min_workers": 0, "max_workers": 3},
+        }
+    )
+    with NomadDouble(run_tasks=True) as nomad:
+        orch = orchestrator(nomad.address, render_options=RenderOptions(driver="raw_exec"))
+        await orch.apply(lb)
+        await orch.scale("web", 2)
+        await eventually_async(lambda: len(list(tmp_path.glob("env.*-*"))) == 2, timeout=15)
+        assert {w.phase for w in await orch.workers("web")} == {WorkerPhase.RUNNING}
+        envs = [json.loads(p.read_text()) for p in tmp_path.glob("env.*-*") if ".stopped." not in p.name]
+        allocs = {a["ID"]: a for a in nomad.live_allocs("skiff-web")}
+        for env in envs:
+            alloc = allocs[env["NOMAD_ALLOC_ID"]]
+            assert env["RUNPOD_POD_ID"] == env["NOMAD_ALLOC_ID"]  # ${NOMAD_ALLOC_ID} interpolated
+            assert env["PORT"] == env["NOMAD_PORT_http"] and env["NOMAD_ADDR_http"] == f"127.0.0.1:{env['PORT']}"
+            assert alloc["Name"] == env["NOMAD_ALLOC_NAME"] == f"skiff-web.worker[{env['NOMAD_ALLOC_INDEX']}]"
+            assert env["RUNPOD_ENDPOINT_ID"] == "web" and "/job-take/$ID?" in env["RUNPOD_WEBHOOK_GET_JOB"]
+            assert env["cwd"].endswith("/worker") and env["NOMAD_TASK_DIR"].endswith("/worker/local")
+            # The key arrived through the template from the variable, not from the job's Env.
+            assert env["RUNPOD_AI_API_KEY"] == "skw_web_test"
+            rendered = Path(env["cwd"]) / "secrets" / "worker.env"
+            assert rendered.read_text() == "RUNPOD_AI_API_KEY=skw_web_test\n"
+            assert rendered.stat().st_mode & 0o777 == 0o600
+        assert sorted(e["NOMAD_ALLOC_INDEX"] for e in envs) == ["0", "1"]
+        # Each worker serves on its port.
+        async with httpx.AsyncClient() as http:
+            for env in envs:
+                resp = await http.get(f"http://127.0.0.1:{env['PORT']}/ping")
+                assert resp.text == env["NOMAD_ALLOC_ID"]
+        # Scale-down stops the highest index with the task's KillSignal (SIGTERM).
+        victim = await orch.stop_candidates("web", 1)
+        await orch.scale("web", 1, stop=victim)
+        stopped = tmp_path / f"env.stopped.{victim[0]}"
+        await eventually_async(stopped.exists, timeout=10)
+        assert stopped.read_text() == "15"
+        await eventually_async(lambda: nomad.allocs[victim[0]]["ClientStatus"] == "complete", timeout=10)
+        assert [w.id for w in await orch.workers("web")] == [a for a in allocs if a != victim[0]]
+        await orch.close()
+
+
+def lb_spec(tmp_path: Path, name: str = "web") -> EndpointSpec:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    return EndpointSpec.model_validate(
+        {
+            "name": name,
+            "type": "load_balancer",
+            "command": [sys.executable, str(script), str(tmp_path / "env")],
+            "scaling": {"min_workers": 0, "max_workers": 3},
+        }
+    )
+
+
+async def test_a_task_whose_template_cannot_render_fails_with_nomads_message(tmp_path: Path) -> None:
+    """Without the variable (registered behind the orchestrator's back) or with a template the
+    client cannot render, the task never starts: the allocation fails and says why."""
+    with NomadDouble(run_tasks=True) as nomad:
+        client = NomadClient(nomad.address, retries=0)
+        body = render_job(lb_spec(tmp_path), Settings(), RenderOptions(driver="raw_exec"))
+        body["Job"]["TaskGroups"][0]["Count"] = 1
+        await client.register(body)
+        await eventually_async(
+            lambda: all(a["ClientStatus"] == "failed" for a in nomad.allocs.values()) and nomad.allocs
+        )
+        (alloc,) = nomad.allocs.values()
+        (event,) = alloc["TaskStates"]["worker"]["Events"]
+        assert (
+            event["DisplayMessage"] == "Template failed: Missing: nomad.var.block(nomad/jobs/skiff-web@default.global)"
+        )
+        assert event["FailsTask"] is True and alloc["ClientDescription"] == "Failed tasks"
+
+        other = render_job(lb_spec(tmp_path, "web2"), Settings(), RenderOptions(driver="raw_exec"))
+        other["Job"]["TaskGroups"][0]["Count"] = 1
+        template = other["Job"]["TaskGroups"][0]["Tasks"][0]["Templates"][0]
+        # Another job's variable: outside the task's implicit workload identity access.
+        template["EmbeddedTmpl"] = template["EmbeddedTmpl"].replace("skiff-web2", "skiff-web")
+        await client.put_variable("nomad/jobs/skiff-web", {"worker_key": "k"})
+        await client.register(other)
+        await eventually_async(
+            lambda: (
+                bool(nomad.live_allocs("skiff-web2")) is False
+                and any(a["JobID"] == "skiff-web2" and a["ClientStatus"] == "failed" for a in nomad.allocs.values())
+            )
+        )
+        failed = next(a for a in nomad.allocs.values() if a["JobID"] == "skiff-web2")
+        assert failed["TaskStates"]["worker"]["Events"][0]["DisplayMessage"].endswith(
+            "nomad.var.block(nomad/jobs/skiff-web@default.global): Permission denied"
+        )
+        assert not list(tmp_path.glob("env.*"))  # no worker process ever started
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{ with nomadVar "nomad/jobs/skiff-web" }}KEY={{ .worker_key | toJSON }}{{ end }}',
+        '{{ key "service/x" }}',
+        "RUNPOD_AI_API_KEY=plain",
+    ],
+)
+async def test_the_double_refuses_templates_it_does_not_understand(tmp_path: Path, template: str) -> None:
+    with NomadDouble(run_tasks=True) as nomad:
+        client = NomadClient(nomad.address, retries=0)
+        await client.put_variable("nomad/jobs/skiff-web", {"worker_key": "k"})
+        body = render_job(lb_spec(tmp_path), Settings(), RenderOptions(driver="raw_exec"))
+        body["Job"]["TaskGroups"][0]["Count"] = 1
+        body["Job"]["TaskGroups"][0]["Tasks"][0]["Templates"][0]["EmbeddedTmpl"] = template
+        await client.register(body)
+        await eventually_async(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()))
+        (alloc,) = nomad.allocs.values()
+        message = alloc["TaskStates"]["worker"]["Events"][0]["DisplayMessage"]
+        assert (
+            message.startswith("Template failed: the Nomad double renders only env templates") and template in message
+        )
+        await client.close()
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    assert openssl, "the TLS test needs the `openssl` binary to make a certificate for 127.0.0.1"
+    cert, key = directory / "ca.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_certificates_are_checked_against_nomad_cacert(tmp_path: Path) -> None:
+    """python-nomad sends its own `verify` (default False) with every request, which would switch
+    certificate checks off for register / read / variables: the client passes NOMAD_CACERT."""
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with NomadDouble() as nomad:
+        nomad._server.socket = context.wrap_socket(nomad._server.socket, server_side=True)
+        address = nomad.address.replace("http://", "https://")
+        unverified = NomadClient(address, retries=0)
+        with pytest.raises(NomadUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            await unverified.get_variable("nomad/jobs/skiff-echo")
+        with pytest.raises(NomadUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            await unverified.get_job("skiff-echo")
+        assert nomad.requests == []
+        verified = NomadClient(address, retries=0, ca_cert=str(cert))
+        await verified.put_variable("nomad/jobs/skiff-echo", {"worker_key": "k"})
+        assert (await verified.get_variable("nomad/jobs/skiff-echo") or {})["Items"] == {"worker_key": "k"}
+        assert await verified.get_job("skiff-echo") is None
+        for client in (unverified, verified):
+            await client.close()
