@@ -40,10 +40,11 @@ from tests.support.images import (
     Podman,
     dockerfiles,
     ensure_bases,
-    free_port,
     hadolint,
     hadolint_text,
 )
+from tests.support.services import free_port
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -151,6 +152,11 @@ def _run_detached(
     podman.run("run", "--detach", "--name", name, "--label", TEST_LABEL, "--network=host", *options, image, *command)
 
 
+def _assert_running(podman: Podman, name: str) -> None:
+    state = podman.run("inspect", "--format", "{{.State.Running}}", name, check=False).stdout.strip()
+    assert state == "true", f"container {name} is not running\n" + _logs(podman, name)
+
+
 def _logs(podman: Podman, name: str) -> str:
     out = podman.run("logs", name, check=False)
     return f"--- {name} ---\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
@@ -243,18 +249,21 @@ def test_a_job_runs_through_the_gateway_and_worker_containers(
     )
     base = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {api_key}"}, timeout=30) as client:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> bool:
+            _assert_running(podman, gateway)
             try:
-                if client.get("/healthz").status_code == 200:
-                    break
+                return client.get("/healthz").status_code == 200
             except httpx.TransportError:
-                pass
-            running = podman.run("inspect", "--format", "{{.State.Running}}", gateway, check=False).stdout.strip()
-            assert running == "true" and time.monotonic() < deadline, "gateway never answered\n" + _logs(
-                podman, gateway
-            )
-            time.sleep(0.2)
+                return False
+
+        eventually(
+            answers,
+            timeout=60,
+            interval=0.2,
+            what="GET /healthz of the gateway container",
+            context=lambda: _logs(podman, gateway),
+        )
         # The image's own HEALTHCHECK, run by podman inside the container.
         health = podman.run("healthcheck", "run", gateway, check=False)
         assert health.returncode == 0, f"HEALTHCHECK failed: {health.stdout}{health.stderr}\n" + _logs(podman, gateway)
@@ -292,16 +301,16 @@ def test_a_job_runs_through_the_gateway_and_worker_containers(
 
 def _wait_healthy(podman: Podman, name: str, timeout: float = 60) -> None:
     """Until the image's HEALTHCHECK passes inside the container (podman runs it there)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        health = podman.run("healthcheck", "run", name, check=False)
-        if health.returncode == 0:
-            return
-        running = podman.run("inspect", "--format", "{{.State.Running}}", name, check=False).stdout.strip()
-        assert running == "true" and time.monotonic() < deadline, (
-            f"{name}: HEALTHCHECK never passed ({health.stdout}{health.stderr})\n" + _logs(podman, name)
-        )
-        time.sleep(0.5)
+
+    def passes() -> bool:
+        if podman.run("healthcheck", "run", name, check=False).returncode == 0:
+            return True
+        _assert_running(podman, name)
+        return False
+
+    eventually(
+        passes, timeout=timeout, interval=0.5, what=f"the HEALTHCHECK of {name}", context=lambda: _logs(podman, name)
+    )
 
 
 def test_the_server_image_runs_the_controller_too(built: Built, containers: list[str], tmp_path: Path) -> None:

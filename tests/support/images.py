@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -101,12 +100,6 @@ def hadolint_text(text: str, name: str) -> subprocess.CompletedProcess[str]:
         path = Path(tmp) / name
         path.write_text(text)
         return hadolint([path])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def debian_sources(suite: str = SUITE) -> list[str]:
