@@ -10,7 +10,7 @@
 
 variable "image" {
   type        = string
-  description = "Skiff container image (contains the `skiff` CLI)."
+  description = "Skiff server image: the root Dockerfile, built and tagged by scripts/build-images.sh (docs/images.md)."
   default     = "ghcr.io/skiff-dev/skiff:0.1.0"
 }
 
