@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: a virtualenv at .venv with every pinned package of requirements.lock (hash
 # checked) and the workspace's own packages (sdk, core, gateway, controller, cli) installed
-# editable. Usage: scripts/setup.sh [run|test]. `test` also makes sure redis-server exists.
+# editable. Usage: scripts/setup.sh [run|test]. `test` also makes sure redis-server exists, and
+# podman, runc and mmdebstrap for the image test (scripts/setup-images.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,4 +41,8 @@ if [ "$what" = "test" ] && ! command -v redis-server >/dev/null 2>&1; then
     echo "skiff: the tests need redis-server on PATH; install it (e.g. 'sudo apt-get install -y redis-server')" >&2
     exit 1
   fi
+fi
+
+if [ "$what" = "test" ]; then
+  scripts/setup-images.sh
 fi

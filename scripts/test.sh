@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 
-code=(sdk core gateway controller cli tests benchmarks examples)
+code=(sdk core gateway controller cli tests benchmarks examples scripts)
 echo "==> ruff"
 .venv/bin/ruff check "${code[@]}"
 .venv/bin/ruff format --check "${code[@]}"
@@ -15,7 +15,7 @@ echo "==> terraform fmt"
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive terraform/
 else
-  echo "terraform not installed: tests/e2e/test_terraform.py reports it"
+  echo "terraform not installed: the Terraform tests report it"
 fi
 echo "==> pytest"
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"
