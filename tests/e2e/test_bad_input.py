@@ -86,6 +86,19 @@ def test_every_route_checks_its_key(raw: httpx.Client, method: str, path: str) -
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v2/echo/run"), ("GET", "/v2/echo/ping/w1"), ("GET", "/v2/%C3%A9/ping/w1"), ("POST", "/v2/%C3%A9/run")],
+)
+def test_a_key_or_endpoint_with_non_ascii_characters_is_a_401_not_a_500(
+    raw: httpx.Client, method: str, path: str
+) -> None:
+    # A raw byte such as 0xe9 in the header, or a non-ASCII endpoint name, once crashed the key check.
+    for key in (b"Bearer \xe9", b"Bearer caf\xc3\xa9", b"Bearer wrong"):
+        r = raw.request(method, path, json={"input": 1}, headers=[(b"Authorization", key)])
+        _assert_error(r, 401, "invalid API key")
+
+
 def test_worker_key_is_scoped_to_its_endpoint(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
     from skiff_core.keys import KeyRing
 

@@ -134,7 +134,7 @@ class SkiffProcess:
     def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=timeout)
 
-    def wait_ready_workers(self, endpoint: str, count: int = 1, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_ready_workers(self, endpoint: str, count: int = 1, timeout: float = 60.0) -> dict[str, Any]:
         with self.client() as client:
             deadline = time.monotonic() + timeout
             health: dict[str, Any] = {}

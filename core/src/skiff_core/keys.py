@@ -39,14 +39,21 @@ class KeyRing:
         return f"{WORKER_KEY_PREFIX}{endpoint}_{digest.hexdigest()[:40]}"
 
     def is_client(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented, self.client_key)
+        return presented is not None and _same(presented, self.client_key)
 
     def is_worker_for(self, presented: str | None, endpoint: str) -> bool:
-        return presented is not None and hmac.compare_digest(presented, self.worker_key(endpoint))
+        return presented is not None and _same(presented, self.worker_key(endpoint))
 
     @staticmethod
     def looks_like_worker_key(presented: str | None) -> bool:
         return presented is not None and presented.startswith(WORKER_KEY_PREFIX)
+
+
+def _same(presented: str, expected: str) -> bool:
+    """Constant-time comparison of any two strings: `hmac.compare_digest` refuses str with
+    non-ASCII characters (a header byte such as 0xe9, an endpoint name such as "é") with a
+    TypeError, which would answer 500 to a request that holds no valid key."""
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def presented_key(authorization: str | None) -> str | None:
