@@ -91,9 +91,9 @@ class WorkerRegistry(Protocol):
 class Timing:
     """The settings the controller's rules read."""
 
-    ping_interval_s: float = 10.0
-    take_wait_s: float = 20.0
-    worker_startup_timeout_s: float = 900.0
+    ping_interval_s: float
+    take_wait_s: float
+    worker_startup_timeout_s: float
 
     @classmethod
     def of(cls, settings: Settings) -> Timing:

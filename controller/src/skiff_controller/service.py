@@ -9,11 +9,11 @@ both run in one process, else `StoreRegistry`, a mirror of the records the gatew
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from skiff.aio import cancel_all
 from skiff_controller.lb_loads import LocalBalancer, ReportedLoads
 from skiff_controller.loop import Controller, Timing, WorkerRegistry
 from skiff_controller.registry import StoreRegistry
@@ -103,8 +103,9 @@ class ControllerService:
     async def start(self) -> None:
         """Discovery watching, the registry mirrored (when it is one), the control loops running
         (they wait for the leader lock first)."""
-        for spec in self.catalog.all():
-            await self.backends.queue.ensure(spec.name, max_receives=spec.max_retries + 1)
+        if self.mirror is not None:  # no gateway in this process ensures the queues
+            for spec in self.catalog.all():
+                await self.backends.queue.ensure(spec.name, max_receives=spec.max_retries + 1)
         if self.discovery is not None:
             self.discovery.start()
         if self.mirror is not None:
@@ -120,11 +121,7 @@ class ControllerService:
     async def stop_workers(self) -> None:
         """Stop the control loops (so nothing relaunches), then every worker this process runs."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
         await self.orchestrator.close()
 
     async def close(self) -> None:

@@ -9,11 +9,11 @@ it builds itself, in reverse order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from fastapi import FastAPI
 
+from skiff.aio import cancel_all
 from skiff_core.backends import Backends
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
@@ -80,11 +80,7 @@ class GatewayService:
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
         try:
             await self.ctx.stop()
         finally:

@@ -14,6 +14,13 @@ from __future__ import annotations
 import asyncio
 
 
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait until each has ended; a task's own error is not raised here."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait until `event` is set or `timeout` seconds pass; whether it is set.
 
