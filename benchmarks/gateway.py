@@ -64,7 +64,7 @@ WORKER_COUNTS = (1, 8)
 MODES = ("embedded", "cluster")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# tests/stack.py shortens leases and pings for crash tests; a benchmark runs with the defaults
+# tests/support/stack.py shortens leases and pings for crash tests; a benchmark runs with the defaults
 # of skiff_core.config so that background traffic is what production would see.
 PRODUCTION_ENV = {
     "SKIFF_LEASE_S": "30",

@@ -8,7 +8,7 @@ to the gateways, at SKIFF_PUBLIC_URL; every process needs the same SKIFF_API_KEY
 worker keys are derived. Saving an endpoint file applies it, as with `skiff up`.
 
 This is the same Controller class `skiff up` runs; only the process around it differs: the
-registry is mirrored from the store (see MirroredTracker), because here no gateway shares memory
+registry is mirrored from the store (see skiff_controller.registry), because here no gateway shares memory
 with the controller. `--port` serves `GET /healthz` and `GET /v1/status` for checks and humans.
 """
 
