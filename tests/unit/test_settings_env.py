@@ -19,6 +19,7 @@ STANDARD = {
     "nomad_namespace": "NOMAD_NAMESPACE",
     "nomad_region": "NOMAD_REGION",
     "nomad_cacert": "NOMAD_CACERT",
+    "nomad_tls_server_name": "NOMAD_TLS_SERVER_NAME",
     "consul_addr": "CONSUL_HTTP_ADDR",
     "consul_token": "CONSUL_HTTP_TOKEN",
     "consul_cacert": "CONSUL_CACERT",
@@ -84,3 +85,28 @@ async def test_nomad_client_certificates_are_presented(tmp_path: Path) -> None:
         with pytest.raises(NomadNotFound):
             await orch.client.scale_status("skiff-echo")  # httpx
         await orch.close()
+
+
+async def test_nomad_tls_server_name_is_the_name_checked(tmp_path: Path) -> None:
+    """NOMAD_TLS_SERVER_NAME: Nomad's certificates name server.<region>.nomad, not the address
+    a client dials; both transports must check that name (and only with it set do they connect)."""
+    cert, key = self_signed_cert(tmp_path, dns_name="server.global.nomad")
+    with NomadDouble(tls=(cert, key)) as nomad:
+        plain = NomadClient(nomad.address, retries=0, ca_cert=str(cert))
+        with pytest.raises(NomadUnreachable):
+            await plain.get_job("skiff-echo")
+        with pytest.raises(NomadUnreachable):
+            await plain.scale_status("skiff-echo")
+        await plain.close()
+        wrong = NomadClient(nomad.address, retries=0, ca_cert=str(cert), tls_server_name="server.other.nomad")
+        with pytest.raises(NomadUnreachable):
+            await wrong.get_job("skiff-echo")
+        await wrong.close()
+        settings = Settings(
+            nomad_addr=nomad.address, nomad_cacert=str(cert), nomad_tls_server_name="server.global.nomad"
+        )
+        named = NomadOrchestrator(settings, worker_key=lambda n: "k")
+        assert await named.client.get_job("skiff-echo") is None  # python-nomad (requests)
+        with pytest.raises(NomadNotFound):
+            await named.client.scale_status("skiff-echo")  # httpx
+        await named.close()

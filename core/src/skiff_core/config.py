@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         default=None, validation_alias=_also("nomad_client_cert", "NOMAD_CLIENT_CERT")
     )
     nomad_client_key: str | None = Field(default=None, validation_alias=_also("nomad_client_key", "NOMAD_CLIENT_KEY"))
+    # The name to check Nomad's certificate against when the address is an IP or a load balancer
+    # (Nomad's own certificates name "server.<region>.nomad").
+    nomad_tls_server_name: str | None = Field(
+        default=None, validation_alias=_also("nomad_tls_server_name", "NOMAD_TLS_SERVER_NAME")
+    )
     consul_addr: str = Field(default="http://127.0.0.1:8500", validation_alias=_also("consul_addr", "CONSUL_HTTP_ADDR"))
     consul_token: str | None = Field(default=None, validation_alias=_also("consul_token", "CONSUL_HTTP_TOKEN"))
     consul_cacert: str | None = Field(default=None, validation_alias=_also("consul_cacert", "CONSUL_CACERT"))

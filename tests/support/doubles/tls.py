@@ -13,10 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """(certificate, key) PEM files; the certificate is its own CA, valid for IP 127.0.0.1."""
+def self_signed_cert(directory: Path, dns_name: str | None = None) -> tuple[Path, Path]:
+    """(certificate, key) PEM files; the certificate is its own CA, valid for IP 127.0.0.1, or only
+    for `dns_name` when given (as Nomad's "server.global.nomad" certificates are)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name or "127.0.0.1")])
+    alt_name: x509.GeneralName = (
+        x509.DNSName(dns_name) if dns_name else x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    )
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -26,7 +30,7 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.SubjectAlternativeName([alt_name]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )

@@ -97,6 +97,27 @@ def _body_text(resp: Any) -> str:
     return (text or "").strip() or f"HTTP {getattr(resp, 'status_code', '?')}"
 
 
+class _ServerNameAdapter(requests.adapters.HTTPAdapter):
+    """Sends `name` as SNI and checks the certificate against it (NOMAD_TLS_SERVER_NAME), whatever
+    host the address names; urllib3 takes both as connection-pool keywords."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(server_hostname=self._name, assert_hostname=self._name)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _sni_hook(name: str) -> Callable[[httpx.Request], Awaitable[None]]:
+    # httpcore uses the "sni_hostname" extension both as SNI and as the name checked in the certificate.
+    async def hook(request: httpx.Request) -> None:
+        request.extensions["sni_hostname"] = name
+
+    return hook
+
+
 class NomadClient:
     def __init__(
         self,
@@ -111,6 +132,7 @@ class NomadClient:
         ca_cert: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         self.address = address.rstrip("/")
         self.namespace = namespace
@@ -127,6 +149,8 @@ class NomadClient:
         cert = (client_cert, client_key) if client_cert and client_key else None
         if cert:
             self._session.cert = cert
+        if tls_server_name:
+            self._session.mount("https://", _ServerNameAdapter(tls_server_name))
         self._nomad = _nomad.Nomad(
             address=self.address,
             session=self._session,
@@ -146,7 +170,10 @@ class NomadClient:
             verify = ssl.create_default_context(cafile=ca_cert)
             if cert:
                 verify.load_cert_chain(*cert)
-        self._http = httpx.AsyncClient(base_url=self.address, headers=headers, timeout=timeout_s, verify=verify)
+        hooks = {"request": [_sni_hook(tls_server_name)]} if tls_server_name else None
+        self._http = httpx.AsyncClient(
+            base_url=self.address, headers=headers, timeout=timeout_s, verify=verify, event_hooks=hooks
+        )
 
     # --- error handling -------------------------------------------------------------------
     def _denied(self, detail: str, needs: str) -> NomadPermissionDenied:

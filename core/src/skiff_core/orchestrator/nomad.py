@@ -110,6 +110,7 @@ class NomadOrchestrator:
             ca_cert=settings.nomad_cacert,
             client_cert=settings.nomad_client_cert,
             client_key=settings.nomad_client_key,
+            tls_server_name=settings.nomad_tls_server_name,
         )
         self._options = render_options or RenderOptions()
         self._worker_key = worker_key
