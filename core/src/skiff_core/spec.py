@@ -127,6 +127,9 @@ class EndpointSpec(_Strict):
     job_ttl: Duration = 86400.0
     max_retries: StrictInt = Field(default=3, ge=0, le=100)
     env: dict[str, str] = Field(default_factory=dict)
+    # Queue endpoints: the most jobs one worker holds at once, whatever it asks for (a
+    # concurrency_modifier, job-take-batch's batch_size). None: as many as it asks for.
+    concurrency: StrictInt | None = Field(default=None, ge=1, le=64)
     # load_balancer endpoints: the path the worker's health server answers 200 on when ready.
     health_path: str = "/ping"
 
@@ -179,6 +182,11 @@ class EndpointSpec(_Strict):
     def _runnable(self) -> EndpointSpec:
         if self.image is None and self.command is None:
             raise ValueError("an endpoint needs `image` (cluster) or `command` (embedded / raw_exec), or both")
+        if self.concurrency is not None and self.type is EndpointType.LOAD_BALANCER:
+            raise ValueError(
+                "`concurrency` caps the jobs a queue worker holds; a load_balancer endpoint's workers "
+                "get requests, not jobs (scaling.target sets how many each should serve)"
+            )
         service = NAME_PREFIX + self.name
         if self.type is EndpointType.LOAD_BALANCER and len(service) > SERVICE_NAME_MAX:
             raise ValueError(
@@ -189,6 +197,15 @@ class EndpointSpec(_Strict):
         return self
 
     def spec_hash(self) -> str:
-        """Stable digest of everything that shapes a worker: a change means a rolling replacement."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Stable digest of everything that shapes a worker: a change means a rolling replacement.
+        Fields added later count only when set, so upgrading Skiff does not replace every worker."""
+        data = self.model_dump(mode="json")
+        for name in _HASHED_WHEN_SET:
+            if data.get(name) == _DEFAULTS[name]:
+                del data[name]
+        payload = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
+
+
+_HASHED_WHEN_SET = ("concurrency",)
+_DEFAULTS = {name: EndpointSpec.model_fields[name].get_default(call_default_factory=True) for name in _HASHED_WHEN_SET}

@@ -1,0 +1,45 @@
+"""What an endpoint file says about a worker beyond its code: concurrency, volumes, secrets, GPU
+preference, datacenters. Parsed from HCL as users write it, with file:line problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from skiff_core.endpoints import EndpointFileError, load_endpoint_file
+from skiff_core.spec import EndpointSpec
+
+HEAD = 'endpoint "w" {\n  command = ["python", "w.py"]\n'
+
+
+def _load(tmp_path: Path, body: str, head: str = HEAD) -> EndpointSpec:
+    path = tmp_path / "w.hcl"
+    path.write_text(head + body + "}\n")
+    (spec,) = load_endpoint_file(path)
+    return spec
+
+
+def _problems(tmp_path: Path, body: str, head: str = HEAD) -> list[str]:
+    path = tmp_path / "w.hcl"
+    path.write_text(head + body + "}\n")
+    with pytest.raises(EndpointFileError) as caught:
+        load_endpoint_file(path)
+    return [f"{p.line}: {p.field}: {p.message}" for p in caught.value.problems]
+
+
+def test_concurrency(tmp_path: Path) -> None:
+    assert _load(tmp_path, "  concurrency = 2\n").concurrency == 2
+    assert _load(tmp_path, "").concurrency is None
+    assert _problems(tmp_path, "  concurrency = 0\n") == ["3: concurrency: must be >= 1 (got 0)"]
+    lb = 'endpoint "w" {\n  type = "load_balancer"\n  command = ["python", "w.py"]\n'
+    (problem,) = _problems(tmp_path, "  concurrency = 2\n", head=lb)
+    assert "load_balancer" in problem and "concurrency" in problem
+
+
+def test_fields_added_later_leave_the_spec_hash_alone_until_set(tmp_path: Path) -> None:
+    # An upgrade of Skiff must not roll every worker: a spec that does not use the new fields
+    # hashes as before (tests/golden pins the examples' hashes from before these fields).
+    plain = _load(tmp_path, "")
+    assert plain.spec_hash() == EndpointSpec(name="w", command=["python", "w.py"]).spec_hash()
+    assert _load(tmp_path, "  concurrency = 2\n").spec_hash() != plain.spec_hash()
