@@ -43,3 +43,38 @@ def test_fields_added_later_leave_the_spec_hash_alone_until_set(tmp_path: Path) 
     plain = _load(tmp_path, "")
     assert plain.spec_hash() == EndpointSpec(name="w", command=["python", "w.py"]).spec_hash()
     assert _load(tmp_path, "  concurrency = 2\n").spec_hash() != plain.spec_hash()
+
+
+def test_volume_blocks(tmp_path: Path) -> None:
+    body = (
+        '\n  volume "models" {\n    source = "model-cache"\n  }\n\n'
+        '  volume "data" {\n    source    = "datasets"\n    path      = "/data"\n    read_only = true\n  }\n'
+    )
+    spec = _load(tmp_path, body)
+    assert list(spec.volume) == ["models", "data"]
+    assert spec.volume["models"].source == "model-cache"
+    assert spec.volume["models"].path == "/runpod-volume"  # Runpod's network volume path
+    assert spec.volume["data"].read_only is True
+
+
+def test_volume_problems_have_lines(tmp_path: Path) -> None:
+    body = (
+        '  volume "a" {\n    source = "x"\n  }\n'  # lines 3-5
+        '  volume "a" {\n    source = "y"\n  }\n'  # 6-8
+        '  volume "b" {\n    source = "y"\n    path   = "relative"\n  }\n'  # 9-12
+        "  volume {\n    source = 1\n  }\n"  # 13-15
+        '  volume "c" {\n    sorce = "z"\n  }\n'  # 16-18
+    )
+    assert _problems(tmp_path, body) == [
+        "6: volume.a: declared more than once (first on line 3)",
+        "11: volume.b.path: must be an absolute path inside the worker such as \"/runpod-volume\" (got 'relative')",
+        '13: volume: takes exactly one label: `volume "label" { ... }`',
+        "16: volume.c.source: is required",
+        "17: volume.c.sorce: unknown field; did you mean `source`? expected one of: source, type, path, "
+        "read_only, local_path",
+    ]
+
+
+def test_two_volumes_on_one_path(tmp_path: Path) -> None:
+    body = '  volume "a" {\n    source = "x"\n  }\n  volume "b" {\n    source = "y"\n  }\n'
+    assert _problems(tmp_path, body) == ["3: volume: volumes 'a' and 'b' are both mounted at '/runpod-volume'"]

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     field_validator,
@@ -96,6 +97,42 @@ class GpuSpec(_Strict):
     models: list[str] = Field(default_factory=list)
 
 
+# Runpod mounts an endpoint's network volume here; handlers written for it look there.
+DEFAULT_VOLUME_PATH = "/runpod-volume"
+VOLUME_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+VOLUME_ENV_PREFIX = "SKIFF_VOLUME_"
+
+
+class VolumeType(StrEnum):
+    HOST = "host"  # a Nomad host volume, declared on the client (Terraform's `model-cache`)
+    CSI = "csi"  # a CSI volume registered with Nomad
+
+
+class VolumeSpec(_Strict):
+    """`volume "models" { source = "model-cache" }`: a directory shared by the endpoint's workers
+    (a model cache). In a cluster, Nomad mounts the volume `source` at `path`; `skiff up` cannot
+    mount, so it gives workers a local directory (`local_path`, or one under its state dir) and
+    says where in SKIFF_VOLUME_<LABEL> (set to `path` in a cluster too)."""
+
+    source: str = Field(min_length=1)
+    type: VolumeType = VolumeType.HOST
+    path: str = DEFAULT_VOLUME_PATH
+    read_only: StrictBool = False
+    local_path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") == "":
+            raise ValueError(f'must be an absolute path inside the worker such as "/runpod-volume" (got {value!r})')
+        return value
+
+
+def volume_env(label: str) -> str:
+    """The variable that tells a worker where volume `label` is: SKIFF_VOLUME_MODELS for "models"."""
+    return VOLUME_ENV_PREFIX + label.upper().replace("-", "_")
+
+
 class ResourcesSpec(_Strict):
     cpu_mhz: StrictInt = Field(default=1000, ge=100)
     memory_mb: StrictInt = Field(default=1024, ge=64)
@@ -130,6 +167,8 @@ class EndpointSpec(_Strict):
     # Queue endpoints: the most jobs one worker holds at once, whatever it asks for (a
     # concurrency_modifier, job-take-batch's batch_size). None: as many as it asks for.
     concurrency: StrictInt | None = Field(default=None, ge=1, le=64)
+    # `volume "label" { ... }` blocks, by label.
+    volume: dict[str, VolumeSpec] = Field(default_factory=dict)
     # load_balancer endpoints: the path the worker's health server answers 200 on when ready.
     health_path: str = "/ping"
 
@@ -171,6 +210,23 @@ class EndpointSpec(_Strict):
             )
         return value
 
+    @field_validator("volume")
+    @classmethod
+    def _volumes(cls, value: dict[str, VolumeSpec]) -> dict[str, VolumeSpec]:
+        for label in value:
+            if not VOLUME_LABEL_RE.match(label):
+                raise ValueError(
+                    f"volume labels are 1-63 letters, digits, dashes and underscores, starting with a letter "
+                    f"or digit (got {label!r})"
+                )
+        paths: dict[str, str] = {}
+        for label, volume in value.items():
+            path = volume.path.rstrip("/")
+            if path in paths:
+                raise ValueError(f"volumes {paths[path]!r} and {label!r} are both mounted at {volume.path!r}")
+            paths[path] = label
+        return value
+
     @field_validator("execution_timeout", "job_ttl")
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -207,5 +263,5 @@ class EndpointSpec(_Strict):
         return hashlib.sha256(payload).hexdigest()[:16]
 
 
-_HASHED_WHEN_SET = ("concurrency",)
+_HASHED_WHEN_SET = ("concurrency", "volume")
 _DEFAULTS = {name: EndpointSpec.model_fields[name].get_default(call_default_factory=True) for name in _HASHED_WHEN_SET}

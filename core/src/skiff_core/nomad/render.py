@@ -49,7 +49,7 @@ from skiff import __version__
 from skiff_core.config import Settings
 from skiff_core.durations import format_duration
 from skiff_core.orchestrator.worker_env import worker_environment
-from skiff_core.spec import NAME_PREFIX, EndpointSpec, EndpointType
+from skiff_core.spec import NAME_PREFIX, EndpointSpec, EndpointType, VolumeType
 from skiff_core.spec import ImageReferenceError as ImageReferenceError  # re-exported for callers
 from skiff_core.spec import validate_image_reference as validate_image_reference
 
@@ -203,6 +203,35 @@ def _resources(spec: EndpointSpec) -> dict[str, Any]:
     return resources
 
 
+def group_volumes(spec: EndpointSpec) -> dict[str, dict[str, Any]]:
+    """api/tasks.go `VolumeRequest`, by label (TaskGroup.Volumes). A host volume is one the
+    client declares (`host_volume` in its config; Terraform's GPU nodes declare `model-cache`);
+    a CSI volume must be registered first, and is attached as a file system, shared by every
+    worker (nomad/structs/csi.go access and attachment modes; structs/volumes.go
+    VolumeRequest.Validate requires both for CSI)."""
+    volumes: dict[str, dict[str, Any]] = {}
+    for label, volume in spec.volume.items():
+        request: dict[str, Any] = {
+            "Name": label,
+            "Type": volume.type.value,
+            "Source": volume.source,
+            "ReadOnly": volume.read_only,
+        }
+        if volume.type is VolumeType.CSI:
+            request["AccessMode"] = "multi-node-reader-only" if volume.read_only else "multi-node-multi-writer"
+            request["AttachmentMode"] = "file-system"
+        volumes[label] = request
+    return volumes
+
+
+def volume_mounts(spec: EndpointSpec) -> list[dict[str, Any]]:
+    """api/tasks.go `VolumeMount` (Task.VolumeMounts): each group volume at its `path`."""
+    return [
+        {"Volume": label, "Destination": volume.path, "ReadOnly": volume.read_only}
+        for label, volume in spec.volume.items()
+    ]
+
+
 def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | None = None) -> dict[str, Any]:
     """The `{"Job": {...}}` body of `POST /v1/jobs` for one endpoint."""
     options = options or RenderOptions()
@@ -235,6 +264,9 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         },
         "Tasks": [task],
     }
+    if spec.volume:
+        group["Volumes"] = group_volumes(spec)
+        task["VolumeMounts"] = volume_mounts(spec)
     if lb:
         # A dynamic host port; docker maps it to the same port inside the container (To unset),
         # and the worker listens on $PORT.
@@ -395,6 +427,19 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         }
     )
     out.close()
+    for label, volume in group.get("Volumes", {}).items():
+        out.blank()
+        out.open(f"volume {_hcl_value(label)}")
+        out.attrs(
+            {
+                "type": volume["Type"],
+                "source": volume["Source"],
+                "read_only": volume["ReadOnly"],
+                "access_mode": volume.get("AccessMode"),
+                "attachment_mode": volume.get("AttachmentMode"),
+            }
+        )
+        out.close()
     for network in group.get("Networks", []):
         out.blank()
         out.open("network")
@@ -441,6 +486,11 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     out.open("config")
     out.attrs(task["Config"])
     out.close()
+    for mount in task.get("VolumeMounts", []):
+        out.blank()
+        out.open("volume_mount")
+        out.attrs({"volume": mount["Volume"], "destination": mount["Destination"], "read_only": mount["ReadOnly"]})
+        out.close()
     out.blank()
     out.map_block("env", task["Env"])
     for template in task["Templates"]:

@@ -1,0 +1,84 @@
+"""The rendered Nomad job for what an endpoint file says beyond its code: volumes, secrets, GPU
+preference, datacenters; every key checked against Nomad's api structs (test_nomad_render.ALLOWED)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import hcl2
+
+from skiff_core.nomad.render import render_hcl, render_job
+from skiff_core.spec import EndpointSpec
+from tests.unit.test_nomad_render import SETTINGS, check_fields
+
+
+def _spec(**fields: Any) -> EndpointSpec:
+    return EndpointSpec.model_validate(
+        {"name": "llm", "image": "ghcr.io/acme/llm:1", "command": ["python", "-u", "handler.py"], **fields}
+    )
+
+
+def _job(spec: EndpointSpec) -> dict[str, Any]:
+    job: dict[str, Any] = render_job(spec, SETTINGS)["Job"]
+    assert check_fields("Job", job) == []
+    return job
+
+
+def _hcl(spec: EndpointSpec) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(job body, group body, task body) of the HCL rendering, as python-hcl2 reads them."""
+    parsed = hcl2.load(io.StringIO(render_hcl(spec, SETTINGS)))
+    ((_, body),) = parsed["job"][0].items()
+    group = body["group"][0]['"worker"']
+    return body, group, group["task"][0]['"worker"']
+
+
+def _unq(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+VOLUMES = {
+    "models": {"source": "model-cache"},
+    "data": {"source": "datasets", "type": "csi", "path": "/data", "read_only": True},
+}
+
+
+def test_volumes_are_group_volumes_mounted_in_the_task() -> None:
+    job = _job(_spec(volume=VOLUMES))
+    group = job["TaskGroups"][0]
+    task = group["Tasks"][0]
+    assert group["Volumes"] == {
+        "models": {"Name": "models", "Type": "host", "Source": "model-cache", "ReadOnly": False},
+        "data": {
+            "Name": "data",
+            "Type": "csi",
+            "Source": "datasets",
+            "ReadOnly": True,
+            "AccessMode": "multi-node-reader-only",
+            "AttachmentMode": "file-system",
+        },
+    }
+    assert task["VolumeMounts"] == [
+        {"Volume": "models", "Destination": "/runpod-volume", "ReadOnly": False},
+        {"Volume": "data", "Destination": "/data", "ReadOnly": True},
+    ]
+    # The handler finds each volume the same way in a cluster and under `skiff up`.
+    assert task["Env"]["SKIFF_VOLUME_MODELS"] == "/runpod-volume"
+    assert task["Env"]["SKIFF_VOLUME_DATA"] == "/data"
+
+
+def test_no_volumes_no_keys() -> None:
+    group = _job(_spec())["TaskGroups"][0]
+    assert "Volumes" not in group and "VolumeMounts" not in group["Tasks"][0]
+
+
+def test_volumes_in_hcl_agree_with_json() -> None:
+    _, group, task = _hcl(_spec(volume=VOLUMES))
+    volumes = {_unq(label): body for block in group["volume"] for label, body in block.items()}
+    assert _unq(volumes["models"]["source"]) == "model-cache" and _unq(volumes["models"]["type"]) == "host"
+    assert _unq(volumes["data"]["access_mode"]) == "multi-node-reader-only"
+    assert volumes["data"]["read_only"] is True
+    mounts = [(_unq(m["volume"]), _unq(m["destination"]), m["read_only"]) for m in task["volume_mount"]]
+    assert mounts == [("models", "/runpod-volume", False), ("data", "/data", True)]
