@@ -3,6 +3,7 @@ preference, datacenters. Parsed from HCL as users write it, with file:line probl
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from skiff_core.endpoints import EndpointFileError, load_endpoint_file
 from skiff_core.spec import EndpointSpec
 
+SKIFF = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "skiff"
 HEAD = 'endpoint "w" {\n  command = ["python", "w.py"]\n'
 
 
@@ -78,3 +80,33 @@ def test_volume_problems_have_lines(tmp_path: Path) -> None:
 def test_two_volumes_on_one_path(tmp_path: Path) -> None:
     body = '  volume "a" {\n    source = "x"\n  }\n  volume "b" {\n    source = "y"\n  }\n'
     assert _problems(tmp_path, body) == ["3: volume: volumes 'a' and 'b' are both mounted at '/runpod-volume'"]
+
+
+def test_secrets(tmp_path: Path) -> None:
+    assert _load(tmp_path, '  secrets = ["HF_TOKEN", "WANDB_API_KEY"]\n').secrets == ["HF_TOKEN", "WANDB_API_KEY"]
+    (bad,) = _problems(tmp_path, '  secrets = ["HF-TOKEN"]\n')
+    assert bad.startswith("3: secrets: secret names are environment variable names")
+    (reserved,) = _problems(tmp_path, '  secrets = ["RUNPOD_AI_API_KEY"]\n')
+    assert "set by Skiff" in reserved
+    (twice,) = _problems(tmp_path, '  secrets = ["A", "A"]\n')
+    assert twice == "3: secrets: listed more than once: A"
+    (both,) = _problems(tmp_path, '  secrets = ["A"]\n  env = {\n    A = "x"\n  }\n')
+    assert "A is in both `env` and `secrets`" in both
+
+
+def test_validate_warns_about_a_secret_in_env(tmp_path: Path) -> None:
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "w.hcl").write_text(
+        HEAD + '  env = {\n    MODEL_ID = "tiny"\n    HF_TOKEN = "hf_abcdefghijklmnopqrstuvwx"\n'
+        '    LOOKS    = "sk-abcdefghijklmnopqrstuvwx"\n  }\n}\n'
+    )
+    result = subprocess.run(
+        [str(SKIFF), "validate", str(endpoints)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2
+    assert warnings[0].startswith('warning: endpoint "w": env.HF_TOKEN looks like a secret')
+    assert "skiff secrets set w HF_TOKEN" in warnings[0]
+    assert "env.LOOKS" in warnings[1] and "MODEL_ID" not in result.stderr

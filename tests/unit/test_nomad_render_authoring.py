@@ -82,3 +82,37 @@ def test_volumes_in_hcl_agree_with_json() -> None:
     assert volumes["data"]["read_only"] is True
     mounts = [(_unq(m["volume"]), _unq(m["destination"]), m["read_only"]) for m in task["volume_mount"]]
     assert mounts == [("models", "/runpod-volume", False), ("data", "/data", True)]
+
+
+def test_secrets_come_from_a_nomad_variable_template_never_the_job() -> None:
+    job = _job(_spec(secrets=["HF_TOKEN", "WANDB_API_KEY"], env={"MODEL_ID": "tiny"}))
+    task = job["TaskGroups"][0]["Tasks"][0]
+    assert "HF_TOKEN" not in task["Env"] and "WANDB_API_KEY" not in task["Env"]
+    key_template, secrets_template = task["Templates"]
+    assert key_template["DestPath"] == "secrets/worker.env"
+    assert secrets_template == {
+        # The group's own variable path: its tasks read it with no ACL policy.
+        "EmbeddedTmpl": '{{ with nomadVar "nomad/jobs/skiff-llm/worker" }}\n'
+        "HF_TOKEN={{ .HF_TOKEN }}\nWANDB_API_KEY={{ .WANDB_API_KEY }}\n{{ end }}",
+        "DestPath": "secrets/endpoint.env",
+        "Envvars": True,
+        "ChangeMode": "restart",
+        "Perms": "0600",
+        "ErrMissingKey": True,
+    }
+
+
+def test_no_secrets_no_second_template() -> None:
+    assert len(_job(_spec())["TaskGroups"][0]["Tasks"][0]["Templates"]) == 1
+
+
+def test_secrets_template_in_hcl_agrees_with_json() -> None:
+    spec = _spec(secrets=["HF_TOKEN"])
+    task = _job(spec)["TaskGroups"][0]["Tasks"][0]
+    _, _, task_hcl = _hcl(spec)
+    second = task_hcl["template"][1]
+    assert _unq(second["destination"]) == "secrets/endpoint.env"
+    assert second["error_on_missing_key"] is True and second["env"] is True
+    assert "HF_TOKEN={{ .HF_TOKEN }}" in second["data"] and task["Templates"][1]["EmbeddedTmpl"].startswith(
+        '{{ with nomadVar "nomad/jobs/skiff-llm/worker" }}'
+    )

@@ -39,6 +39,7 @@ from skiff_core.nomad.render import (
     RenderOptions,
     endpoint_of_job,
     job_id,
+    secrets_variable,
 )
 from skiff_core.orchestrator.nomad import NomadOrchestrator, PlacementFailed, is_live
 from skiff_core.spec import EndpointSpec, EndpointType
@@ -172,6 +173,12 @@ async def _deploy(
                 outcome.action = "unchanged"
             else:
                 outcome.action = "updated"
+            missing = await _missing_secrets(client, spec)
+            if missing:
+                # Nomad would block the task (no variable) or fail it (ErrMissingKey): say so now.
+                hint = f"`skiff secrets set --nomad {spec.name} {missing[0]}`"
+                outcome.problem = f"secret {', '.join(missing)} not set in Nomad: {hint}"
+                continue
             try:
                 await orch.apply(spec)
             except PlacementFailed as exc:
@@ -194,6 +201,14 @@ async def _deploy(
     finally:
         await orch.close()
     return outcomes
+
+
+async def _missing_secrets(client: NomadClient, spec: EndpointSpec) -> list[str]:
+    if not spec.secrets:
+        return []
+    variable = await client.get_variable(secrets_variable(spec.name))
+    items = (variable or {}).get("Items") or {}
+    return [name for name in spec.secrets if name not in items]
 
 
 async def _follow(

@@ -32,6 +32,8 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # endpoint of one of these names would replace the gateway's job or take its service name.
 RESERVED_NAMES = frozenset({"gateway", "controller", "redis", "elasticmq"})
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Variables Skiff or Nomad set in a worker's environment: a secret may not replace them.
+RESERVED_ENV_PREFIXES = ("RUNPOD_", "SKIFF_", "NOMAD_")
 # Every endpoint's Nomad job is `skiff-<name>`, and a load_balancer endpoint's Consul service too.
 NAME_PREFIX = "skiff-"
 # nomad/structs/services.go Service.ValidateName: an RFC 1123 label, at most 63 characters.
@@ -167,6 +169,9 @@ class EndpointSpec(_Strict):
     # Queue endpoints: the most jobs one worker holds at once, whatever it asks for (a
     # concurrency_modifier, job-take-batch's batch_size). None: as many as it asks for.
     concurrency: StrictInt | None = Field(default=None, ge=1, le=64)
+    # Names of secrets the worker gets as environment variables: Nomad Variables in a cluster,
+    # `skiff secrets` / the environment under `skiff up`; never written in the job.
+    secrets: list[str] = Field(default_factory=list)
     # `volume "label" { ... }` blocks, by label.
     volume: dict[str, VolumeSpec] = Field(default_factory=dict)
     # load_balancer endpoints: the path the worker's health server answers 200 on when ready.
@@ -210,6 +215,23 @@ class EndpointSpec(_Strict):
             )
         return value
 
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not ENV_NAME_RE.match(name)]
+        if bad:
+            raise ValueError(
+                "secret names are environment variable names: letters, digits and underscores, not "
+                f"starting with a digit (got {', '.join(repr(n) for n in bad)})"
+            )
+        reserved = [name for name in value if name.startswith(RESERVED_ENV_PREFIXES)]
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: RUNPOD_*, SKIFF_* and NOMAD_* variables are set by Skiff")
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)}")
+        return value
+
     @field_validator("volume")
     @classmethod
     def _volumes(cls, value: dict[str, VolumeSpec]) -> dict[str, VolumeSpec]:
@@ -238,6 +260,9 @@ class EndpointSpec(_Strict):
     def _runnable(self) -> EndpointSpec:
         if self.image is None and self.command is None:
             raise ValueError("an endpoint needs `image` (cluster) or `command` (embedded / raw_exec), or both")
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(f"{', '.join(both)} is in both `env` and `secrets`: keep a secret out of `env`")
         if self.concurrency is not None and self.type is EndpointType.LOAD_BALANCER:
             raise ValueError(
                 "`concurrency` caps the jobs a queue worker holds; a load_balancer endpoint's workers "
@@ -263,5 +288,5 @@ class EndpointSpec(_Strict):
         return hashlib.sha256(payload).hexdigest()[:16]
 
 
-_HASHED_WHEN_SET = ("concurrency", "volume")
+_HASHED_WHEN_SET = ("concurrency", "volume", "secrets")
 _DEFAULTS = {name: EndpointSpec.model_fields[name].get_default(call_default_factory=True) for name in _HASHED_WHEN_SET}

@@ -119,6 +119,33 @@ def worker_key_template(endpoint: str) -> dict[str, Any]:
     }
 
 
+SECRETS_ENV_FILE = "secrets/endpoint.env"
+
+
+def secrets_variable(endpoint: str) -> str:
+    """The Nomad Variable holding an endpoint's secrets, one item per name: its group's path,
+    which its tasks read implicitly like the job's own (`nomad/jobs/$job_id/$group`), kept apart
+    from the worker key's variable, which the controller rewrites and deletes with the job."""
+    return f"{worker_key_variable(endpoint)}/{GROUP_NAME}"
+
+
+def secrets_template(spec: EndpointSpec) -> dict[str, Any]:
+    """api/tasks.go `Template` putting the endpoint's `secrets` into the task's environment, the
+    way `worker_key_template` does the key. `ErrMissingKey` (client/allocrunner/taskrunner/
+    template/template.go passes it to consul-template): an item not set fails the task instead of
+    handing the worker the text "<no value>"."""
+    path = secrets_variable(spec.name)
+    lines = "".join(f"{name}={{{{ .{name} }}}}\n" for name in spec.secrets)
+    return {
+        "EmbeddedTmpl": f'{{{{ with nomadVar "{path}" }}}}\n{lines}{{{{ end }}}}',
+        "DestPath": SECRETS_ENV_FILE,
+        "Envvars": True,
+        "ChangeMode": "restart",
+        "Perms": "0600",
+        "ErrMissingKey": True,
+    }
+
+
 # --- the job -----------------------------------------------------------------------------------
 def _ns(seconds: float) -> int:
     return round(seconds * _NS)
@@ -243,7 +270,7 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         "Driver": driver,
         "Config": _task_config(spec, driver, options),
         "Env": worker_env(spec, settings.gateway_url, settings.ping_interval_s),
-        "Templates": [worker_key_template(spec.name)],
+        "Templates": [worker_key_template(spec.name)] + ([secrets_template(spec)] if spec.secrets else []),
         "Resources": _resources(spec),
         "KillTimeout": _ns(kill_timeout_s(spec)),
         "KillSignal": "SIGTERM",
@@ -495,7 +522,8 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     out.map_block("env", task["Env"])
     for template in task["Templates"]:
         out.blank()
-        out.lines.append("  " * out.depth + f"# {WORKER_KEY_ENV} from the job's Nomad Variable, never from this file.")
+        names = WORKER_KEY_ENV if template["DestPath"] == WORKER_ENV_FILE else ", ".join(spec.secrets)
+        out.lines.append("  " * out.depth + f"# {names} from a Nomad Variable, never from this file.")
         out.open("template")
         out.attrs(
             {
@@ -503,6 +531,7 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
                 "env": template["Envvars"],
                 "change_mode": template["ChangeMode"],
                 "perms": template.get("Perms"),
+                "error_on_missing_key": template.get("ErrMissingKey"),
                 "data": template["EmbeddedTmpl"],
             }
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from skiff_core.orchestrator.base import WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.worker_env import worker_environment
+from skiff_core.secrets_file import secret_env
 from skiff_core.spec import EndpointSpec, EndpointType, volume_env
 
 log = logging.getLogger("skiff.orchestrator")
@@ -88,6 +89,7 @@ class LocalOrchestrator:
         self._worker_key = worker_key
         self._log_dir = state_dir / "logs"
         self._volume_dir = state_dir / "volumes"
+        self._state_dir = state_dir
         self._project_dir = project_dir
         self._ping_interval_s = ping_interval_s
         self._stop_grace_s = stop_grace_s
@@ -273,6 +275,8 @@ class LocalOrchestrator:
     async def _start_process(self, spec: EndpointSpec, env: dict[str, str], log_path: Path) -> Process:
         with log_path.open("ab") as out:
             try:
+                # Read at each start, so `skiff secrets set` reaches the next worker.
+                env.update(secret_env(self._state_dir, spec.name, spec.secrets, dict(os.environ)))
                 return await asyncio.create_subprocess_exec(
                     *self._argv(spec),
                     cwd=self._project_dir,
