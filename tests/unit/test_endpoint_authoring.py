@@ -110,3 +110,13 @@ def test_validate_warns_about_a_secret_in_env(tmp_path: Path) -> None:
     assert warnings[0].startswith('warning: endpoint "w": env.HF_TOKEN looks like a secret')
     assert "skiff secrets set w HF_TOKEN" in warnings[0]
     assert "env.LOOKS" in warnings[1] and "MODEL_ID" not in result.stderr
+
+
+def test_gpu_models_and_datacenters(tmp_path: Path) -> None:
+    body = '  datacenters = ["gpu-east"]\n\n  gpu {\n    models = ["NVIDIA H100", "NVIDIA L4"]\n  }\n'
+    spec = _load(tmp_path, body)
+    assert spec.datacenters == ["gpu-east"] and spec.gpu is not None and spec.gpu.models[0] == "NVIDIA H100"
+    (twice,) = _problems(tmp_path, '  gpu {\n    models = ["A", "A"]\n  }\n')
+    assert twice.startswith("4: gpu.models: listed more than once: A")
+    (empty,) = _problems(tmp_path, "  datacenters = []\n")
+    assert empty.startswith("3: datacenters: must name at least one datacenter")

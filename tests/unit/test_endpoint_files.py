@@ -29,7 +29,8 @@ EXPECTED: dict[str, list[str]] = {
         "5: scaling.max_worker: unknown field; did you mean `max_workers`? expected one of: "
         "min_workers, max_workers, idle_timeout, scaler, target",
         "8: gpus: unknown field; did you mean `gpu`? expected one of: type, image, command, gpu, "
-        "resources, scaling, execution_timeout, job_ttl, max_retries, env, concurrency, secrets, volume, health_path",
+        "resources, scaling, execution_timeout, job_ttl, max_retries, env, concurrency, datacenters, secrets, volume, "
+        "health_path",
     ],
     "wrong_type.hcl": [
         '2: command: must be a list such as ["a", "b"] (got "python worker.py")',

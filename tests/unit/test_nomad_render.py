@@ -433,6 +433,11 @@ def test_load_balancer_gpu_job_shape() -> None:
                 "RTarget": "NVIDIA A100-SXM4-80GB,NVIDIA L40S",
             }
         ],
+        # The order of `models` is a preference (test_nomad_render_authoring.py).
+        "Affinities": [
+            {"LTarget": "${device.model}", "Operand": "=", "RTarget": "NVIDIA A100-SXM4-80GB", "Weight": 100},
+            {"LTarget": "${device.model}", "Operand": "=", "RTarget": "NVIDIA L40S", "Weight": 50},
+        ],
     }
 
 

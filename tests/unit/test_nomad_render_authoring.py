@@ -116,3 +116,38 @@ def test_secrets_template_in_hcl_agrees_with_json() -> None:
     assert "HF_TOKEN={{ .HF_TOKEN }}" in second["data"] and task["Templates"][1]["EmbeddedTmpl"].startswith(
         '{{ with nomadVar "nomad/jobs/skiff-llm/worker" }}'
     )
+
+
+def test_gpu_models_are_the_allowed_set_and_an_ordered_preference() -> None:
+    spec = _spec(gpu={"count": 1, "models": ["NVIDIA H100", "NVIDIA A100", "NVIDIA L4"]})
+    (device,) = _job(spec)["TaskGroups"][0]["Tasks"][0]["Resources"]["Devices"]
+    assert device["Constraints"] == [
+        {"LTarget": "${device.model}", "Operand": "set_contains_any", "RTarget": "NVIDIA H100,NVIDIA A100,NVIDIA L4"}
+    ]
+    assert device["Affinities"] == [
+        {"LTarget": "${device.model}", "Operand": "=", "RTarget": "NVIDIA H100", "Weight": 100},
+        {"LTarget": "${device.model}", "Operand": "=", "RTarget": "NVIDIA A100", "Weight": 67},
+        {"LTarget": "${device.model}", "Operand": "=", "RTarget": "NVIDIA L4", "Weight": 33},
+    ]
+    _, _, task = _hcl(spec)
+    device_hcl = task["resources"][0]["device"][0]['"nvidia/gpu"']
+    weights = [(_unq(a["value"]), a["weight"]) for a in device_hcl["affinity"]]
+    assert weights == [("NVIDIA H100", 100), ("NVIDIA A100", 67), ("NVIDIA L4", 33)]
+
+
+def test_one_model_or_many_weights_stay_valid() -> None:
+    (one,) = _job(_spec(gpu={"models": ["NVIDIA L4"]}))["TaskGroups"][0]["Tasks"][0]["Resources"]["Devices"]
+    assert "Affinities" not in one
+    many = [f"GPU {i}" for i in range(150)]
+    (device,) = _job(_spec(gpu={"models": many}))["TaskGroups"][0]["Tasks"][0]["Resources"]["Devices"]
+    weights = [a["Weight"] for a in device["Affinities"]]
+    # structs.Affinity.Validate: non-zero, within [-100, 100]; never rising.
+    assert all(1 <= w <= 100 for w in weights) and weights == sorted(weights, reverse=True)
+
+
+def test_datacenters_per_endpoint() -> None:
+    assert _job(_spec())["Datacenters"] == ["dc1"]  # the setting
+    job = _job(_spec(datacenters=["gpu-east", "gpu-west"]))
+    assert job["Datacenters"] == ["gpu-east", "gpu-west"]
+    body, _, _ = _hcl(_spec(datacenters=["gpu-east"]))
+    assert [_unq(dc) for dc in body["datacenters"]] == ["gpu-east"]

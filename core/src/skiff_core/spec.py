@@ -96,7 +96,17 @@ class _Strict(BaseModel):
 
 class GpuSpec(_Strict):
     count: StrictInt = Field(default=1, ge=0, le=16)
+    # The models a worker may run on, best first: only these are allowed, and among the nodes
+    # that have a free one the earlier models are preferred (Nomad device affinities).
     models: list[str] = Field(default_factory=list)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        twice = sorted({m for m in value if value.count(m) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)} (the order is the preference)")
+        return value
 
 
 # Runpod mounts an endpoint's network volume here; handlers written for it look there.
@@ -169,6 +179,9 @@ class EndpointSpec(_Strict):
     # Queue endpoints: the most jobs one worker holds at once, whatever it asks for (a
     # concurrency_modifier, job-take-batch's batch_size). None: as many as it asks for.
     concurrency: StrictInt | None = Field(default=None, ge=1, le=64)
+    # The Nomad datacenters this endpoint's workers may run in; None: the cluster's setting
+    # (SKIFF_NOMAD_DATACENTERS).
+    datacenters: list[str] | None = None
     # Names of secrets the worker gets as environment variables: Nomad Variables in a cluster,
     # `skiff secrets` / the environment under `skiff up`; never written in the job.
     secrets: list[str] = Field(default_factory=list)
@@ -213,6 +226,13 @@ class EndpointSpec(_Strict):
                 f"environment variable names are letters, digits and underscores, not starting "
                 f"with a digit (got {', '.join(repr(k) for k in bad)})"
             )
+        return value
+
+    @field_validator("datacenters")
+    @classmethod
+    def _datacenters(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or any(not dc.strip() for dc in value)):
+            raise ValueError('must name at least one datacenter, e.g. ["dc1"] (leave it out for the default)')
         return value
 
     @field_validator("secrets")
@@ -288,5 +308,5 @@ class EndpointSpec(_Strict):
         return hashlib.sha256(payload).hexdigest()[:16]
 
 
-_HASHED_WHEN_SET = ("concurrency", "volume", "secrets")
+_HASHED_WHEN_SET = ("concurrency", "volume", "secrets", "datacenters")
 _DEFAULTS = {name: EndpointSpec.model_fields[name].get_default(call_default_factory=True) for name in _HASHED_WHEN_SET}

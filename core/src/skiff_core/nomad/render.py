@@ -201,6 +201,26 @@ def gpu_constraints(models: list[str]) -> list[dict[str, str]]:
     return [{"LTarget": "${device.model}", "Operand": "set_contains_any", "RTarget": ",".join(models)}]
 
 
+def gpu_affinities(models: list[str]) -> list[dict[str, Any]]:
+    """api/tasks.go `Affinity` on the device request, one per model with falling weights: the
+    device allocator scores each free device by the sum of the weights it matches over the total
+    (scheduler/feasible/device.go), so a node with a free first-choice GPU ranks above one with
+    only a later choice. Weights are 1..100 (structs Affinity.Validate: non-zero, at most 100).
+    One model needs none: the constraint already allows only it."""
+    if len(models) < 2:
+        return []
+    count = len(models)
+    return [
+        {
+            "LTarget": "${device.model}",
+            "Operand": "=",
+            "RTarget": model,
+            "Weight": max(1, round(100 * (count - i) / count)),
+        }
+        for i, model in enumerate(models)
+    ]
+
+
 def _task_config(spec: EndpointSpec, driver: str, options: RenderOptions) -> dict[str, Any]:
     lb = spec.type is EndpointType.LOAD_BALANCER
     if driver == "docker":
@@ -226,6 +246,9 @@ def _resources(spec: EndpointSpec) -> dict[str, Any]:
         constraints = gpu_constraints(spec.gpu.models)
         if constraints:
             device["Constraints"] = constraints
+        affinities = gpu_affinities(spec.gpu.models)
+        if affinities:
+            device["Affinities"] = affinities
         resources["Devices"] = [device]
     return resources
 
@@ -325,7 +348,7 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         "Name": job_id(spec.name),
         "Type": "service",
         "Namespace": settings.nomad_namespace,
-        "Datacenters": list(settings.nomad_datacenters),
+        "Datacenters": list(spec.datacenters if spec.datacenters is not None else settings.nomad_datacenters),
         "Meta": {
             MANAGED_META_KEY: "true",
             "skiff_endpoint": spec.name,
@@ -522,8 +545,12 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     out.map_block("env", task["Env"])
     for template in task["Templates"]:
         out.blank()
-        names = WORKER_KEY_ENV if template["DestPath"] == WORKER_ENV_FILE else ", ".join(spec.secrets)
-        out.lines.append("  " * out.depth + f"# {names} from a Nomad Variable, never from this file.")
+        names = (
+            f"{WORKER_KEY_ENV} from the job's"
+            if template["DestPath"] == WORKER_ENV_FILE
+            else f"{', '.join(spec.secrets)} from the endpoint's"
+        )
+        out.lines.append("  " * out.depth + f"# {names} Nomad Variable, never from this file.")
         out.open("template")
         out.attrs(
             {
@@ -552,6 +579,18 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
                     "attribute": constraint["LTarget"],
                     "operator": constraint["Operand"],
                     "value": constraint["RTarget"],
+                }
+            )
+            out.close()
+        for affinity in device.get("Affinities", []):
+            out.blank()
+            out.open("affinity")
+            out.attrs(
+                {
+                    "attribute": affinity["LTarget"],
+                    "operator": affinity["Operand"],
+                    "value": affinity["RTarget"],
+                    "weight": affinity["Weight"],
                 }
             )
             out.close()
