@@ -249,9 +249,9 @@ ALLOWED: dict[str, set[str]] = {
         "PerAlloc",
     },
     "VolumeMount": {"Volume", "Destination", "ReadOnly", "PropagationMode", "SELinuxLabel"},
-    # Driver options (plugin config, lowercase): docker driver docs ("image", "ports"),
-    # raw_exec driver docs ("command", "args").
-    "docker": {"image", "ports"},
+    # Driver options (plugin config, lowercase): docker driver docs ("image", "ports",
+    # "entrypoint"), raw_exec driver docs ("command", "args").
+    "docker": {"image", "ports", "entrypoint"},
     "raw_exec": {"command", "args"},
 }
 # Which struct a key's value is (lists: of that struct); "map" = free-form string map.

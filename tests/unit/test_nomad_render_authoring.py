@@ -8,8 +8,9 @@ from typing import Any
 
 import hcl2
 
-from skiff_core.nomad.render import render_hcl, render_job
-from skiff_core.spec import EndpointSpec
+from skiff_core.nomad.prepull import render_prepull_job
+from skiff_core.nomad.render import MANAGED_META_KEY, endpoint_of_job, render_hcl, render_job
+from skiff_core.spec import NAME_RE, EndpointSpec
 from tests.unit.test_nomad_render import SETTINGS, check_fields
 
 
@@ -151,3 +152,19 @@ def test_datacenters_per_endpoint() -> None:
     assert job["Datacenters"] == ["gpu-east", "gpu-west"]
     body, _, _ = _hcl(_spec(datacenters=["gpu-east"]))
     assert [_unq(dc) for dc in body["datacenters"]] == ["gpu-east"]
+
+
+def test_the_prepull_job_pulls_the_image_once_per_eligible_node() -> None:
+    spec = _spec(datacenters=["gpu-east"], gpu={"models": ["NVIDIA L4"]})
+    job = render_prepull_job(spec, SETTINGS.model_copy(update={"nomad_node_pool": "gpu"}))["Job"]
+    assert check_fields("Job", job) == []
+    assert job["ID"] == "skiff-prepull.llm" and job["Type"] == "sysbatch"
+    # Never mistaken for an endpoint's job: no managed meta, and no endpoint name has a dot.
+    assert endpoint_of_job(job["ID"]) == "prepull.llm" and not NAME_RE.match("prepull.llm")
+    assert MANAGED_META_KEY not in job["Meta"] and job["Meta"]["skiff_prepull_of"] == "llm"
+    assert job["Datacenters"] == ["gpu-east"] and job["NodePool"] == "gpu"
+    assert job["Constraints"] == [{"LTarget": "${attr.driver.docker}", "Operand": "is_set"}]
+    (group,) = job["TaskGroups"]
+    (task,) = group["Tasks"]
+    assert task["Driver"] == "docker" and task["Config"] == {"image": "ghcr.io/acme/llm:1", "entrypoint": ["true"]}
+    assert group["RestartPolicy"] == {"Attempts": 0, "Mode": "fail"}

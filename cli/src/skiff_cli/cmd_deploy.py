@@ -32,6 +32,7 @@ from skiff_cli.options import StateDir, load_settings
 from skiff_core.config import Settings
 from skiff_core.endpoints import EndpointFileError, load_endpoints
 from skiff_core.nomad.client import NomadClient, NomadError, NomadPermissionDenied, NomadUnreachable
+from skiff_core.nomad.prepull import prepull_job_id, render_prepull_job
 from skiff_core.nomad.render import (
     GROUP_NAME,
     MANAGED_META_KEY,
@@ -99,6 +100,13 @@ def deploy(
     ] = None,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Stop Skiff jobs whose endpoint left DIR")] = True,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to follow placement per endpoint (0: don't)")] = 30.0,
+    prepull: Annotated[
+        bool,
+        typer.Option(
+            "--prepull/--no-prepull",
+            help="Pull each endpoint's image on its nodes now (a sysbatch job), so a scale-up from zero skips the pull",
+        ),
+    ] = False,
 ) -> None:
     """Register every endpoint in DIR as a Nomad job and remove the ones that were deleted."""
     settings = load_settings(
@@ -137,7 +145,17 @@ def deploy(
         _fail(1, "\n".join(bad) + "\nskiff deploy: nothing was sent to Nomad")
     console = Console()
     try:
-        outcomes = asyncio.run(_deploy(console, settings, orch, specs, prune=prune, wait_s=wait))
+        outcomes = asyncio.run(
+            _deploy(
+                console,
+                settings,
+                orch,
+                specs,
+                prune=prune,
+                wait_s=wait,
+                prepull=prepull and driver is not DriverChoice.RAW_EXEC,
+            )
+        )
     except NomadPermissionDenied as exc:
         _fail(2, f"skiff deploy: {exc}")
     except NomadUnreachable as exc:
@@ -159,6 +177,7 @@ async def _deploy(
     *,
     prune: bool,
     wait_s: float,
+    prepull: bool = False,
 ) -> list[Outcome]:
     client = orch.client
     outcomes: list[Outcome] = []
@@ -188,6 +207,10 @@ async def _deploy(
                     raise
                 outcome.problem = str(exc)
                 continue
+            if prepull and spec.image is not None and not outcome.problem:
+                await client.register(render_prepull_job(spec, settings), preserve_counts=False)
+                outcome.notes.append(f"image pre-pull job {prepull_job_id(spec.name)} registered")
+                console.print(f"{spec.name}: pulling {spec.image} on its nodes ({prepull_job_id(spec.name)})")
             with console.status(f"[bold]{spec.name}[/]: waiting for allocations"):
                 await _follow(console, settings, client, spec, outcome, wait_s)
         if prune:
