@@ -81,3 +81,18 @@ def test_init_dir_option(tmp_path: Path) -> None:
     result = _skiff("init", "echo2", "--dir", "elsewhere", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "elsewhere" / "endpoints" / "echo2.hcl").is_file()
+
+
+def test_the_commented_options_of_the_scaffold_are_valid_when_uncommented(tmp_path: Path) -> None:
+    assert _skiff("init", "demo", cwd=tmp_path).returncode == 0
+    path = tmp_path / "demo" / "endpoints" / "demo.hcl"
+    lines = path.read_text().splitlines()
+    # Uncomment the volume block, secrets, concurrency and the gpu block: every `  # ` line whose
+    # rest is HCL rather than prose.
+    hcl = ("volume ", "source ", "}", "secrets ", "concurrency ", "gpu ", "count ", "models ")
+    out = [line.replace("# ", "", 1) if line.lstrip("# ").startswith(hcl) else line for line in lines]
+    path.write_text("\n".join(out) + "\n")
+    result = _skiff("validate", "endpoints", cwd=tmp_path / "demo")
+    assert result.returncode == 0, result.stderr + path.read_text()
+    spec = path.read_text()
+    assert 'volume "models" {' in spec and "concurrency = 1" in spec and "gpu {" in spec

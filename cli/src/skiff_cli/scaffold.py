@@ -228,6 +228,18 @@ def _endpoint(name: str, lb: bool) -> str:
         lines += ["", '  execution_timeout = "600s"']
     lines += [
         "",
+        "  # A model cache shared by the workers: $SKIFF_VOLUME_MODELS in the handler (/runpod-volume",
+        "  # in a cluster, a directory under .skiff/volumes with `skiff up`).",
+        '  # volume "models" {',
+        '  #   source = "skiff-model-cache"',
+        "  # }",
+        "",
+        f'  # secrets = ["HF_TOKEN"]   # values: `skiff secrets set {name} HF_TOKEN`; never put them in env',
+    ]
+    if not lb:
+        lines.append("  # concurrency = 1            # the most jobs one worker holds at once")
+    lines += [
+        "",
         "  # A GPU worker: uncomment and name the models it may run on, best first.",
         "  # gpu {",
         "  #   count  = 1",
