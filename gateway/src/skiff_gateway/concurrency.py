@@ -3,9 +3,11 @@
 A worker asks for as many jobs as its concurrency_modifier says (job-take-batch's batch_size, or
 another job-take while `job_in_progress=1`); the gateway hands it at most what is left under the
 cap. What a worker holds is counted from the job store (its IN_PROGRESS jobs, the same on every
-gateway replica) and from this gateway's tracker (jobs handed but maybe not yet written
-everywhere), whichever knows more. One take per worker at a time on a gateway, so two overlapping
-polls cannot both see the same room.
+gateway replica) together with this gateway's tracker, which also counts a cancelled or timed-out
+job the worker still reports running in its pings. With several replicas, a job finished through
+another one stays in this tracker until the worker's next ping here: the cap errs on the side of
+fewer jobs, never more. One take per worker at a time on a gateway, so two overlapping polls
+cannot both see the same room.
 """
 
 from __future__ import annotations
