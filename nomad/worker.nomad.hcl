@@ -120,6 +120,20 @@ job "skiff-llm" {
             operator  = "set_contains_any"
             value     = "NVIDIA A100-SXM4-80GB,NVIDIA L40S"
           }
+
+          affinity {
+            attribute = "${device.model}"
+            operator  = "="
+            value     = "NVIDIA A100-SXM4-80GB"
+            weight    = 100
+          }
+
+          affinity {
+            attribute = "${device.model}"
+            operator  = "="
+            value     = "NVIDIA L40S"
+            weight    = 50
+          }
         }
       }
     }

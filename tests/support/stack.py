@@ -80,8 +80,12 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int, output: Callable[[], s
 
 
 class SkiffProcess:
-    def __init__(self, endpoints_dir: Path, state_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, endpoints_dir: Path, state_dir: Path, extra_env: dict[str, str] | None = None, cwd: Path = REPO
+    ) -> None:
+        """`cwd`: where `skiff up` starts, the directory workers' relative commands are run from."""
         self.endpoints_dir = endpoints_dir
+        self.cwd = cwd
         self.state_dir = state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -105,7 +109,7 @@ class SkiffProcess:
                 "--port",
                 str(self.port),
             ],
-            cwd=REPO,
+            cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -156,3 +156,20 @@ def test_deploy_reports_a_gpu_model_no_node_has(tmp_path: Path) -> None:
         assert result.returncode == 1
         assert "constraint 'missing devices' filtered 1 node(s)" in result.stderr
         assert "NVIDIA H200" in result.stderr and "failed" in result.stdout
+
+
+def test_deploy_prepull_registers_a_sysbatch_job_per_image(tmp_path: Path) -> None:
+    directory = _endpoints_dir(tmp_path)
+    with NomadDouble() as nomad:
+        env = {"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "k"}
+        result = skiff("deploy", str(directory), "--prepull", "--wait", "0", env=env)
+        assert result.returncode == 0, result.stderr
+        pulls = {j: job for j, job in nomad.jobs.items() if j.startswith("skiff-prepull.")}
+        assert sorted(pulls) == [f"skiff-prepull.{name}" for name in ("echo", "lb-hello", "runpod-echo", "stream")]
+        echo = pulls["skiff-prepull.echo"]
+        assert echo["Type"] == "sysbatch"
+        assert echo["TaskGroups"][0]["Tasks"][0]["Config"]["image"] == "ghcr.io/skiff-dev/echo-worker:0.1"
+        # A second deploy leaves the pre-pull jobs alone (not pruned as endpoints that left DIR).
+        again = skiff("deploy", str(directory), "--wait", "0", env=env)
+        assert again.returncode == 0, again.stderr
+        assert all(j in nomad.jobs and not nomad.jobs[j].get("Stop") for j in pulls)

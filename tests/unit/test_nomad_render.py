@@ -234,9 +234,24 @@ ALLOWED: dict[str, set[str]] = {
     },
     "RequestedDevice": {"Name", "Count", "Constraints", "Affinities"},
     "Constraint": {"LTarget", "RTarget", "Operand"},
-    # Driver options (plugin config, lowercase): docker driver docs ("image", "ports"),
-    # raw_exec driver docs ("command", "args").
-    "docker": {"image", "ports"},
+    # api/tasks.go type Affinity
+    "Affinity": {"LTarget", "RTarget", "Operand", "Weight"},
+    # api/tasks.go type VolumeRequest / VolumeMount
+    "VolumeRequest": {
+        "Name",
+        "Type",
+        "Source",
+        "ReadOnly",
+        "Sticky",
+        "AccessMode",
+        "AttachmentMode",
+        "MountOptions",
+        "PerAlloc",
+    },
+    "VolumeMount": {"Volume", "Destination", "ReadOnly", "PropagationMode", "SELinuxLabel"},
+    # Driver options (plugin config, lowercase): docker driver docs ("image", "ports",
+    # "entrypoint"), raw_exec driver docs ("command", "args").
+    "docker": {"image", "ports", "entrypoint"},
     "raw_exec": {"command", "args"},
 }
 # Which struct a key's value is (lists: of that struct); "map" = free-form string map.
@@ -257,6 +272,13 @@ NESTED: dict[tuple[str, str], str] = {
     ("Task", "Resources"): "Resources",
     ("Resources", "Devices"): "RequestedDevice",
     ("RequestedDevice", "Constraints"): "Constraint",
+    ("RequestedDevice", "Affinities"): "Affinity",
+    ("Job", "Affinities"): "Affinity",
+    ("Job", "Constraints"): "Constraint",
+    ("TaskGroup", "Constraints"): "Constraint",
+    ("TaskGroup", "Affinities"): "Affinity",
+    ("TaskGroup", "Volumes"): "map of VolumeRequest",  # map[string]*VolumeRequest, by label
+    ("Task", "VolumeMounts"): "VolumeMount",
 }
 DURATIONS = {
     ("UpdateStrategy", "Stagger"),
@@ -283,6 +305,10 @@ def check_fields(struct: str, obj: dict[str, Any], path: str = "Job") -> list[st
             problems += check_fields(obj["Driver"], value, f"{path}.Config")
             continue
         inner = NESTED.get((struct, key))
+        if inner is not None and inner.startswith("map of "):
+            for label, item in value.items():
+                problems += check_fields(inner.removeprefix("map of "), item, f"{path}.{key}[{label!r}]")
+            continue
         if inner is None or inner == "map":
             if inner == "map":
                 assert all(isinstance(v, str) for v in value.values()), f"{path}.{key} values must be strings"
@@ -406,6 +432,11 @@ def test_load_balancer_gpu_job_shape() -> None:
                 "Operand": "set_contains_any",
                 "RTarget": "NVIDIA A100-SXM4-80GB,NVIDIA L40S",
             }
+        ],
+        # The order of `models` is a preference (test_nomad_render_authoring.py).
+        "Affinities": [
+            {"LTarget": "${device.model}", "Operand": "=", "RTarget": "NVIDIA A100-SXM4-80GB", "Weight": 100},
+            {"LTarget": "${device.model}", "Operand": "=", "RTarget": "NVIDIA L40S", "Weight": 50},
         ],
     }
 

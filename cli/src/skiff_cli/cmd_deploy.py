@@ -32,6 +32,7 @@ from skiff_cli.options import StateDir, load_settings
 from skiff_core.config import Settings
 from skiff_core.endpoints import EndpointFileError, load_endpoints
 from skiff_core.nomad.client import NomadClient, NomadError, NomadPermissionDenied, NomadUnreachable
+from skiff_core.nomad.prepull import prepull_job_id, render_prepull_job
 from skiff_core.nomad.render import (
     GROUP_NAME,
     MANAGED_META_KEY,
@@ -39,6 +40,7 @@ from skiff_core.nomad.render import (
     RenderOptions,
     endpoint_of_job,
     job_id,
+    secrets_variable,
 )
 from skiff_core.orchestrator.nomad import NomadOrchestrator, PlacementFailed, is_live
 from skiff_core.spec import EndpointSpec, EndpointType
@@ -98,6 +100,13 @@ def deploy(
     ] = None,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Stop Skiff jobs whose endpoint left DIR")] = True,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to follow placement per endpoint (0: don't)")] = 30.0,
+    prepull: Annotated[
+        bool,
+        typer.Option(
+            "--prepull/--no-prepull",
+            help="Pull each endpoint's image on its nodes now (a sysbatch job), so a scale-up from zero skips the pull",
+        ),
+    ] = False,
 ) -> None:
     """Register every endpoint in DIR as a Nomad job and remove the ones that were deleted."""
     settings = load_settings(
@@ -136,7 +145,17 @@ def deploy(
         _fail(1, "\n".join(bad) + "\nskiff deploy: nothing was sent to Nomad")
     console = Console()
     try:
-        outcomes = asyncio.run(_deploy(console, settings, orch, specs, prune=prune, wait_s=wait))
+        outcomes = asyncio.run(
+            _deploy(
+                console,
+                settings,
+                orch,
+                specs,
+                prune=prune,
+                wait_s=wait,
+                prepull=prepull and driver is not DriverChoice.RAW_EXEC,
+            )
+        )
     except NomadPermissionDenied as exc:
         _fail(2, f"skiff deploy: {exc}")
     except NomadUnreachable as exc:
@@ -158,6 +177,7 @@ async def _deploy(
     *,
     prune: bool,
     wait_s: float,
+    prepull: bool = False,
 ) -> list[Outcome]:
     client = orch.client
     outcomes: list[Outcome] = []
@@ -172,6 +192,12 @@ async def _deploy(
                 outcome.action = "unchanged"
             else:
                 outcome.action = "updated"
+            missing = await _missing_secrets(client, spec)
+            if missing:
+                # Nomad would block the task (no variable) or fail it (ErrMissingKey): say so now.
+                hint = f"`skiff secrets set --nomad {spec.name} {missing[0]}`"
+                outcome.problem = f"secret {', '.join(missing)} not set in Nomad: {hint}"
+                continue
             try:
                 await orch.apply(spec)
             except PlacementFailed as exc:
@@ -181,6 +207,10 @@ async def _deploy(
                     raise
                 outcome.problem = str(exc)
                 continue
+            if prepull and spec.image is not None and not outcome.problem:
+                await client.register(render_prepull_job(spec, settings), preserve_counts=False)
+                outcome.notes.append(f"image pre-pull job {prepull_job_id(spec.name)} registered")
+                console.print(f"{spec.name}: pulling {spec.image} on its nodes ({prepull_job_id(spec.name)})")
             with console.status(f"[bold]{spec.name}[/]: waiting for allocations"):
                 await _follow(console, settings, client, spec, outcome, wait_s)
         if prune:
@@ -194,6 +224,14 @@ async def _deploy(
     finally:
         await orch.close()
     return outcomes
+
+
+async def _missing_secrets(client: NomadClient, spec: EndpointSpec) -> list[str]:
+    if not spec.secrets:
+        return []
+    variable = await client.get_variable(secrets_variable(spec.name))
+    items = (variable or {}).get("Items") or {}
+    return [name for name in spec.secrets if name not in items]
 
 
 async def _follow(

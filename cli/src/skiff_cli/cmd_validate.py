@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skiff_cli.app import app
+from skiff_cli.secret_hints import secret_like_env
 from skiff_core.durations import format_duration
 from skiff_core.endpoints import EndpointFileError, endpoint_files, load_endpoint_file, load_endpoints
 from skiff_core.spec import EndpointSpec, EndpointType, ScalerType
@@ -42,6 +43,14 @@ def validate(
     console = Console(width=max(Console().width, 120))
     console.print(_table(specs))
     console.print(f"{len(specs)} endpoint{'s' if len(specs) != 1 else ''} OK in {path}", highlight=False)
+    for spec in specs:
+        for name in secret_like_env(spec):
+            # A warning, not a problem: the exit status stays 0.
+            sys.stderr.write(
+                f'warning: endpoint "{spec.name}": env.{name} looks like a secret, and `env` is written '
+                f"into the Nomad job in clear text: list it in `secrets` and set it with "
+                f"`skiff secrets set {spec.name} {name}`\n"
+            )
 
 
 def _fail(code: int, message: str) -> None:

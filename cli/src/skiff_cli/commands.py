@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import importlib
 
-_COMMAND_MODULES = ("validate", "up", "gateway", "controller", "logs", "status", "apply", "render", "deploy")
+_COMMAND_MODULES = (
+    "init",
+    "secrets",
+    "validate",
+    "up",
+    "gateway",
+    "controller",
+    "logs",
+    "status",
+    "apply",
+    "render",
+    "deploy",
+)
 
 for _name in _COMMAND_MODULES:
     try:

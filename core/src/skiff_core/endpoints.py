@@ -205,6 +205,17 @@ def _nested_model(model: type[BaseModel], field: str) -> type[BaseModel] | None:
     return None
 
 
+def _labeled_model(model: type[BaseModel], field: str) -> type[BaseModel] | None:
+    """The model of a field written as labeled blocks (`volume "models" { ... }`, a
+    dict[str, Model] by label), None otherwise."""
+    annotation = model.model_fields[field].annotation
+    if get_origin(annotation) is dict:
+        value = get_args(annotation)[1]
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return value
+    return None
+
+
 def _known(model: type[BaseModel]) -> list[str]:
     return [name for name in model.model_fields if not (model is EndpointSpec and name == "name")]
 
@@ -300,7 +311,7 @@ class _FileReader:
                 self.problem(_line(item), field, f'the name is the block\'s label: `{BLOCK_TYPE} "name" {{`')
                 continue
             if name not in known:
-                blocks = [k for k in known if _nested_model(model, k) is not None]
+                blocks = [k for k in known if _nested_model(model, k) or _labeled_model(model, k)]
                 what, choices = ("block", blocks) if isinstance(item, BlockRule) else ("field", known)
                 self.problem(
                     _line(item),
@@ -308,6 +319,10 @@ class _FileReader:
                     f"unknown {what}; {_did_you_mean(name, known)}expected one of: "
                     + (", ".join(choices) or "none here"),
                 )
+                continue
+            labeled = _labeled_model(model, name)
+            if labeled is not None:
+                self._labeled_block(item, labeled, where, data, lines, dropped)
                 continue
             if where in lines:
                 self.problem(_line(item), field, f"set more than once (first on line {lines[where]})")
@@ -338,6 +353,36 @@ class _FileReader:
                 self.problem(_line(item), field, f"cannot read this value: {exc}")
                 dropped.add(where)
         return data
+
+    def _labeled_block(
+        self,
+        item: AttributeRule | BlockRule,
+        model: type[BaseModel],
+        where: tuple[str, ...],
+        data: dict[str, Any],
+        lines: dict[_Loc, int],
+        dropped: set[_Loc],
+    ) -> None:
+        name, field = where[-1], _dotted(where)
+        if not isinstance(item, BlockRule):
+            self.problem(_line(item), field, f'is a block with a label: write `{name} "label" {{ ... }}`')
+            return
+        if len(item.labels) != 2:
+            self.problem(_line(item), field, f'takes exactly one label: `{name} "label" {{ ... }}`')
+            return
+        try:
+            label = _label(item.labels[1])
+        except _NotLiteral as exc:
+            self.problem(_line(item), field, f"the label must be a plain string: {exc}")
+            return
+        at = (*where, label)
+        if at in lines:
+            self.problem(_line(item), _dotted(at), f"declared more than once (first on line {lines[at]})")
+            dropped.add(at)
+            return
+        lines.setdefault(where, _line(item))
+        lines[at] = _line(item)
+        data.setdefault(name, {})[label] = self._body(item, model, at, lines, dropped, f'{name} "{label}"')
 
     def _validation_problems(self, exc: ValidationError, name: str, lines: dict[_Loc, int], dropped: set[_Loc]) -> None:
         for error in exc.errors(include_url=False):

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     field_validator,
@@ -31,6 +32,8 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # endpoint of one of these names would replace the gateway's job or take its service name.
 RESERVED_NAMES = frozenset({"gateway", "controller", "redis", "elasticmq"})
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Variables Skiff or Nomad set in a worker's environment: a secret may not replace them.
+RESERVED_ENV_PREFIXES = ("RUNPOD_", "SKIFF_", "NOMAD_")
 # Every endpoint's Nomad job is `skiff-<name>`, and a load_balancer endpoint's Consul service too.
 NAME_PREFIX = "skiff-"
 # nomad/structs/services.go Service.ValidateName: an RFC 1123 label, at most 63 characters.
@@ -93,7 +96,53 @@ class _Strict(BaseModel):
 
 class GpuSpec(_Strict):
     count: StrictInt = Field(default=1, ge=0, le=16)
+    # The models a worker may run on, best first: only these are allowed, and among the nodes
+    # that have a free one the earlier models are preferred (Nomad device affinities).
     models: list[str] = Field(default_factory=list)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        twice = sorted({m for m in value if value.count(m) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)} (the order is the preference)")
+        return value
+
+
+# Runpod mounts an endpoint's network volume here; handlers written for it look there.
+DEFAULT_VOLUME_PATH = "/runpod-volume"
+VOLUME_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+VOLUME_ENV_PREFIX = "SKIFF_VOLUME_"
+
+
+class VolumeType(StrEnum):
+    HOST = "host"  # a Nomad host volume, declared on the client (Terraform's `model-cache`)
+    CSI = "csi"  # a CSI volume registered with Nomad
+
+
+class VolumeSpec(_Strict):
+    """`volume "models" { source = "model-cache" }`: a directory shared by the endpoint's workers
+    (a model cache). In a cluster, Nomad mounts the volume `source` at `path`; `skiff up` cannot
+    mount, so it gives workers a local directory (`local_path`, or one under its state dir) and
+    says where in SKIFF_VOLUME_<LABEL> (set to `path` in a cluster too)."""
+
+    source: str = Field(min_length=1)
+    type: VolumeType = VolumeType.HOST
+    path: str = DEFAULT_VOLUME_PATH
+    read_only: StrictBool = False
+    local_path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") == "":
+            raise ValueError(f'must be an absolute path inside the worker such as "/runpod-volume" (got {value!r})')
+        return value
+
+
+def volume_env(label: str) -> str:
+    """The variable that tells a worker where volume `label` is: SKIFF_VOLUME_MODELS for "models"."""
+    return VOLUME_ENV_PREFIX + label.upper().replace("-", "_")
 
 
 class ResourcesSpec(_Strict):
@@ -127,6 +176,17 @@ class EndpointSpec(_Strict):
     job_ttl: Duration = 86400.0
     max_retries: StrictInt = Field(default=3, ge=0, le=100)
     env: dict[str, str] = Field(default_factory=dict)
+    # Queue endpoints: the most jobs one worker holds at once, whatever it asks for (a
+    # concurrency_modifier, job-take-batch's batch_size). None: as many as it asks for.
+    concurrency: StrictInt | None = Field(default=None, ge=1, le=64)
+    # The Nomad datacenters this endpoint's workers may run in; None: the cluster's setting
+    # (SKIFF_NOMAD_DATACENTERS).
+    datacenters: list[str] | None = None
+    # Names of secrets the worker gets as environment variables: Nomad Variables in a cluster,
+    # `skiff secrets` / the environment under `skiff up`; never written in the job.
+    secrets: list[str] = Field(default_factory=list)
+    # `volume "label" { ... }` blocks, by label.
+    volume: dict[str, VolumeSpec] = Field(default_factory=dict)
     # load_balancer endpoints: the path the worker's health server answers 200 on when ready.
     health_path: str = "/ping"
 
@@ -168,6 +228,47 @@ class EndpointSpec(_Strict):
             )
         return value
 
+    @field_validator("datacenters")
+    @classmethod
+    def _datacenters(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or any(not dc.strip() for dc in value)):
+            raise ValueError('must name at least one datacenter, e.g. ["dc1"] (leave it out for the default)')
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not ENV_NAME_RE.match(name)]
+        if bad:
+            raise ValueError(
+                "secret names are environment variable names: letters, digits and underscores, not "
+                f"starting with a digit (got {', '.join(repr(n) for n in bad)})"
+            )
+        reserved = [name for name in value if name.startswith(RESERVED_ENV_PREFIXES)]
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: RUNPOD_*, SKIFF_* and NOMAD_* variables are set by Skiff")
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)}")
+        return value
+
+    @field_validator("volume")
+    @classmethod
+    def _volumes(cls, value: dict[str, VolumeSpec]) -> dict[str, VolumeSpec]:
+        for label in value:
+            if not VOLUME_LABEL_RE.match(label):
+                raise ValueError(
+                    f"volume labels are 1-63 letters, digits, dashes and underscores, starting with a letter "
+                    f"or digit (got {label!r})"
+                )
+        paths: dict[str, str] = {}
+        for label, volume in value.items():
+            path = volume.path.rstrip("/")
+            if path in paths:
+                raise ValueError(f"volumes {paths[path]!r} and {label!r} are both mounted at {volume.path!r}")
+            paths[path] = label
+        return value
+
     @field_validator("execution_timeout", "job_ttl")
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -179,6 +280,14 @@ class EndpointSpec(_Strict):
     def _runnable(self) -> EndpointSpec:
         if self.image is None and self.command is None:
             raise ValueError("an endpoint needs `image` (cluster) or `command` (embedded / raw_exec), or both")
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(f"{', '.join(both)} is in both `env` and `secrets`: keep a secret out of `env`")
+        if self.concurrency is not None and self.type is EndpointType.LOAD_BALANCER:
+            raise ValueError(
+                "`concurrency` caps the jobs a queue worker holds; a load_balancer endpoint's workers "
+                "get requests, not jobs (scaling.target sets how many each should serve)"
+            )
         service = NAME_PREFIX + self.name
         if self.type is EndpointType.LOAD_BALANCER and len(service) > SERVICE_NAME_MAX:
             raise ValueError(
@@ -189,6 +298,15 @@ class EndpointSpec(_Strict):
         return self
 
     def spec_hash(self) -> str:
-        """Stable digest of everything that shapes a worker: a change means a rolling replacement."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Stable digest of everything that shapes a worker: a change means a rolling replacement.
+        Fields added later count only when set, so upgrading Skiff does not replace every worker."""
+        data = self.model_dump(mode="json")
+        for name in _HASHED_WHEN_SET:
+            if data.get(name) == _DEFAULTS[name]:
+                del data[name]
+        payload = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
+
+
+_HASHED_WHEN_SET = ("concurrency", "volume", "secrets", "datacenters")
+_DEFAULTS = {name: EndpointSpec.model_fields[name].get_default(call_default_factory=True) for name in _HASHED_WHEN_SET}

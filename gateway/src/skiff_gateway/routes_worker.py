@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from skiff_core.spec import EndpointSpec
+from skiff_gateway import concurrency
 from skiff_gateway.auth import require_worker
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.http import ApiError, json_response, parse_json, read_body, unless_disconnected
@@ -54,7 +55,9 @@ def _long_poll(request: Request, ctx: GatewayContext, worker_id: str, work: Awai
 @router.get("/v2/{endpoint}/job-take/{worker_id}")
 async def job_take(request: Request, endpoint: str, worker_id: str) -> Response:
     ctx, spec = worker_endpoint(request, endpoint)
-    jobs = await _long_poll(request, ctx, worker_id, ctx.jobs.take(spec, worker_id, 1, _take_wait(ctx, request)))
+    jobs = await _long_poll(
+        request, ctx, worker_id, concurrency.take(ctx, spec, worker_id, 1, _take_wait(ctx, request))
+    )
     if not jobs:
         return Response(status_code=NO_CONTENT)
     return json_response(jobs[0])
@@ -68,7 +71,9 @@ async def job_take_batch(request: Request, endpoint: str, worker_id: str) -> Res
         batch = max(1, min(MAX_BATCH, int(raw)))
     except ValueError:
         raise ApiError(400, "batch_size must be an integer") from None
-    jobs = await _long_poll(request, ctx, worker_id, ctx.jobs.take(spec, worker_id, batch, _take_wait(ctx, request)))
+    jobs = await _long_poll(
+        request, ctx, worker_id, concurrency.take(ctx, spec, worker_id, batch, _take_wait(ctx, request))
+    )
     if not jobs:
         return Response(status_code=NO_CONTENT)
     return json_response(jobs)

@@ -54,7 +54,8 @@ Sources for each shape:
   `Templates` with `Envvars: true` are rendered into the task directory and read back as
   `KEY=value` lines that override `Env` (client/taskenv/env.go: "Copy template env vars as they
   override task env vars"). Only `{{ with nomadVar "PATH" }}KEY={{ .item }}{{ end }}` (several
-  KEY= lines allowed) is understood, reading the variable with the task's implicit workload
+  KEY= lines allowed) is understood, a missing item rendering "<no value>", or failing the task
+  with `ErrMissingKey` (see `_render_templates`), reading the variable with the task's implicit workload
   identity access: `nomad/jobs`, `nomad/jobs/<job>`, `.../<group>`, `.../<group>/<task>` in the
   job's namespace (https://developer.hashicorp.com/nomad/docs/concepts/variables, "Task Access to
   Variables"). Anything else fails the task with "Template failed: ..." (TaskEvent "Killing",
@@ -639,9 +640,18 @@ class NomadDouble:
             rendered = {}
             for line in parsed:
                 assert line is not None
-                if line["item"] not in variable["Items"]:
-                    raise _TemplateError(f"{block}: variable has no item {line['item']!r}")
-                rendered[line["key"]] = str(variable["Items"][line["item"]])
+                item = line["item"]
+                if item not in variable["Items"]:
+                    # Nomad passes ErrMissingKey to consul-template (client/allocrunner/taskrunner/
+                    # template/template.go parseTemplateConfigs: ct.ErrMissingKey), which runs Go's
+                    # text/template with missingkey=error when it is set: the render fails with
+                    # text/template's "map has no entry for key" (exec.go evalField); unset, a missing
+                    # map key prints "<no value>" (text/template's default missingkey behaviour).
+                    if template.get("ErrMissingKey"):
+                        raise _TemplateError(f'{block}: executing "" at <.{item}>: map has no entry for key "{item}"')
+                    rendered[line["key"]] = "<no value>"
+                    continue
+                rendered[line["key"]] = str(variable["Items"][item])
             target = task_dir / dest
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text("".join(f"{k}={v}\n" for k, v in rendered.items()))

@@ -49,7 +49,7 @@ from skiff import __version__
 from skiff_core.config import Settings
 from skiff_core.durations import format_duration
 from skiff_core.orchestrator.worker_env import worker_environment
-from skiff_core.spec import NAME_PREFIX, EndpointSpec, EndpointType
+from skiff_core.spec import NAME_PREFIX, EndpointSpec, EndpointType, VolumeType
 from skiff_core.spec import ImageReferenceError as ImageReferenceError  # re-exported for callers
 from skiff_core.spec import validate_image_reference as validate_image_reference
 
@@ -119,6 +119,33 @@ def worker_key_template(endpoint: str) -> dict[str, Any]:
     }
 
 
+SECRETS_ENV_FILE = "secrets/endpoint.env"
+
+
+def secrets_variable(endpoint: str) -> str:
+    """The Nomad Variable holding an endpoint's secrets, one item per name: its group's path,
+    which its tasks read implicitly like the job's own (`nomad/jobs/$job_id/$group`), kept apart
+    from the worker key's variable, which the controller rewrites and deletes with the job."""
+    return f"{worker_key_variable(endpoint)}/{GROUP_NAME}"
+
+
+def secrets_template(spec: EndpointSpec) -> dict[str, Any]:
+    """api/tasks.go `Template` putting the endpoint's `secrets` into the task's environment, the
+    way `worker_key_template` does the key. `ErrMissingKey` (client/allocrunner/taskrunner/
+    template/template.go passes it to consul-template): an item not set fails the task instead of
+    handing the worker the text "<no value>"."""
+    path = secrets_variable(spec.name)
+    lines = "".join(f"{name}={{{{ .{name} }}}}\n" for name in spec.secrets)
+    return {
+        "EmbeddedTmpl": f'{{{{ with nomadVar "{path}" }}}}\n{lines}{{{{ end }}}}',
+        "DestPath": SECRETS_ENV_FILE,
+        "Envvars": True,
+        "ChangeMode": "restart",
+        "Perms": "0600",
+        "ErrMissingKey": True,
+    }
+
+
 # --- the job -----------------------------------------------------------------------------------
 def _ns(seconds: float) -> int:
     return round(seconds * _NS)
@@ -174,6 +201,26 @@ def gpu_constraints(models: list[str]) -> list[dict[str, str]]:
     return [{"LTarget": "${device.model}", "Operand": "set_contains_any", "RTarget": ",".join(models)}]
 
 
+def gpu_affinities(models: list[str]) -> list[dict[str, Any]]:
+    """api/tasks.go `Affinity` on the device request, one per model with falling weights: the
+    device allocator scores each free device by the sum of the weights it matches over the total
+    (scheduler/feasible/device.go), so a node with a free first-choice GPU ranks above one with
+    only a later choice. Weights are 1..100 (structs Affinity.Validate: non-zero, at most 100).
+    One model needs none: the constraint already allows only it."""
+    if len(models) < 2:
+        return []
+    count = len(models)
+    return [
+        {
+            "LTarget": "${device.model}",
+            "Operand": "=",
+            "RTarget": model,
+            "Weight": max(1, round(100 * (count - i) / count)),
+        }
+        for i, model in enumerate(models)
+    ]
+
+
 def _task_config(spec: EndpointSpec, driver: str, options: RenderOptions) -> dict[str, Any]:
     lb = spec.type is EndpointType.LOAD_BALANCER
     if driver == "docker":
@@ -199,8 +246,40 @@ def _resources(spec: EndpointSpec) -> dict[str, Any]:
         constraints = gpu_constraints(spec.gpu.models)
         if constraints:
             device["Constraints"] = constraints
+        affinities = gpu_affinities(spec.gpu.models)
+        if affinities:
+            device["Affinities"] = affinities
         resources["Devices"] = [device]
     return resources
+
+
+def group_volumes(spec: EndpointSpec) -> dict[str, dict[str, Any]]:
+    """api/tasks.go `VolumeRequest`, by label (TaskGroup.Volumes). A host volume is one the
+    client declares (`host_volume` in its config; Terraform's GPU nodes declare `model-cache`);
+    a CSI volume must be registered first, and is attached as a file system, shared by every
+    worker (nomad/structs/csi.go access and attachment modes; structs/volumes.go
+    VolumeRequest.Validate requires both for CSI)."""
+    volumes: dict[str, dict[str, Any]] = {}
+    for label, volume in spec.volume.items():
+        request: dict[str, Any] = {
+            "Name": label,
+            "Type": volume.type.value,
+            "Source": volume.source,
+            "ReadOnly": volume.read_only,
+        }
+        if volume.type is VolumeType.CSI:
+            request["AccessMode"] = "multi-node-reader-only" if volume.read_only else "multi-node-multi-writer"
+            request["AttachmentMode"] = "file-system"
+        volumes[label] = request
+    return volumes
+
+
+def volume_mounts(spec: EndpointSpec) -> list[dict[str, Any]]:
+    """api/tasks.go `VolumeMount` (Task.VolumeMounts): each group volume at its `path`."""
+    return [
+        {"Volume": label, "Destination": volume.path, "ReadOnly": volume.read_only}
+        for label, volume in spec.volume.items()
+    ]
 
 
 def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | None = None) -> dict[str, Any]:
@@ -214,7 +293,7 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         "Driver": driver,
         "Config": _task_config(spec, driver, options),
         "Env": worker_env(spec, settings.gateway_url, settings.ping_interval_s),
-        "Templates": [worker_key_template(spec.name)],
+        "Templates": [worker_key_template(spec.name)] + ([secrets_template(spec)] if spec.secrets else []),
         "Resources": _resources(spec),
         "KillTimeout": _ns(kill_timeout_s(spec)),
         "KillSignal": "SIGTERM",
@@ -235,6 +314,9 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         },
         "Tasks": [task],
     }
+    if spec.volume:
+        group["Volumes"] = group_volumes(spec)
+        task["VolumeMounts"] = volume_mounts(spec)
     if lb:
         # A dynamic host port; docker maps it to the same port inside the container (To unset),
         # and the worker listens on $PORT.
@@ -266,7 +348,7 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         "Name": job_id(spec.name),
         "Type": "service",
         "Namespace": settings.nomad_namespace,
-        "Datacenters": list(settings.nomad_datacenters),
+        "Datacenters": list(spec.datacenters if spec.datacenters is not None else settings.nomad_datacenters),
         "Meta": {
             MANAGED_META_KEY: "true",
             "skiff_endpoint": spec.name,
@@ -395,6 +477,19 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         }
     )
     out.close()
+    for label, volume in group.get("Volumes", {}).items():
+        out.blank()
+        out.open(f"volume {_hcl_value(label)}")
+        out.attrs(
+            {
+                "type": volume["Type"],
+                "source": volume["Source"],
+                "read_only": volume["ReadOnly"],
+                "access_mode": volume.get("AccessMode"),
+                "attachment_mode": volume.get("AttachmentMode"),
+            }
+        )
+        out.close()
     for network in group.get("Networks", []):
         out.blank()
         out.open("network")
@@ -441,11 +536,21 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
     out.open("config")
     out.attrs(task["Config"])
     out.close()
+    for mount in task.get("VolumeMounts", []):
+        out.blank()
+        out.open("volume_mount")
+        out.attrs({"volume": mount["Volume"], "destination": mount["Destination"], "read_only": mount["ReadOnly"]})
+        out.close()
     out.blank()
     out.map_block("env", task["Env"])
     for template in task["Templates"]:
         out.blank()
-        out.lines.append("  " * out.depth + f"# {WORKER_KEY_ENV} from the job's Nomad Variable, never from this file.")
+        names = (
+            f"{WORKER_KEY_ENV} from the job's"
+            if template["DestPath"] == WORKER_ENV_FILE
+            else f"{', '.join(spec.secrets)} from the endpoint's"
+        )
+        out.lines.append("  " * out.depth + f"# {names} Nomad Variable, never from this file.")
         out.open("template")
         out.attrs(
             {
@@ -453,6 +558,7 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
                 "env": template["Envvars"],
                 "change_mode": template["ChangeMode"],
                 "perms": template.get("Perms"),
+                "error_on_missing_key": template.get("ErrMissingKey"),
                 "data": template["EmbeddedTmpl"],
             }
         )
@@ -473,6 +579,18 @@ def render_hcl(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
                     "attribute": constraint["LTarget"],
                     "operator": constraint["Operand"],
                     "value": constraint["RTarget"],
+                }
+            )
+            out.close()
+        for affinity in device.get("Affinities", []):
+            out.blank()
+            out.open("affinity")
+            out.attrs(
+                {
+                    "attribute": affinity["LTarget"],
+                    "operator": affinity["Operand"],
+                    "value": affinity["RTarget"],
+                    "weight": affinity["Weight"],
                 }
             )
             out.close()

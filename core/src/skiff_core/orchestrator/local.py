@@ -26,7 +26,8 @@ from pathlib import Path
 
 from skiff_core.orchestrator.base import WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.worker_env import worker_environment
-from skiff_core.spec import EndpointSpec, EndpointType
+from skiff_core.secrets_file import secret_env
+from skiff_core.spec import EndpointSpec, EndpointType, volume_env
 
 log = logging.getLogger("skiff.orchestrator")
 
@@ -87,6 +88,8 @@ class LocalOrchestrator:
         self._gateway_url = gateway_url
         self._worker_key = worker_key
         self._log_dir = state_dir / "logs"
+        self._volume_dir = state_dir / "volumes"
+        self._state_dir = state_dir
         self._project_dir = project_dir
         self._ping_interval_s = ping_interval_s
         self._stop_grace_s = stop_grace_s
@@ -193,6 +196,23 @@ class LocalOrchestrator:
             raise FileNotFoundError(f"endpoint {spec.name!r}: command {argv[0]!r} not found on PATH")
         return argv
 
+    def volume_dir(self, spec: EndpointSpec, label: str) -> Path:
+        """A local process cannot mount: volume `label` is a directory, `local_path` (relative to
+        the project directory) or <state_dir>/volumes/<source>, shared by every endpoint naming
+        that source as Nomad host volumes are shared by the jobs on a node."""
+        volume = spec.volume[label]
+        if volume.local_path is not None:
+            return (self._project_dir / volume.local_path).resolve()
+        return (self._volume_dir / volume.source).resolve()
+
+    def _volumes(self, spec: EndpointSpec) -> dict[str, str]:
+        env = {}
+        for label in spec.volume:
+            directory = self.volume_dir(spec, label)
+            directory.mkdir(parents=True, exist_ok=True)
+            env[volume_env(label)] = str(directory)
+        return env
+
     def _launch(self, state: _Endpoint) -> None:
         spec = state.spec
         worker_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
@@ -206,6 +226,10 @@ class LocalOrchestrator:
                 ping_interval_s=self._ping_interval_s,
             )
         )
+        try:
+            env.update(self._volumes(spec))
+        except OSError as exc:
+            log.error("endpoint %s: cannot prepare its volumes: %s", spec.name, exc)
         port = health_port = None
         if spec.type is EndpointType.LOAD_BALANCER:
             port, health_port = _free_port(), _free_port()
@@ -251,6 +275,8 @@ class LocalOrchestrator:
     async def _start_process(self, spec: EndpointSpec, env: dict[str, str], log_path: Path) -> Process:
         with log_path.open("ab") as out:
             try:
+                # Read at each start, so `skiff secrets set` reaches the next worker.
+                env.update(secret_env(self._state_dir, spec.name, spec.secrets, dict(os.environ)))
                 return await asyncio.create_subprocess_exec(
                     *self._argv(spec),
                     cwd=self._project_dir,

@@ -3,7 +3,7 @@ the gateway's worker routes. Shared by the local orchestrator and the Nomad job 
 
 from __future__ import annotations
 
-from skiff_core.spec import EndpointSpec
+from skiff_core.spec import EndpointSpec, volume_env
 
 # The runpod SDK appends `&job_in_progress=..`, `&isStream=..` to these URLs, so each already
 # carries a query string; `$ID` and `$RUNPOD_POD_ID` are substituted by the SDK itself.
@@ -19,6 +19,9 @@ def worker_environment(
     base = gateway_url.rstrip("/")
     gpu = "cuda" if spec.gpu and spec.gpu.count else "none"
     env = dict(spec.env)
+    # Where each volume is: its mount path in a cluster (the local orchestrator points these at
+    # local directories instead).
+    env.update({volume_env(label): volume.path for label, volume in spec.volume.items()})
     env.update(
         {
             "RUNPOD_WEBHOOK_GET_JOB": _TAKE.format(base=base, ep=spec.name, gpu=gpu),
