@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-_COMMAND_MODULES = ("validate", "up", "gateway", "controller", "logs", "status", "apply", "render", "deploy")
+_COMMAND_MODULES = ("validate", "up", "gateway", "controller", "logs", "status", "apply", "render", "deploy", "keys")
 
 for _name in _COMMAND_MODULES:
     try:
