@@ -1,0 +1,170 @@
+"""Client keys: created, listed and revoked with `skiff keys` against a running stack, each with a
+scope and an optional endpoint list, effective without a restart; worker keys owe nothing to any
+client key, so workers keep running whatever happens to client keys."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.services import MotoServer, RedisServer
+from tests.support.stack import SKIFF, GatewayReplica, SkiffProcess, endpoint_hcl
+from tests.support.wait import eventually, wait_final
+
+ECHO = "tests/workers/skiff_async_echo.py"
+
+
+def skiff_keys(stack: SkiffProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SKIFF_API_KEY": stack.key}
+    return subprocess.run(
+        [SKIFF, "keys", *args, "--url", stack.url], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def two_endpoints(tmp_path: Path) -> Iterator[SkiffProcess]:
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    for name in ("a", "b"):
+        (endpoints / f"{name}.hcl").write_text(endpoint_hcl(name, ECHO, scaling={"min_workers": 1, "max_workers": 1}))
+    stack = SkiffProcess(endpoints, tmp_path / "state").start(timeout=60)
+    try:
+        stack.wait_ready_workers("a")
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_read_only_key_scoped_to_one_endpoint_then_revoked(two_endpoints: SkiffProcess) -> None:
+    stack = two_endpoints
+    with stack.client() as admin:
+        job = admin.post("/v2/a/runsync?wait=30000", json={"input": {"n": 1}}).json()
+        assert job["status"] == "COMPLETED", job
+        worker_before = job["workerId"]
+        pids_before = sorted(stack.worker_pids())
+
+    created = skiff_keys(stack, "create", "--read-only", "--endpoint", "a", "--name", "dashboard")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("skc_") and "not shown again" in created.stderr
+    listed = skiff_keys(stack, "list")
+    assert listed.returncode == 0 and "dashboard" in listed.stdout and "read" in listed.stdout
+    assert key not in listed.stdout  # ids, never keys
+    key_id = next(line.split()[0] for line in listed.stdout.splitlines() if "dashboard" in line)
+
+    with stack.client(key) as reader:
+        assert reader.get(f"/v2/a/status/{job['id']}").json()["output"] == {"n": 1}
+        assert reader.get("/v2/a/health").status_code == 200
+        for method, path in [
+            ("POST", "/v2/a/run"),
+            ("POST", "/v2/a/runsync"),
+            ("POST", f"/v2/a/cancel/{job['id']}"),
+            ("POST", "/v2/a/purge-queue"),
+            ("GET", "/v2/b/health"),
+            ("GET", f"/v2/b/status/{job['id']}"),
+            ("POST", "/v2/b/run"),
+            ("GET", "/v1/keys"),
+            ("GET", "/v1/status"),
+        ]:
+            reply = reader.request(method, path, json={"input": 1})
+            assert reply.status_code == 403, (method, path, reply.text)
+            assert "error" in reply.json()
+
+        revoked = skiff_keys(stack, "revoke", key_id)
+        assert revoked.returncode == 0, revoked.stderr
+        # On the gateway that revoked it: at once (other replicas: within SKIFF_KEY_CACHE_S).
+        refused = reader.get(f"/v2/a/status/{job['id']}")
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid API key"
+    assert skiff_keys(stack, "revoke", key_id).returncode == 1  # already gone: a clear error
+    assert key_id not in skiff_keys(stack, "list").stdout
+
+    with stack.client() as admin:  # the admin key keeps working, and so do the same workers
+        again = admin.post("/v2/a/runsync?wait=30000", json={"input": {"n": 2}}).json()
+        assert again["status"] == "COMPLETED" and again["workerId"] == worker_before
+        assert sorted(stack.worker_pids()) == pids_before
+    assert key not in stack.output()  # keys are never logged
+
+
+def test_read_write_key_runs_jobs_on_its_endpoints_only(two_endpoints: SkiffProcess) -> None:
+    stack = two_endpoints
+    created = skiff_keys(stack, "create", "-e", "a")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    with stack.client(key) as writer:
+        done = writer.post("/v2/a/runsync?wait=30000", json={"input": {"w": 1}}).json()
+        assert done["status"] == "COMPLETED" and done["output"] == {"w": 1}
+        assert writer.post("/v2/b/run", json={"input": 1}).status_code == 403
+        assert writer.get("/v1/keys").status_code == 403  # only the admin key manages keys
+        # A client key is no worker key: the worker API refuses it.
+        assert writer.get("/v2/a/job-take/a-someone").status_code == 401
+    with httpx.Client(base_url=stack.url, timeout=10) as raw:
+        bad = raw.post("/v1/keys", json={"scope": "admin"}, headers={"Authorization": f"Bearer {stack.key}"})
+        assert bad.status_code == 400 and "scope" in bad.json()["error"]
+        bad = raw.post("/v1/keys", json={"scope": "read", "endpoints": ["Not A Name"]}, headers=_auth(stack.key))
+        assert bad.status_code == 400 and "endpoint" in bad.json()["error"]
+        assert raw.delete("/v1/keys/nope", headers=_auth(stack.key)).status_code == 404
+        forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")  # right id, wrong secret
+        assert raw.get("/v2/a/health", headers=_auth(forged)).status_code == 401
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_workers_do_not_depend_on_the_admin_key_and_revocation_reaches_every_replica(
+    moto: MotoServer, redis: RedisServer, tmp_path: Path
+) -> None:
+    """Gateway A runs with another admin key than `skiff up` B, and B's workers talk only to A:
+    their worker keys (from the store's worker secret) are good on A all the same. A key created
+    on B works on A; revoked on B, A refuses it within SKIFF_KEY_CACHE_S."""
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **moto.env,
+        "SKIFF_QUEUE": "sqs",
+        "SKIFF_STORE": "redis",
+        "SKIFF_REDIS_URL": redis.url(),
+        "SKIFF_REDIS_PREFIX": f"k{run}:",
+        "SKIFF_SQS_QUEUE_PREFIX": f"k{run}-",
+        "SKIFF_KEY_CACHE_S": "1",
+    }
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "echo.hcl").write_text(endpoint_hcl("echo", ECHO, scaling={"min_workers": 1, "max_workers": 1}))
+    a = GatewayReplica(endpoints, tmp_path / "state-a", env)
+    a.env["SKIFF_API_KEY"] = "sk_rotated_admin_key_of_a"
+    b = SkiffProcess(endpoints, tmp_path / "state-b", {**env, "SKIFF_PUBLIC_URL": a.url})
+    a.start()
+    try:
+        b.start(timeout=60)
+        try:
+            b.wait_ready_workers("echo")
+            with httpx.Client(base_url=a.url, headers=_auth("sk_rotated_admin_key_of_a"), timeout=60) as on_a:
+                done = on_a.post("/v2/echo/runsync?wait=30000", json={"input": {"via": "a"}}).json()
+                assert done["status"] == "COMPLETED", done
+                assert on_a.get("/v2/echo/health").status_code == 200
+                assert on_a.get("/v2/echo/health", headers=_auth(b.key)).status_code == 401  # B's admin key
+            created = skiff_keys(b, "create", "--read-only")
+            assert created.returncode == 0, created.stderr
+            key = created.stdout.strip()
+            key_id = key.split("_")[1]
+            with httpx.Client(base_url=a.url, headers=_auth(key), timeout=30) as reader:
+                assert reader.get(f"/v2/echo/status/{done['id']}").json()["status"] == "COMPLETED"
+                assert skiff_keys(b, "revoke", key_id).returncode == 0
+                eventually(
+                    lambda: reader.get("/v2/echo/health").status_code == 401,
+                    timeout=1 + 2,  # SKIFF_KEY_CACHE_S, plus a poll and a request
+                    what="the revoked key to be refused by the other replica",
+                )
+            with b.client() as on_b:  # the workers carried on through all of it
+                job = on_b.post("/v2/echo/run", json={"input": {"via": "b"}}).json()
+                assert wait_final(on_b, "echo", job["id"], 30)["workerId"] == done["workerId"]
+        finally:
+            b.stop()
+    finally:
+        a.stop()
