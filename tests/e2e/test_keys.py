@@ -18,6 +18,8 @@ from tests.support.stack import SKIFF, GatewayReplica, SkiffProcess, endpoint_hc
 from tests.support.wait import eventually, wait_final
 
 ECHO = "tests/workers/skiff_async_echo.py"
+# No crash is tested here: a worker slow to start on a busy machine must not be taken for a dead one.
+PATIENT = {"SKIFF_WORKER_LOST_AFTER_S": "30"}
 
 
 def skiff_keys(stack: SkiffProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -33,7 +35,7 @@ def two_endpoints(tmp_path: Path) -> Iterator[SkiffProcess]:
     endpoints.mkdir()
     for name in ("a", "b"):
         (endpoints / f"{name}.hcl").write_text(endpoint_hcl(name, ECHO, scaling={"min_workers": 1, "max_workers": 1}))
-    stack = SkiffProcess(endpoints, tmp_path / "state").start(timeout=60)
+    stack = SkiffProcess(endpoints, tmp_path / "state", PATIENT).start(timeout=60)
     try:
         stack.wait_ready_workers("a")
         yield stack
@@ -131,6 +133,7 @@ def test_workers_do_not_depend_on_the_admin_key_and_revocation_reaches_every_rep
         "SKIFF_REDIS_URL": redis.url(),
         "SKIFF_REDIS_PREFIX": f"k{run}:",
         "SKIFF_SQS_QUEUE_PREFIX": f"k{run}-",
+        **PATIENT,
         "SKIFF_KEY_CACHE_S": "1",
     }
     endpoints = tmp_path / "endpoints"

@@ -23,6 +23,8 @@ from tests.support.stack import SKIFF, GatewayReplica, SkiffProcess, endpoint_hc
 from tests.support.wait import wait_final
 
 ECHO = "tests/workers/skiff_async_echo.py"
+# No crash is tested here: a worker slow to start on a busy machine must not be taken for a dead one.
+PATIENT = {"SKIFF_WORKER_LOST_AFTER_S": "30"}
 # Global limits, per key and endpoint: small, so that a burst is a handful of requests.
 LIMITS = {
     "run": {"requests": 5},
@@ -62,7 +64,7 @@ def limited(tmp_path: Path) -> Iterator[SkiffProcess]:
     endpoints.mkdir()
     (endpoints / "a.hcl").write_text(endpoint_hcl("a", ECHO, scaling={"min_workers": 1, "max_workers": 1}))
     (endpoints / "b.hcl").write_text(_hcl_with_limits("b"))
-    stack = SkiffProcess(endpoints, tmp_path / "state", {"SKIFF_RATE_LIMITS": json.dumps(LIMITS)})
+    stack = SkiffProcess(endpoints, tmp_path / "state", {**PATIENT, "SKIFF_RATE_LIMITS": json.dumps(LIMITS)})
     stack.start(timeout=60)
     try:
         stack.wait_ready_workers("a")
@@ -138,6 +140,7 @@ def replicas(moto: MotoServer, redis: RedisServer, tmp_path: Path) -> Iterator[t
         "SKIFF_REDIS_URL": redis.url(),
         "SKIFF_REDIS_PREFIX": f"l{run}:",
         "SKIFF_SQS_QUEUE_PREFIX": f"l{run}-",
+        **PATIENT,
         "SKIFF_RATE_LIMITS": json.dumps({"run": {"requests": 6}}),
     }
     endpoints = tmp_path / "endpoints"
