@@ -35,8 +35,9 @@ def two_endpoints(tmp_path: Path) -> Iterator[SkiffProcess]:
     endpoints.mkdir()
     for name in ("a", "b"):
         (endpoints / f"{name}.hcl").write_text(endpoint_hcl(name, ECHO, scaling={"min_workers": 1, "max_workers": 1}))
-    stack = SkiffProcess(endpoints, tmp_path / "state", PATIENT).start(timeout=60)
-    try:
+    stack = SkiffProcess(endpoints, tmp_path / "state", PATIENT)
+    try:  # stopped even when it did not start in time: never left running
+        stack.start(timeout=120)
         stack.wait_ready_workers("a")
         yield stack
     finally:
@@ -142,10 +143,10 @@ def test_workers_do_not_depend_on_the_admin_key_and_revocation_reaches_every_rep
     a = GatewayReplica(endpoints, tmp_path / "state-a", env)
     a.env["SKIFF_API_KEY"] = "sk_rotated_admin_key_of_a"
     b = SkiffProcess(endpoints, tmp_path / "state-b", {**env, "SKIFF_PUBLIC_URL": a.url})
-    a.start()
     try:
-        b.start(timeout=60)
+        a.start(timeout=120)
         try:
+            b.start(timeout=120)
             b.wait_ready_workers("echo")
             with httpx.Client(base_url=a.url, headers=_auth("sk_rotated_admin_key_of_a"), timeout=60) as on_a:
                 done = on_a.post("/v2/echo/runsync?wait=30000", json={"input": {"via": "a"}}).json()

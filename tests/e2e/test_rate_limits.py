@@ -65,8 +65,8 @@ def limited(tmp_path: Path) -> Iterator[SkiffProcess]:
     (endpoints / "a.hcl").write_text(endpoint_hcl("a", ECHO, scaling={"min_workers": 1, "max_workers": 1}))
     (endpoints / "b.hcl").write_text(_hcl_with_limits("b"))
     stack = SkiffProcess(endpoints, tmp_path / "state", {**PATIENT, "SKIFF_RATE_LIMITS": json.dumps(LIMITS)})
-    stack.start(timeout=60)
-    try:
+    try:  # stopped even when it did not start in time: never left running
+        stack.start(timeout=120)
         stack.wait_ready_workers("a")
         yield stack
     finally:
@@ -148,14 +148,15 @@ def replicas(moto: MotoServer, redis: RedisServer, tmp_path: Path) -> Iterator[t
     (endpoints / "echo.hcl").write_text(endpoint_hcl("echo", ECHO, scaling={"min_workers": 1, "max_workers": 1}))
     b = SkiffProcess(endpoints, tmp_path / "state-b", env)
     a = GatewayReplica(endpoints, tmp_path / "state-a", env)
-    b.start(timeout=60)
     try:
-        a.start()
+        b.start(timeout=120)
         try:
+            a.start(timeout=120)
             b.wait_ready_workers("echo")
             yield a, b
         finally:
-            a.stop()
+            if a.proc is not None:
+                a.stop()
     finally:
         b.stop()
 
