@@ -336,6 +336,6 @@ async def test_admit_refused_by_concurrency_counts_no_request(store: JobStore, u
     counter = uid("both")
     assert await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=1, lease_s=10) is None
     assert await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=1, lease_s=10) is not None
-    # The refused one took no request from the window: after a release, one more passes.
+    # The refused one took no request from the window: one more request still fits in it.
     await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=None, lease_s=10)
     assert await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=None, lease_s=10) is not None

@@ -20,7 +20,7 @@ from skiff_core.spec import EndpointSpec
 from skiff_gateway.ratelimit import RateLimiter
 from tests.support.services import MotoServer, RedisServer
 from tests.support.stack import SKIFF, GatewayReplica, SkiffProcess, endpoint_hcl
-from tests.support.wait import wait_final
+from tests.support.wait import eventually, wait_final
 
 ECHO = "tests/workers/skiff_async_echo.py"
 # No crash is tested here: a worker slow to start on a busy machine must not be taken for a dead one.
@@ -103,6 +103,17 @@ def test_bursts_over_each_limit_get_429_and_admitted_jobs_complete(limited: Skif
         # Their slots are free again: the next one passes.
         after = client.post("/v2/a/runsync?wait=60000", json={"input": {"again": True}})
         assert after.status_code == 200 and after.json()["status"] == "COMPLETED"
+        # Clients that hang up mid-request free their slots too, once their requests end.
+        with stack.client(timeout=1.5) as impatient:
+            for n in range(2):
+                with pytest.raises(httpx.TimeoutException):
+                    impatient.post("/v2/a/runsync?wait=60000", json={"input": {"sleep": 3, "n": n}})
+        eventually(
+            lambda: client.post("/v2/a/runsync?wait=60000", json={"input": {"late": 1}}).status_code == 200,
+            timeout=60,
+            interval=0.5,
+            what="a runsync slot after two clients hung up",
+        )
 
         cancels = [client.post(f"/v2/a/cancel/{job_id}") for job_id in admitted[:4]]
         assert [r.status_code for r in cancels].count(429) == 2 and len(_refused(cancels)) == 2
