@@ -5,6 +5,7 @@ client key, so workers keep running whatever happens to client keys."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -14,8 +15,8 @@ import httpx
 import pytest
 
 from tests.support.services import MotoServer, RedisServer
-from tests.support.stack import SKIFF, GatewayReplica, SkiffProcess, endpoint_hcl
-from tests.support.wait import eventually, wait_final
+from tests.support.stack import SKIFF, GatewayReplica, SkiffProcess, endpoint_hcl, stop_process
+from tests.support.wait import eventually
 
 ECHO = "tests/workers/skiff_async_echo.py"
 # No crash is tested here: a worker slow to start on a busy machine must not be taken for a dead one.
@@ -120,12 +121,22 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def test_workers_do_not_depend_on_the_admin_key_and_revocation_reaches_every_replica(
+def _replica_on(port_of: GatewayReplica, endpoints: Path, state: Path, env: dict[str, str]) -> GatewayReplica:
+    """Another `skiff gateway` on the same port as `port_of` (which must have stopped)."""
+    replica = GatewayReplica(endpoints, state, env)
+    replica.port, replica.url = port_of.port, port_of.url
+    replica.args[-1] = str(port_of.port)
+    return replica
+
+
+@pytest.mark.timeout(600)  # three processes start, one twice, on a machine other tests share
+def test_rotating_the_admin_key_restarts_no_worker_and_revocation_reaches_every_replica(
     moto: MotoServer, redis: RedisServer, tmp_path: Path
 ) -> None:
-    """Gateway A runs with another admin key than `skiff up` B, and B's workers talk only to A:
-    their worker keys (from the store's worker secret) are good on A all the same. A key created
-    on B works on A; revoked on B, A refuses it within SKIFF_KEY_CACHE_S."""
+    """A cluster: `skiff controller` (which holds no client key at all) runs the workers, and they
+    talk to gateway A. A restarts with a new admin key: the same workers take its jobs, since
+    their keys come from the store's worker secret. A key created through A works on replica B;
+    revoked through A, B refuses it within SKIFF_KEY_CACHE_S."""
     run = uuid.uuid4().hex[:8]
     env = {
         **moto.env,
@@ -134,41 +145,71 @@ def test_workers_do_not_depend_on_the_admin_key_and_revocation_reaches_every_rep
         "SKIFF_REDIS_URL": redis.url(),
         "SKIFF_REDIS_PREFIX": f"k{run}:",
         "SKIFF_SQS_QUEUE_PREFIX": f"k{run}-",
-        **PATIENT,
         "SKIFF_KEY_CACHE_S": "1",
+        # Gateway A is down a while between its two runs: its worker must not be taken for dead.
+        "SKIFF_WORKER_LOST_AFTER_S": "300",
     }
     endpoints = tmp_path / "endpoints"
     endpoints.mkdir()
     (endpoints / "echo.hcl").write_text(endpoint_hcl("echo", ECHO, scaling={"min_workers": 1, "max_workers": 1}))
     a = GatewayReplica(endpoints, tmp_path / "state-a", env)
-    a.env["SKIFF_API_KEY"] = "sk_rotated_admin_key_of_a"
-    b = SkiffProcess(endpoints, tmp_path / "state-b", {**env, "SKIFF_PUBLIC_URL": a.url})
+    controller_env = {k: v for k, v in {**os.environ, **env}.items() if k != "SKIFF_API_KEY"}
+    controller_env["SKIFF_PUBLIC_URL"] = a.url
+    controller_log = tmp_path / "controller.log"
+    processes: list[GatewayReplica] = []
+    controller: subprocess.Popen[bytes] | None = None
     try:
-        a.start(timeout=120)
-        try:
-            b.start(timeout=120)
-            b.wait_ready_workers("echo")
-            with httpx.Client(base_url=a.url, headers=_auth("sk_rotated_admin_key_of_a"), timeout=60) as on_a:
-                done = on_a.post("/v2/echo/runsync?wait=30000", json={"input": {"via": "a"}}).json()
-                assert done["status"] == "COMPLETED", done
-                assert on_a.get("/v2/echo/health").status_code == 200
-                assert on_a.get("/v2/echo/health", headers=_auth(b.key)).status_code == 401  # B's admin key
-            created = skiff_keys(b, "create", "--read-only")
-            assert created.returncode == 0, created.stderr
-            key = created.stdout.strip()
-            key_id = key.split("_")[1]
-            with httpx.Client(base_url=a.url, headers=_auth(key), timeout=30) as reader:
+        processes.append(a.start(timeout=120))
+        with controller_log.open("wb") as log:
+            controller = subprocess.Popen(
+                [SKIFF, "controller", "--endpoints", str(endpoints), "--state-dir", str(tmp_path / "state-c")],
+                env=controller_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready_worker() -> str | None:
+            with a.client() as client:
+                body = client.post("/v2/echo/runsync?wait=5000", json={"input": {"probe": 1}}).json()
+            return body.get("workerId") if body.get("status") == "COMPLETED" else None
+
+        eventually(
+            lambda: ready_worker() is not None,
+            timeout=180,
+            interval=1,
+            what="a worker serving gateway A",
+            context=lambda: controller_log.read_text(errors="replace"),
+        )
+        worker = ready_worker()
+
+        a.stop()
+        a2 = _replica_on(a, endpoints, tmp_path / "state-a2", env)
+        a2.env["SKIFF_API_KEY"] = "sk_the_new_admin_key"
+        processes.append(a2.start(timeout=120))
+        with httpx.Client(base_url=a2.url, headers=_auth("sk_the_new_admin_key"), timeout=60) as on_a2:
+            assert on_a2.get("/v2/echo/health").status_code == 200
+            assert on_a2.get("/v2/echo/health", headers=_auth(a.env["SKIFF_API_KEY"])).status_code == 401
+            # The worker that served the old A serves the new one: its key did not change.
+            done = on_a2.post("/v2/echo/runsync?wait=60000", json={"input": {"via": "a2"}}).json()
+            assert done["status"] == "COMPLETED" and done["workerId"] == worker, done
+
+            b = GatewayReplica(endpoints, tmp_path / "state-b", env)
+            processes.append(b.start(timeout=120))
+            created = on_a2.post("/v1/keys", json={"scope": "read"})
+            assert created.status_code == 201, created.text
+            key, key_id = created.json()["key"], created.json()["id"]
+            with httpx.Client(base_url=b.url, headers=_auth(key), timeout=30) as reader:
                 assert reader.get(f"/v2/echo/status/{done['id']}").json()["status"] == "COMPLETED"
-                assert skiff_keys(b, "revoke", key_id).returncode == 0
+                assert on_a2.delete(f"/v1/keys/{key_id}").status_code == 200
                 eventually(
                     lambda: reader.get("/v2/echo/health").status_code == 401,
                     timeout=1 + 2,  # SKIFF_KEY_CACHE_S, plus a poll and a request
                     what="the revoked key to be refused by the other replica",
                 )
-            with b.client() as on_b:  # the workers carried on through all of it
-                job = on_b.post("/v2/echo/run", json={"input": {"via": "b"}}).json()
-                assert wait_final(on_b, "echo", job["id"], 30)["workerId"] == done["workerId"]
-        finally:
-            b.stop()
+        assert controller.poll() is None, controller_log.read_text(errors="replace")
+        assert "sk_the_new_admin_key" not in a2.output() and key not in b.output()
     finally:
-        a.stop()
+        if controller is not None and controller.poll() is None:
+            stop_process(controller, signal.SIGTERM, lambda: controller_log.read_text(errors="replace"))
+        for process in processes:
+            process.stop()

@@ -39,7 +39,7 @@ class RouteKind(StrEnum):
     CLIENT = "client"
     WORKER = "worker"
     ADMIN = "admin"
-    OPEN = "open"  # /healthz, unknown paths (404)
+    OPEN = "open"  # /healthz, unknown paths (404); a client route here needs an all-endpoints key
 
 
 @dataclass(frozen=True)
