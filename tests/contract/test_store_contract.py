@@ -264,3 +264,78 @@ async def test_notes_replace_expire_and_filter_by_prefix(store: JobStore, uid: U
     await store.put_note(prefix + "short", "again", ttl_s=30)
     assert (await store.notes(prefix))[prefix + "short"] == "again"
     assert await store.notes(uid("nothing")) == {}
+
+
+async def test_client_keys_are_stored_listed_and_revoked(store: JobStore) -> None:
+    from skiff_core.keys import Scope, matches, new_client_key
+
+    key, record = new_client_key(Scope.READ, ["b", "a"], name="dashboard")
+    other_key, other = new_client_key(Scope.WRITE, None)
+    await store.put_key(record)
+    await store.put_key(other)
+    stored = await store.get_key(record.id)
+    assert stored == record and stored.endpoints == ["a", "b"]
+    assert key not in stored.model_dump_json()  # only the hash is kept
+    assert matches(key, stored) and not matches(other_key, stored)
+    assert {r.id for r in await store.list_keys()} >= {record.id, other.id}
+    assert await store.delete_key(record.id) is True
+    assert await store.delete_key(record.id) is False
+    assert await store.get_key(record.id) is None
+    assert await store.get_key(other.id) == other
+
+
+async def test_server_secret_is_set_once_and_agreed_on(store: JobStore, uid: Uid) -> None:
+    name = uid("secret")
+    answers = await asyncio.gather(*(store.server_secret(name, f"candidate-{n}") for n in range(5)))
+    assert len(set(answers)) == 1 and answers[0].startswith("candidate-")
+    assert await store.server_secret(name, "another") == answers[0]
+
+
+async def test_admit_counts_requests_over_a_sliding_window(store: JobStore, uid: Uid) -> None:
+    counter = uid("rate")
+    admitted = [
+        await store.admit(counter, uid("t"), requests=3, window_s=0.6, concurrent=None, lease_s=10) for _ in range(5)
+    ]
+    assert admitted[:3] == [None, None, None]
+    waits = admitted[3:]
+    assert all(w is not None and 0 < w <= 0.6 for w in waits), waits
+    # Refusals are not counted: once the window has moved past the first three, three more pass.
+    await asyncio.sleep(0.7)
+    again = [
+        await store.admit(counter, uid("t"), requests=3, window_s=0.6, concurrent=None, lease_s=10) for _ in range(4)
+    ]
+    assert again[:3] == [None, None, None] and again[3] is not None
+    # Counters are independent.
+    assert await store.admit(uid("rate"), uid("t"), requests=1, window_s=10, concurrent=None, lease_s=10) is None
+
+
+async def test_admit_holds_concurrency_slots_until_released_or_expired(store: JobStore, uid: Uid) -> None:
+    counter = uid("slots")
+    first, second, third = uid("t"), uid("t"), uid("t")
+
+    async def admit(token: str, lease_s: float = 10) -> float | None:
+        return await store.admit(counter, token, requests=None, window_s=10, concurrent=2, lease_s=lease_s)
+
+    assert await admit(first) is None
+    assert await admit(second, lease_s=0.3) is None
+    assert await admit(third) is not None
+    await store.release(counter, first)
+    assert await admit(third) is None
+    assert await admit(uid("t")) is not None
+    # A lease that runs out frees its slot (a gateway died holding it)...
+    await asyncio.sleep(0.4)
+    fourth = uid("t")
+    assert await admit(fourth, lease_s=0.3) is None
+    # ...unless it is renewed.
+    await store.renew([(counter, fourth), (counter, third)], 10)
+    await asyncio.sleep(0.4)
+    assert await admit(uid("t")) is not None
+
+
+async def test_admit_refused_by_concurrency_counts_no_request(store: JobStore, uid: Uid) -> None:
+    counter = uid("both")
+    assert await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=1, lease_s=10) is None
+    assert await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=1, lease_s=10) is not None
+    # The refused one took no request from the window: one more request still fits in it.
+    await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=None, lease_s=10)
+    assert await store.admit(counter, uid("t"), requests=2, window_s=10, concurrent=None, lease_s=10) is not None

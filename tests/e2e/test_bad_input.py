@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.support.stack import SkiffProcess
+from tests.support.stack import worker_key as stack_worker_key
 
 
 @pytest.fixture
@@ -100,9 +101,7 @@ def test_a_key_or_endpoint_with_non_ascii_characters_is_a_401_not_a_500(
 
 
 def test_worker_key_is_scoped_to_its_endpoint(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
-    from skiff_core.keys import KeyRing
-
-    worker_key = KeyRing(echo_stack.key).worker_key("other")
+    worker_key = stack_worker_key(echo_stack.state_dir, "other")
     # Valid on its own endpoint's worker routes (no job waiting -> 204 after the long poll)...
     assert raw.get("/v2/other/ping/w1", headers={"Authorization": worker_key}).status_code == 200
     # ...refused on another endpoint's worker routes and on the client API.

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff_core.keys import KeyRing
-from tests.support.stack import TEST_KEY, GatewayReplica, endpoint_hcl
+from tests.support.stack import GatewayReplica, endpoint_hcl, worker_key
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ def gateway(tmp_path: Path) -> Iterator[GatewayReplica]:
 
 
 def test_a_take_abandoned_by_its_worker_leases_no_job(gateway: GatewayReplica) -> None:
-    key = KeyRing(TEST_KEY).worker_key("echo")
+    key = worker_key(gateway.state_dir, "echo")
     with socket.create_connection(("127.0.0.1", gateway.port)) as ghost:
         ghost.sendall(
             f"GET /v2/echo/job-take/ghost?gpu=none&job_in_progress=0 HTTP/1.1\r\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -61,6 +62,25 @@ def _hcl(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_hcl(v) for v in value) + "]"
     return str(value)
+
+
+def worker_key(state_dir: Path, endpoint: str) -> str:
+    """The key workers of `endpoint` present to a stack on the embedded store in `state_dir`:
+    derived from the worker secret in its SQLite file (created there if the stack has not yet)."""
+    from skiff_core.keys import KeyRing
+    from skiff_core.store.sqlite import SqliteStore
+
+    async def read() -> str:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        store = SqliteStore(state_dir / "skiff.db")
+        try:
+            keys = KeyRing(None)
+            await keys.load(store)
+            return keys.worker_key(endpoint)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int, output: Callable[[], str], timeout: float = 20) -> int:

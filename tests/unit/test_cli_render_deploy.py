@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -14,7 +15,9 @@ from pathlib import Path
 import hcl2
 
 from skiff_core.config import Settings
+from skiff_core.keys import KeyRing
 from skiff_core.nomad.render import render_job
+from skiff_core.store.sqlite import SqliteStore
 from tests.support.doubles.nomad import FakeNode, NomadDouble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +77,8 @@ def _endpoints_dir(tmp_path: Path) -> Path:
 def test_deploy_registers_everything_and_prunes_removed(tmp_path: Path) -> None:
     directory = _endpoints_dir(tmp_path)
     with NomadDouble(nodes=[FakeNode("gpu-1", {("nvidia", "gpu", "NVIDIA L4"): 2})]) as nomad:
-        env = {"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "sk_test", "SKIFF_PUBLIC_URL": "http://gw:8000"}
+        state = tmp_path / "state"
+        env = {"NOMAD_ADDR": nomad.address, "SKIFF_STATE_DIR": str(state), "SKIFF_PUBLIC_URL": "http://gw:8000"}
         result = skiff("deploy", str(directory), "--wait", "2", env=env)
         assert result.returncode == 0, result.stderr + result.stdout
         assert set(nomad.jobs) == {"skiff-echo", "skiff-stream", "skiff-runpod-echo", "skiff-lb-hello"}
@@ -83,12 +87,15 @@ def test_deploy_registers_everything_and_prunes_removed(tmp_path: Path) -> None:
         env_vars = job["TaskGroups"][0]["Tasks"][0]["Env"]
         assert "RUNPOD_AI_API_KEY" not in env_vars
         assert env_vars["RUNPOD_WEBHOOK_GET_JOB"].startswith("http://gw:8000/v2/echo/job-take/")
-        # Each endpoint's worker key is in its job's Nomad Variable, derived from the client key.
-        from skiff_core.keys import KeyRing
-
+        # Each endpoint's worker key is in its job's Nomad Variable, derived from the worker secret
+        # in the job store (the one the gateways check worker keys against).
+        keys = KeyRing(None)
+        store = SqliteStore(state / "skiff.db")
+        asyncio.run(keys.load(store))
+        asyncio.run(store.close())
         for name in ("echo", "stream", "runpod-echo", "lb-hello"):
             variable = nomad.variable(f"nomad/jobs/skiff-{name}")
-            assert variable is not None and variable["Items"] == {"worker_key": KeyRing("sk_test").worker_key(name)}
+            assert variable is not None and variable["Items"] == {"worker_key": keys.worker_key(name)}
         registrations = [b for m, p, b in nomad.requests if p == "/v1/jobs" and m in ("PUT", "POST")]
         assert all(b is not None and b["PreserveCounts"] for b in registrations)
 
@@ -111,12 +118,20 @@ def test_deploy_wrong_address_and_denied_token(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    down = skiff("deploy", str(directory), env={"NOMAD_ADDR": f"http://127.0.0.1:{port}", "SKIFF_API_KEY": "k"})
+    down = skiff(
+        "deploy",
+        str(directory),
+        env={"NOMAD_ADDR": f"http://127.0.0.1:{port}", "SKIFF_STATE_DIR": str(tmp_path / "state")},
+    )
     assert down.returncode == 2 and f"cannot reach Nomad at http://127.0.0.1:{port}" in down.stderr
     assert "Traceback" not in down.stderr
     with NomadDouble(acl_tokens={"right": None}) as nomad:
         denied = skiff(
-            "deploy", str(directory), "--nomad-token", "wrong", env={"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "k"}
+            "deploy",
+            str(directory),
+            "--nomad-token",
+            "wrong",
+            env={"NOMAD_ADDR": nomad.address, "SKIFF_STATE_DIR": str(tmp_path / "state")},
         )
         assert denied.returncode == 2 and "ACL token not found" in denied.stderr
         assert "Traceback" not in denied.stderr and nomad.jobs == {}
@@ -126,7 +141,7 @@ def test_deploy_wrong_address_and_denied_token(tmp_path: Path) -> None:
             str(directory),
             "--nomad-token",
             "jobs-only",
-            env={"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "k"},
+            env={"NOMAD_ADDR": nomad.address, "SKIFF_STATE_DIR": str(tmp_path / "state")},
         )
         assert denied.returncode == 2 and "Permission denied" in denied.stderr
         assert 'variables capabilities ["read", "write", "destroy"] on path "nomad/jobs/skiff-*"' in denied.stderr
@@ -138,7 +153,9 @@ def test_deploy_refuses_bad_image_before_sending(tmp_path: Path) -> None:
     text = (directory / "echo.hcl").read_text().replace("ghcr.io/skiff-dev/echo-worker:0.1", "ghcr.io/Skiff/Echo:0.1")
     (directory / "echo.hcl").write_text(text)
     with NomadDouble() as nomad:
-        result = skiff("deploy", str(directory), env={"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "k"})
+        result = skiff(
+            "deploy", str(directory), env={"NOMAD_ADDR": nomad.address, "SKIFF_STATE_DIR": str(tmp_path / "state")}
+        )
         assert result.returncode == 1
         assert "invalid image reference 'ghcr.io/Skiff/Echo:0.1'" in result.stderr
         assert "nothing was sent to Nomad" in result.stderr and nomad.requests == []
@@ -152,7 +169,13 @@ def test_deploy_reports_a_gpu_model_no_node_has(tmp_path: Path) -> None:
         '    models = ["NVIDIA H200"]\n  }\n\n  scaling {\n    min_workers = 1\n    max_workers = 2\n  }\n}\n'
     )
     with NomadDouble(nodes=[FakeNode("gpu-1", {("nvidia", "gpu", "NVIDIA L4"): 1})]) as nomad:
-        result = skiff("deploy", str(directory), "--wait", "1", env={"NOMAD_ADDR": nomad.address, "SKIFF_API_KEY": "k"})
+        result = skiff(
+            "deploy",
+            str(directory),
+            "--wait",
+            "1",
+            env={"NOMAD_ADDR": nomad.address, "SKIFF_STATE_DIR": str(tmp_path / "state")},
+        )
         assert result.returncode == 1
         assert "constraint 'missing devices' filtered 1 node(s)" in result.stderr
         assert "NVIDIA H200" in result.stderr and "failed" in result.stdout

@@ -25,7 +25,9 @@ async def test_a_drained_worker_that_exits_leaves_no_ghost(tmp_path: Path) -> No
     settings = Settings(state_dir=tmp_path)
     backends = Backends.build(settings)
     spec = EndpointSpec(name="ep", command=["true"])
-    service = ControllerService(settings, backends, EndpointCatalog([spec]), KeyRing("sk_test"), project_dir=tmp_path)
+    service = ControllerService(
+        settings, backends, EndpointCatalog([spec]), KeyRing("sk_test", "secret"), project_dir=tmp_path
+    )
     try:
         await backends.queue.ensure("ep", max_receives=3)
         await backends.queue.enqueue("ep", "j1")

@@ -30,7 +30,14 @@ EXPECTED: dict[str, list[str]] = {
         "min_workers, max_workers, idle_timeout, scaler, target",
         "8: gpus: unknown field; did you mean `gpu`? expected one of: type, image, command, gpu, "
         "resources, scaling, execution_timeout, job_ttl, max_retries, env, concurrency, datacenters, secrets, volume, "
-        "health_path",
+        "health_path, rate_limits",
+    ],
+    "bad_rate_limits.hcl": [
+        "5: rate_limits.runn: unknown block; did you mean `run`? expected one of: run, runsync, status, "
+        "stream, cancel, purge_queue, openai",
+        "10: rate_limits.cancel.requests: must be >= 0 (got -1)",
+        '11: rate_limits.cancel.concurrent: must be a whole number (got "many")',
+        "14: rate_limits.status: is a block, not an argument: write `status { ... }`",
     ],
     "wrong_type.hcl": [
         '2: command: must be a list such as ["a", "b"] (got "python worker.py")',
@@ -41,7 +48,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "unknown_block.hcl": [
         '1: service: unknown block type; expected `endpoint "name" { ... }`',
-        "8: autoscale: unknown block; expected one of: gpu, resources, scaling, volume",
+        "8: autoscale: unknown block; expected one of: gpu, resources, scaling, volume, rate_limits",
         '13: region: only `endpoint "name" { ... }` blocks may appear at the top level of a file',
     ],
     "bad_duration.hcl": [

@@ -4,12 +4,14 @@ It waits for the leader lock (a Consul session lock when SKIFF_DISCOVERY=consul,
 in the state dir), registers every endpoint of `--endpoints` with the orchestrator (one Nomad job
 each when SKIFF_ORCHESTRATOR=nomad) and autoscales them from the shared queue (SQS) and the
 worker registry that the `skiff gateway` replicas flush to the shared store (Redis). Workers talk
-to the gateways, at SKIFF_PUBLIC_URL; every process needs the same SKIFF_API_KEY, from which the
-worker keys are derived. Saving an endpoint file applies it, as with `skiff up`.
+to the gateways, at SKIFF_PUBLIC_URL, with per-endpoint worker keys derived from the worker secret
+in the shared store (no client key is involved). Saving an endpoint file applies it, as with
+`skiff up`.
 
 This is the same Controller class `skiff up` runs; only the process around it differs: the
 registry is mirrored from the store (see skiff_controller.registry), because here no gateway shares memory
-with the controller. `--port` serves `GET /healthz` and `GET /v1/status` for checks and humans.
+with the controller. `--port` serves `GET /healthz` and `GET /v1/status` (with the admin key, SKIFF_API_KEY) for
+checks and humans.
 """
 
 from __future__ import annotations
@@ -54,12 +56,6 @@ def controller(
     specs = list(load_specs_or_exit(settings).values())
     setup_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if not settings.api_key:
-        typer.echo(
-            "skiff controller: SKIFF_API_KEY is required: worker keys derive from the gateways' client key",
-            err=True,
-        )
-        raise typer.Exit(2)
     if settings.public_url is None:
         typer.echo(
             "skiff controller: note: SKIFF_PUBLIC_URL is unset; workers will call "
@@ -76,7 +72,7 @@ def controller(
     typer.echo("skiff controller: stopped.")
 
 
-async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str, port: int | None) -> None:
+async def _run(settings: Settings, specs: list[EndpointSpec], api_key: str | None, port: int | None) -> None:
     # Imported here so `skiff --help` stays fast.
     from skiff_controller.service import ControllerService
     from skiff_core.backends import Backends
@@ -158,7 +154,7 @@ async def _serve_health(control: Controller, keys: KeyRing, host: str, port: int
 
     async def status(request: Request) -> Response:
         # Every API route checks its key: the status names workers and endpoints.
-        if not keys.is_client(presented_key(request.headers.get("authorization"))):
+        if not keys.is_admin(presented_key(request.headers.get("authorization"))):
             return error_response(401, "missing or invalid API key: send `Authorization: Bearer <key>`")
         return json_response(await control.status())
 

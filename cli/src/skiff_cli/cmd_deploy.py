@@ -1,8 +1,9 @@
 """`skiff deploy DIR`: make a Nomad cluster run exactly the endpoints declared in DIR.
 
 Every endpoint becomes (or updates) its service job `skiff-<name>`, registered with
-`PreserveCounts` so the autoscaler's counts survive, after its worker key (derived from the client
-key) is written to the Nomad Variable `nomad/jobs/skiff-<name>`; jobs Skiff manages (meta
+`PreserveCounts` so the autoscaler's counts survive, after its worker key (derived from the worker
+secret in the job store that the gateways share: SKIFF_STORE, SKIFF_REDIS_URL) is written to the
+Nomad Variable `nomad/jobs/skiff-<name>`; jobs Skiff manages (meta
 skiff_managed=true) whose endpoint is no longer in DIR are stopped and purged, their variables
 deleted. Addresses and tokens are read like
 Nomad's and Consul's own CLIs do: NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE, NOMAD_REGION,
@@ -31,6 +32,7 @@ from skiff_cli.app import app
 from skiff_cli.options import StateDir, load_settings
 from skiff_core.config import Settings
 from skiff_core.endpoints import EndpointFileError, load_endpoints
+from skiff_core.keys import KeyRing
 from skiff_core.nomad.client import NomadClient, NomadError, NomadPermissionDenied, NomadUnreachable
 from skiff_core.nomad.prepull import prepull_job_id, render_prepull_job
 from skiff_core.nomad.render import (
@@ -88,9 +90,6 @@ def deploy(
     gateway_url: Annotated[
         str | None, typer.Option("--gateway-url", envvar="SKIFF_PUBLIC_URL", help="URL workers reach the gateway at")
     ] = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar="SKIFF_API_KEY", help="The gateway's client key")
-    ] = None,
     state_dir: StateDir = None,
     driver: Annotated[
         DriverChoice, typer.Option("--driver", help="docker, raw_exec (nomad agent -dev) or auto")
@@ -118,7 +117,6 @@ def deploy(
         consul_addr=consul_addr,
         consul_token=consul_token,
         public_url=gateway_url,
-        api_key=api_key,
         state_dir=state_dir,
         endpoints_dir=directory,
         orchestrator="nomad",
@@ -127,10 +125,13 @@ def deploy(
         specs = load_endpoints(directory)
     except EndpointFileError as exc:
         _fail(1, f"{exc}\nskiff deploy: nothing was sent to Nomad")
-    from skiff_cli.embedded import resolve_api_key
-    from skiff_core.keys import KeyRing
-
-    keys = KeyRing(resolve_api_key(settings).value)
+    # Worker keys derive from the worker secret in the job store (SKIFF_STORE, SKIFF_REDIS_URL):
+    # the one the gateways check them against.
+    keys = KeyRing(None)
+    try:
+        asyncio.run(_load_worker_secret(settings, keys))
+    except Exception as exc:
+        _fail(2, f"skiff deploy: cannot read the worker secret from the job store ({settings.store}): {exc}")
     options = RenderOptions(driver=driver.value, workdir=workdir.resolve() if workdir else None)
     orch = NomadOrchestrator(settings, render_options=options, worker_key=keys.worker_key)
     # Render everything first: a bad endpoint stops the deploy before Nomad sees any change.
@@ -167,6 +168,16 @@ def deploy(
             sys.stderr.write(f"{outcome.endpoint}: {outcome.problem}\n")
         _fail(1, f"skiff deploy: {len(failed)} of {len(outcomes)} endpoint(s) failed")
     console.print(f"{len(outcomes)} endpoint(s) deployed to {settings.nomad_addr}", highlight=False)
+
+
+async def _load_worker_secret(settings: Settings, keys: KeyRing) -> None:
+    from skiff_core.backends import build_store
+
+    store = build_store(settings)
+    try:
+        await keys.load(store)
+    finally:
+        await store.close()
 
 
 async def _deploy(

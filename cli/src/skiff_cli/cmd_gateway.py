@@ -3,8 +3,8 @@
 Run several behind a load balancer: they share the queue, the job store and the payload store named
 by the settings (SQS, Redis, S3 in a cluster), so any replica accepts a job, any replica hands it to
 a worker, and a `/runsync` waiting on one replica wakes when another stores the result. Every
-replica needs the same client key (SKIFF_API_KEY): worker keys are derived from it. `GET /healthz`
-is the liveness check for Nomad or Consul.
+replica needs the same admin key (SKIFF_API_KEY); client keys made with `skiff keys` and the worker
+keys' secret are in the shared store. `GET /healthz` is the liveness check for Nomad or Consul.
 """
 
 from __future__ import annotations

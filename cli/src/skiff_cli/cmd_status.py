@@ -50,7 +50,7 @@ def admin_call(settings: Settings, url: str | None, method: str, path: str, body
         payload = response.json()
     except json.JSONDecodeError:
         payload = {"error": response.text[:200]}
-    if response.status_code != 200:
+    if not response.is_success:
         message = payload.get("error") if isinstance(payload, dict) else payload
         typer.echo(f"skiff: {base}{path} answered {response.status_code}: {message}", err=True)
         raise typer.Exit(1)

@@ -106,13 +106,18 @@ def _print_banner(
         path = f"/lb/{name}/" if spec.type is EndpointType.LOAD_BALANCER else f"/v2/{name}/runsync"
         table.add_row(name, spec.type.value, url + path)
     console.print(f"[bold green]Skiff is up[/] at {url}")
-    origin = f"generated and saved to {source}" if generated else f"from {source}"
-    console.print(f"API key ({origin}): [bold]{key}[/]")
+    # The key is printed once, and only when Skiff just made it: a log of `skiff up` must not
+    # hold a key the operator already has.
+    if generated:
+        console.print(f"Admin API key (generated and saved to {source}; shown only now): [bold]{key}[/]")
+    else:
+        console.print(f"Admin API key: from {source}")
     console.print(table)
     first = next(iter(specs))
+    where = "$SKIFF_API_KEY" if source == "SKIFF_API_KEY" else f"$(cat {source})"
     console.print(
         "Try it:\n"
-        f"  curl -s -X POST {url}/v2/{first}/runsync -H 'Authorization: Bearer {key}' "
+        f'  curl -s -X POST {url}/v2/{first}/runsync -H "Authorization: Bearer {where}" '
         '-H \'Content-Type: application/json\' -d \'{"input": {"hello": "world"}}\''
     )
     console.print(

@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "apply",
     "render",
     "deploy",
+    "keys",
 )
 
 for _name in _COMMAND_MODULES:

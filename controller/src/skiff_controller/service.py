@@ -49,6 +49,7 @@ class ControllerService:
         long polls. Without a registry, the controller mirrors the store's records."""
         self.backends = backends
         self.catalog = catalog
+        self.keys = keys
         self.mirror: StoreRegistry | None = None
         if registry is None:
             self.mirror = StoreRegistry(backends.store)
@@ -103,6 +104,7 @@ class ControllerService:
     async def start(self) -> None:
         """Discovery watching, the registry mirrored (when it is one), the control loops running
         (they wait for the leader lock first)."""
+        await self.keys.load(self.backends.store)  # before the orchestrator hands out worker keys
         if self.mirror is not None:  # no gateway in this process ensures the queues
             for spec in self.catalog.all():
                 await self.backends.queue.ensure(spec.name, max_receives=spec.max_retries + 1)

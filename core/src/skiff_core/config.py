@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from skiff_core.spec import MAX_RATE_WINDOW_S, RateLimits
+
 
 def _also(name: str, *standard: str) -> AliasChoices:
     """The SKIFF_ variable first, then the standard ones (a validation_alias replaces env_prefix,
@@ -46,8 +48,18 @@ class Settings(BaseSettings):
     endpoints_dir: Path = Path("examples/endpoints")
     host: str = "127.0.0.1"
     port: int = 8000
-    # The client key; when unset, `skiff up` generates one and keeps it in <state_dir>/api-key.
+    # The admin key; when unset, `skiff up` generates one and keeps it in <state_dir>/api-key.
     api_key: str | None = None
+    # How long a gateway trusts what it read of a client key (created with `skiff keys`): a
+    # revoked key stops working on every replica within this long.
+    key_cache_s: float = Field(default=5.0, ge=0, le=300)
+
+    # Rate limits per key, endpoint and route class, shared by every replica through the store.
+    # Unset classes keep Runpod's numbers (skiff_core.spec.RUNPOD_RATE_LIMITS); endpoint files
+    # may override them with a `rate_limits` block.
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    rate_limit_window_s: float = Field(default=10.0, gt=0, le=MAX_RATE_WINDOW_S)
+    rate_limits_enabled: bool = True
     # The URL workers use to reach the gateway (defaults to http://host:port).
     public_url: str | None = None
 

@@ -164,6 +164,58 @@ class ScalingSpec(_Strict):
         return self
 
 
+# The longest rate-limit window allowed: counts older than this are never needed.
+MAX_RATE_WINDOW_S = 3600.0
+
+
+class RateLimit(_Strict):
+    """One route's limits for one key on one endpoint; unset: the global value, 0: no limit."""
+
+    requests: StrictInt | None = Field(default=None, ge=0)  # per window (10 s, as Runpod)
+    concurrent: StrictInt | None = Field(default=None, ge=0)  # requests in flight at once
+
+
+class RateLimits(_Strict):
+    """Limits by route class (skiff_gateway.ratelimit says which route is in which class).
+    An unset class or field takes the global setting's, and that one Runpod's."""
+
+    run: RateLimit | None = None
+    runsync: RateLimit | None = None
+    status: RateLimit | None = None  # status, status-sync, health
+    stream: RateLimit | None = None
+    cancel: RateLimit | None = None  # cancel, retry
+    purge_queue: RateLimit | None = None
+    openai: RateLimit | None = None
+
+
+# Runpod's documented limits (requests per 10 s / concurrent), per endpoint and route.
+RUNPOD_RATE_LIMITS = RateLimits(
+    run=RateLimit(requests=1000, concurrent=200),
+    runsync=RateLimit(requests=2000, concurrent=400),
+    status=RateLimit(requests=2000, concurrent=400),
+    stream=RateLimit(requests=2000, concurrent=400),
+    cancel=RateLimit(requests=100, concurrent=20),
+    purge_queue=RateLimit(requests=2, concurrent=0),
+    openai=RateLimit(requests=2000, concurrent=400),
+)
+
+
+def effective_limit(route: str, *layers: RateLimits | None) -> tuple[int | None, int | None]:
+    """(requests per window, concurrent) for a route class: the first layer that sets each field
+    wins, Runpod's defaults last; None for no limit."""
+    requests: int | None = None
+    concurrent: int | None = None
+    for layer in (*layers, RUNPOD_RATE_LIMITS):
+        limit = getattr(layer, route, None) if layer is not None else None
+        if limit is None:
+            continue
+        if requests is None and limit.requests is not None:
+            requests = limit.requests
+        if concurrent is None and limit.concurrent is not None:
+            concurrent = limit.concurrent
+    return (requests or None), (concurrent or None)
+
+
 class EndpointSpec(_Strict):
     name: str
     type: EndpointType = EndpointType.QUEUE
@@ -189,6 +241,8 @@ class EndpointSpec(_Strict):
     volume: dict[str, VolumeSpec] = Field(default_factory=dict)
     # load_balancer endpoints: the path the worker's health server answers 200 on when ready.
     health_path: str = "/ping"
+    # Per key and route on this endpoint; over the settings' (and Runpod's) defaults.
+    rate_limits: RateLimits | None = None
 
     @field_validator("name")
     @classmethod

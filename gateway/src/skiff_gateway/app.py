@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from skiff import __version__
 from skiff_gateway import routes_admin, routes_client, routes_lb, routes_worker
+from skiff_gateway.access import AccessMiddleware
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.http import ApiError, error_response, json_response
 
@@ -41,6 +42,7 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
         openapi_url=None,
     )
     app.state.ctx = ctx
+    app.add_middleware(AccessMiddleware, ctx=ctx)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:

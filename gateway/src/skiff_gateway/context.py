@@ -18,8 +18,10 @@ from skiff_core.payloads.base import PayloadStore
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
+from skiff_gateway.auth import KeyResolver
 from skiff_gateway.balancer import Balancer
 from skiff_gateway.job_service import JobService
+from skiff_gateway.ratelimit import RateLimiter
 from skiff_gateway.webhooks import WebhookSender
 from skiff_gateway.workers import WorkerTracker
 
@@ -48,6 +50,8 @@ class GatewayContext:
     workers: WorkerTracker
     jobs: JobService
     webhooks: WebhookSender
+    resolver: KeyResolver
+    limiter: RateLimiter
     discovery: Discovery | None = None
     balancer: Balancer | None = None
     control: ControlPlane | None = None
@@ -85,9 +89,13 @@ class GatewayContext:
         workers = WorkerTracker(store)
         webhooks = WebhookSender(attempts=settings.webhook_attempts)
         jobs = JobService(settings, queue, store, workers, webhooks, payloads)
-        return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery)
+        resolver = KeyResolver(keys, store, settings.key_cache_s)
+        limiter = RateLimiter(settings, store)
+        return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, resolver, limiter, discovery)
 
     async def start(self) -> None:
+        await self.keys.load(self.store)  # before any worker key is checked
+        self.limiter.start()
         for spec in self.catalog.all():
             await self.queue.ensure(spec.name, max_receives=spec.max_retries + 1)
         self._tasks.append(asyncio.create_task(self._housekeeping()))
@@ -97,6 +105,7 @@ class GatewayContext:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.limiter.stop()
         await self.webhooks.close()
         if self._lb_client is not None:
             await self._lb_client.aclose()

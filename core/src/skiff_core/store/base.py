@@ -1,9 +1,11 @@
 """The job-store seam: embedded (SQLite, same file as the queue) and cluster (Redis).
 
-One store holds five kinds of state, and each has its own protocol so that a consumer can ask
+One store holds seven kinds of state, and each has its own protocol so that a consumer can ask
 for only what it uses: `JobRecords` (the jobs themselves), `JobStreams` (a streaming job's partial
 outputs), `WorkerRecords` (the worker registry), `StopSignals` (stop requests on their way to a
-worker) and `Notes` (small shared state with a TTL). `JobStore` is all of them plus `Closeable`;
+worker), `Notes` (small shared state with a TTL), `ClientKeys` (hashed client keys and the worker
+secret) and `RateCounters` (rate and concurrency limits shared by every gateway replica).
+`JobStore` is all of them plus `Closeable`;
 the composition root builds one, closes it, and hands the same object to every consumer.
 
 The parts are views of one store, not stores that can be mixed: a stream belongs to a job record
@@ -22,6 +24,7 @@ from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
 from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord
+from skiff_core.keys import ClientKeyRecord
 
 
 @runtime_checkable
@@ -112,6 +115,54 @@ class Notes(Protocol):
 
 
 @runtime_checkable
+class ClientKeys(Protocol):
+    """Client keys (hashed, see skiff_core.keys) and the secret worker keys derive from."""
+
+    async def put_key(self, record: ClientKeyRecord) -> None:
+        """Store a new key record (ids are random: an existing id is replaced)."""
+
+    async def get_key(self, key_id: str) -> ClientKeyRecord | None: ...
+
+    async def list_keys(self) -> list[ClientKeyRecord]:
+        """Every key record, oldest first."""
+
+    async def delete_key(self, key_id: str) -> bool:
+        """Revoke a key; False when there was none with that id."""
+
+    async def server_secret(self, name: str, candidate: str) -> str:
+        """The secret stored under `name`; stores `candidate` first when there is none, atomically,
+        so that every process asking at once gets the same value."""
+
+
+@runtime_checkable
+class RateCounters(Protocol):
+    """Request counts over a sliding window and in-flight slots, by counter key. Slots are leases:
+    a gateway that dies holding some frees them when their lease runs out."""
+
+    async def admit(
+        self,
+        key: str,
+        token: str,
+        *,
+        requests: int | None,
+        window_s: float,
+        concurrent: int | None,
+        lease_s: float,
+    ) -> float | None:
+        """Admit one request under `key`, atomically against every process: refused when
+        `requests` were already admitted in the last `window_s` s, or when `concurrent` slots are
+        held. None when admitted: the request is counted and, if `concurrent` is set, holds slot
+        `token` until `release` or `lease_s` s (see `renew`). Otherwise the seconds after which
+        a retry may succeed (nothing was counted)."""
+
+    async def renew(self, slots: list[tuple[str, str]], lease_s: float) -> None:
+        """Extend the lease of held slots, given as (key, token)."""
+
+    async def release(self, key: str, token: str) -> None:
+        """Free a slot taken by `admit`."""
+
+
+@runtime_checkable
 class Closeable(Protocol):
     """What the composition root that built the store needs at the end. There is no `start`:
     SqliteStore opens its file when built and RedisStore connects on first use."""
@@ -121,6 +172,8 @@ class Closeable(Protocol):
 
 
 @runtime_checkable
-class JobStore(JobRecords, JobStreams, WorkerRecords, StopSignals, Notes, Closeable, Protocol):
+class JobStore(
+    JobRecords, JobStreams, WorkerRecords, StopSignals, Notes, ClientKeys, RateCounters, Closeable, Protocol
+):
     """The whole store, as the composition root builds it; consumers should ask for the parts
     they use."""

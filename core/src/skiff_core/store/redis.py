@@ -14,6 +14,11 @@ compute, so Redis Cluster is not supported):
                           time, +inf when none) indexes them for `notes(prefix)`
   events                  pub/sub channel carrying the id of a job that became final, streamed
                           or was deleted: waiters on every replica wake at once
+  keys                    hash key id -> ClientKeyRecord JSON (the key's hash, never the key)
+  secret:<name>           a server secret (the worker keys' secret), set once
+  rate:<counter>          sorted set request token -> admission time (Redis's clock), the
+                          requests admitted in the current window
+  slots:<counter>         sorted set request token -> lease end: requests in flight
 
 Every write to a job goes through a Lua script (EVALSHA), so the status compare-and-set and the
 index updates are one atomic step: a job cannot be completed twice nor revived after a cancel,
@@ -39,6 +44,7 @@ from redis.exceptions import RedisError
 
 from skiff.aio import wait_event
 from skiff_core.jobs import FINAL_STATUSES, JobRecord, JobStatus, WorkerRecord
+from skiff_core.keys import ClientKeyRecord
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +161,46 @@ return items
 """
 
 
+# KEYS: hits, slots. ARGV: token, requests (-1: none), window_s, concurrent (-1: none), lease_s.
+# Redis's clock, not the callers': replicas on several machines share one window.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local requests = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local concurrent = tonumber(ARGV[4])
+if requests >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[1]) >= requests then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return tostring(math.max(0, tonumber(oldest[2]) + window - now))
+  end
+end
+if concurrent >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= concurrent then return '1' end
+  local lease = tonumber(ARGV[5])
+  redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], math.ceil(lease * 1000))
+end
+if requests >= 0 then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+end
+return false
+"""
+
+# KEYS: slot sets. ARGV: lease_s, then one token per key.
+_RENEW = """
+local t = redis.call('TIME')
+local until_ = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', until_, ARGV[i + 1])
+  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[1]) * 1000))
+end
+"""
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -186,6 +232,8 @@ class RedisStore:
         self._delete = self._redis.register_script(_DELETE)
         self._append = self._redis.register_script(_APPEND)
         self._drain = self._redis.register_script(_DRAIN)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._renew = self._redis.register_script(_RENEW)
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listener_lock = asyncio.Lock()
@@ -455,6 +503,64 @@ class RedisStore:
             return {}
         values = cast(list[str | None], await self._redis.mget([f"{self._p}note:{k}" for k in keys]))
         return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    # ClientKeys.
+
+    async def put_key(self, record: ClientKeyRecord) -> None:
+        await self._redis.hset(f"{self._p}keys", record.id, record.model_dump_json())
+
+    async def get_key(self, key_id: str) -> ClientKeyRecord | None:
+        raw = await self._redis.hget(f"{self._p}keys", key_id)
+        return None if raw is None else ClientKeyRecord.model_validate_json(raw)
+
+    async def list_keys(self) -> list[ClientKeyRecord]:
+        raws = cast(dict[str, str], await self._redis.hgetall(f"{self._p}keys"))
+        records = [ClientKeyRecord.model_validate_json(raw) for raw in raws.values()]
+        return sorted(records, key=lambda r: (r.created_at, r.id))
+
+    async def delete_key(self, key_id: str) -> bool:
+        return bool(await self._redis.hdel(f"{self._p}keys", key_id))
+
+    async def server_secret(self, name: str, candidate: str) -> str:
+        key = f"{self._p}secret:{name}"
+        await self._redis.set(key, candidate, nx=True)
+        value = await self._redis.get(key)
+        if value is None:
+            raise RuntimeError(f"Redis lost the secret {name!r} it was just given")
+        return str(value)
+
+    # RateCounters.
+
+    async def admit(
+        self,
+        key: str,
+        token: str,
+        *,
+        requests: int | None,
+        window_s: float,
+        concurrent: int | None,
+        lease_s: float,
+    ) -> float | None:
+        wait = await self._admit(
+            keys=[f"{self._p}rate:{key}", f"{self._p}slots:{key}"],
+            args=[
+                token,
+                -1 if requests is None else requests,
+                window_s,
+                -1 if concurrent is None else concurrent,
+                lease_s,
+            ],
+        )
+        return None if wait is None else float(wait)
+
+    async def renew(self, slots: list[tuple[str, str]], lease_s: float) -> None:
+        if slots:
+            await self._renew(
+                keys=[f"{self._p}slots:{key}" for key, _ in slots], args=[lease_s, *(token for _, token in slots)]
+            )
+
+    async def release(self, key: str, token: str) -> None:
+        await self._redis.zrem(f"{self._p}slots:{key}", token)
 
     # Closeable.
 

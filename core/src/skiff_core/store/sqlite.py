@@ -20,6 +20,8 @@ import orjson
 
 from skiff_core.embedded_db import EmbeddedDb, WriteTransaction
 from skiff_core.jobs import FINAL_STATUSES, JobRecord, JobStatus, WorkerRecord
+from skiff_core.keys import ClientKeyRecord
+from skiff_core.spec import MAX_RATE_WINDOW_S
 
 _FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 _STATUS = {status.value: status for status in JobStatus}
@@ -63,6 +65,28 @@ _SCHEMA = (
         value TEXT NOT NULL,
         expires_at REAL
     )""",
+    """CREATE TABLE IF NOT EXISTS client_keys (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        record TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    # Rate limits: one row per admitted request still inside its window, one per held slot.
+    """CREATE TABLE IF NOT EXISTS rate_hits (
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS rate_hits_by_key ON rate_hits (key, at)",
+    "CREATE INDEX IF NOT EXISTS rate_hits_by_age ON rate_hits (at)",
+    """CREATE TABLE IF NOT EXISTS rate_slots (
+        token TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        until REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS rate_slots_by_key ON rate_slots (key, until)",
 )
 
 _INSERT_JOB = """INSERT INTO jobs (id, endpoint, status, worker_id, deadline_at, retries, record)
@@ -257,6 +281,77 @@ class SqliteStore:
             (len(prefix), prefix, time.time()),
         ).fetchall()
         return dict(rows)
+
+    # ClientKeys.
+
+    async def put_key(self, record: ClientKeyRecord) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO client_keys (id, created_at, record) VALUES (?, ?, ?)",
+            (record.id, record.created_at, record.model_dump_json()),
+        )
+
+    async def get_key(self, key_id: str) -> ClientKeyRecord | None:
+        row = self._conn.execute("SELECT record FROM client_keys WHERE id = ?", (key_id,)).fetchone()
+        return None if row is None else ClientKeyRecord.model_validate_json(row[0])
+
+    async def list_keys(self) -> list[ClientKeyRecord]:
+        rows = self._conn.execute("SELECT record FROM client_keys ORDER BY created_at, id").fetchall()
+        return [ClientKeyRecord.model_validate_json(record) for (record,) in rows]
+
+    async def delete_key(self, key_id: str) -> bool:
+        return self._conn.execute("DELETE FROM client_keys WHERE id = ?", (key_id,)).rowcount > 0
+
+    async def server_secret(self, name: str, candidate: str) -> str:
+        with WriteTransaction(self._conn) as conn:
+            conn.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, candidate))
+            (value,) = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return str(value)
+
+    # RateCounters.
+
+    async def admit(
+        self,
+        key: str,
+        token: str,
+        *,
+        requests: int | None,
+        window_s: float,
+        concurrent: int | None,
+        lease_s: float,
+    ) -> float | None:
+        now = time.time()
+        with WriteTransaction(self._conn) as conn:
+            if requests is not None:
+                conn.execute("DELETE FROM rate_hits WHERE key = ? AND at <= ?", (key, now - window_s))
+                # Counters nobody uses any more: their rows go once no window can reach them.
+                conn.execute("DELETE FROM rate_hits WHERE at <= ?", (now - MAX_RATE_WINDOW_S,))
+                count, oldest = conn.execute("SELECT COUNT(*), MIN(at) FROM rate_hits WHERE key = ?", (key,)).fetchone()
+                if count >= requests:
+                    return max(0.0, oldest + window_s - now)
+            if concurrent is not None:
+                conn.execute("DELETE FROM rate_slots WHERE until <= ?", (now,))
+                (held,) = conn.execute("SELECT COUNT(*) FROM rate_slots WHERE key = ?", (key,)).fetchone()
+                if held >= concurrent:
+                    return 1.0  # a slot frees when a request ends: no better guess than soon
+                conn.execute(
+                    "INSERT OR REPLACE INTO rate_slots (token, key, until) VALUES (?, ?, ?)",
+                    (token, key, now + lease_s),
+                )
+            if requests is not None:
+                conn.execute("INSERT INTO rate_hits (key, at) VALUES (?, ?)", (key, now))
+        return None
+
+    async def renew(self, slots: list[tuple[str, str]], lease_s: float) -> None:
+        if slots:
+            until = time.time() + lease_s
+            with WriteTransaction(self._conn) as conn:
+                conn.executemany(
+                    "UPDATE rate_slots SET until = ? WHERE token = ? AND key = ?",
+                    [(until, token, key) for key, token in slots],
+                )
+
+    async def release(self, key: str, token: str) -> None:
+        self._conn.execute("DELETE FROM rate_slots WHERE token = ? AND key = ?", (token, key))
 
     # Closeable.
 
