@@ -296,7 +296,15 @@ def test_skiff_status_against_the_controller(cluster: Cluster) -> None:
     assert httpx.get(f"{cluster.controller_url}/v1/status", timeout=5, trust_env=False).status_code == 401
 
 
-CONTROLLER_CAPS = {"submit-job", "read-job", "scale-job", "variables:read", "variables:write", "variables:destroy"}
+CONTROLLER_CAPS = {
+    "submit-job",
+    "read-job",
+    "scale-job",
+    "alloc-lifecycle",
+    "variables:read",
+    "variables:write",
+    "variables:destroy",
+}
 
 
 def test_the_controller_uses_nomads_own_variables_for_token_and_ca(tmp_path: Path) -> None:

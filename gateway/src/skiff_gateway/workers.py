@@ -111,6 +111,15 @@ class WorkerTracker:
             self._set_state(worker, worker.draining_since)
         return worker
 
+    def replace(self, worker_id: str, endpoint: str) -> WorkerRecord:
+        """The worker asked to be replaced after its job (stopPod): no new job from now on, and
+        the controller has the orchestrator stop it and start a fresh one once it holds nothing."""
+        worker = self.drain(worker_id, endpoint)
+        if not worker.replace:
+            worker.replace = True
+            self._dirty.add(worker_id)
+        return worker
+
     def polls(self, worker_id: str) -> set[Callable[[], None]]:
         """Enders of this worker's parked long polls (see skiff_gateway.http.unless_disconnected)."""
         return self._polls.setdefault(worker_id, set())
@@ -170,6 +179,8 @@ class WorkerTracker:
             if record is None:
                 continue
             stored = await self._store.get_worker(worker_id)
+            if stored is not None and stored.replace:
+                record.replace = True
             if stored is not None and stored.draining and not record.draining:
                 record.draining = True
                 record.draining_since = stored.draining_since or now
@@ -182,6 +193,8 @@ class WorkerTracker:
     async def _refresh_draining(self) -> None:
         for stored in await self._store.list_workers():
             local = self._workers.get(stored.id)
+            if local is not None and stored.replace and not local.replace:
+                local.replace = True
             if local is not None and stored.draining and not local.draining:
                 local.draining = True
                 local.draining_since = stored.draining_since or time.time()
