@@ -43,6 +43,8 @@ OPENAI_WAIT_S = MAX_RUNSYNC_WAIT_MS / 1000.0
 # A streamed answer re-checks its job this often while no chunk comes (the job store wakes it
 # at once on a new chunk or a final state).
 STREAM_POLL_S = 10.0
+# Names the job behind an answer, for /status/{id}.
+JOB_ID_HEADER = "X-Skiff-Job-Id"
 # A worker's error string longer than this is not parsed as a Python literal.
 MAX_ERROR_PARSE_CHARS = 64 * 1024
 _background: set[asyncio.Task[Any]] = set()
@@ -103,7 +105,7 @@ async def _answer(request: Request, ctx: GatewayContext, spec: EndpointSpec, job
         return openai_error(502, f"the worker returned no output (job {job.id})", "worker_error")
     if isinstance(output, dict) and "error" in output:
         return _error_object(output["error"])
-    return json_response(output)
+    return json_response(output, headers={JOB_ID_HEADER: job.id})
 
 
 async def _stream(request: Request, ctx: GatewayContext, spec: EndpointSpec, job: JobRecord) -> Response:
@@ -146,7 +148,7 @@ async def _stream(request: Request, ctx: GatewayContext, spec: EndpointSpec, job
                 _cancel_later(ctx, spec, job.id)
 
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Skiff-Job-Id": job.id}
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", JOB_ID_HEADER: job.id}
     )
 
 
