@@ -27,6 +27,9 @@ class WorkerTracker:
         self._handed: dict[str, dict[str, float]] = {}
         self._finished: dict[str, dict[str, float]] = {}
         self._polls: dict[str, set[Callable[[], None]]] = {}
+        # Workers heard from at least once. One launched but still starting (a slow import, a
+        # model load) has not gone silent: worker_startup_timeout_s is what limits its start.
+        self._heard: set[str] = set()
 
     def _get(self, worker_id: str, endpoint: str) -> WorkerRecord:
         worker = self._workers.get(worker_id)
@@ -46,6 +49,7 @@ class WorkerTracker:
         worker = self._get(worker_id, endpoint)
         now = time.time()
         worker.last_seen_at = now
+        self._heard.add(worker_id)
         if jobs is not None:
             reported = self._reconcile(worker_id, worker.jobs_in_progress, jobs, now)
             if set(reported) != set(worker.jobs_in_progress):
@@ -137,6 +141,7 @@ class WorkerTracker:
         self._polls.pop(worker_id, None)
         self._handed.pop(worker_id, None)
         self._finished.pop(worker_id, None)
+        self._heard.discard(worker_id)
         self._dirty.discard(worker_id)
 
     def local(self) -> list[WorkerRecord]:
@@ -169,7 +174,8 @@ class WorkerTracker:
         now = time.time()
         lost: list[str] = []
         for worker in self._workers.values():
-            if worker.state is not WorkerState.UNHEALTHY and now - worker.last_seen_at > lost_after:
+            silent = worker.id in self._heard and now - worker.last_seen_at > lost_after
+            if worker.state is not WorkerState.UNHEALTHY and silent:
                 worker.state = WorkerState.UNHEALTHY
                 self._dirty.add(worker.id)
                 lost.append(worker.id)
