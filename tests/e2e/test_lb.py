@@ -84,6 +84,24 @@ def test_method_path_query_headers_and_body_are_forwarded(lb_stack: SkiffProcess
         assert response.headers["content-type"].startswith("application/json")
 
 
+def test_a_body_over_30_mb_is_refused_with_413(lb_stack: SkiffProcess) -> None:
+    too_big = b"x" * (30 * 1024 * 1024 + 1)
+    with lb_stack.client(timeout=120) as client:
+        declared = client.post("/lb/pair/echo", content=too_big)  # Content-Length: refused up front
+        assert declared.status_code == 413, declared.text
+        assert "limit for this route is 30 MB" in declared.json()["error"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: refused once it passes the limit
+            for start in range(0, len(too_big), 1024 * 1024):
+                yield too_big[start : start + 1024 * 1024]
+
+        chunked = client.post("/lb/pair/echo", content=chunks())
+        assert chunked.status_code == 413, chunked.text
+        assert "limit for this route is 30 MB" in chunked.json()["error"]
+        # The worker is released: the next request is served.
+        assert client.post("/lb/pair/echo", content=b"small").status_code == 200
+
+
 def test_the_key_is_checked_and_unknown_endpoints_are_clear_errors(lb_stack: SkiffProcess) -> None:
     assert httpx.get(f"{lb_stack.url}/lb/pair/whoami").status_code == 401
     with lb_stack.client() as client:
