@@ -25,9 +25,11 @@ def llm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkiffProcess
         endpoint_hcl("llm", "tests/workers/runpod_openai.py", scaling={"min_workers": 1, "max_workers": 1})
     )
     stack = SkiffProcess(endpoints, root / "state").start()
-    stack.wait_ready_workers("llm")
-    yield stack
-    stack.stop()
+    try:
+        stack.wait_ready_workers("llm")
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture
