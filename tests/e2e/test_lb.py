@@ -45,6 +45,7 @@ def lb_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         _lb_hcl("never", worker, {"min_workers": 0, "max_workers": 1}, {"READY_AFTER_S": "100000"})
     )
     stack = SkiffProcess(endpoints, root / "state", {"SKIFF_LB_HOLD_S": "6"}).start()
+    stack.flavour = request.param  # type: ignore[attr-defined]
     yield stack
     stack.stop()
 
@@ -90,6 +91,8 @@ def test_a_body_over_30_mb_is_refused_with_413(lb_stack: SkiffProcess) -> None:
         declared = client.post("/lb/pair/echo", content=too_big)  # Content-Length: refused up front
         assert declared.status_code == 413, declared.text
         assert "limit for this route is 30 MB" in declared.json()["error"]
+        if lb_stack.flavour == "plain":  # type: ignore[attr-defined]
+            return  # http.server reads no chunked request body: only the declared case applies
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: refused once it passes the limit
             for start in range(0, len(too_big), 1024 * 1024):
