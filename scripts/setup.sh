@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent setup: a virtualenv at .venv with every pinned package of requirements.lock (hash
 # checked) and the workspace's own packages (sdk, core, gateway, controller, cli) installed
-# editable. Usage: scripts/setup.sh [run|test]. `test` also makes sure redis-server exists, and
-# podman, runc and mmdebstrap for the image test (scripts/setup-images.sh).
+# editable. Usage: scripts/setup.sh [run|test]. `test` also makes sure redis-server exists,
+# installs tests/js (Runpod's JavaScript SDK, npm ci), and podman, runc and mmdebstrap for the
+# image test (scripts/setup-images.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,5 +45,16 @@ if [ "$what" = "test" ] && ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 if [ "$what" = "test" ]; then
+  # Runpod's JavaScript SDK for tests/e2e/test_runpod_js_client.py, pinned by tests/js/package-lock.json.
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "skiff: the tests need Node.js 20+ and npm on PATH (tests/js: Runpod's JavaScript SDK)" >&2
+    exit 1
+  fi
+  lock_sum="$(sha256sum tests/js/package-lock.json | cut -d' ' -f1)"
+  if [ ! -d tests/js/node_modules/runpod-sdk ] || [ "$(cat tests/js/node_modules/.skiff-installed 2>/dev/null)" != "$lock_sum" ]; then
+    echo "==> installing tests/js (npm ci)"
+    (cd tests/js && npm ci --no-audit --no-fund --silent)
+    echo "$lock_sum" > tests/js/node_modules/.skiff-installed
+  fi
   scripts/setup-images.sh
 fi

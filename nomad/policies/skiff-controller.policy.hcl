@@ -3,7 +3,8 @@
 # Apply with: nomad acl policy apply -namespace default -job skiff-controller skiff-controller <this file>
 # Capabilities: https://developer.hashicorp.com/nomad/docs/other-specifications/acl-policy
 namespace "default" {
-  capabilities = ["list-jobs", "read-job", "submit-job", "dispatch-job", "read-logs", "scale-job", "read-job-scaling"]
+  # alloc-lifecycle: stopping one allocation so Nomad replaces it (a worker that sent stopPod).
+  capabilities = ["list-jobs", "read-job", "submit-job", "dispatch-job", "read-logs", "scale-job", "read-job-scaling", "alloc-lifecycle"]
 
   # Each endpoint's worker key is the Nomad Variable nomad/jobs/skiff-<endpoint> (item worker_key):
   # the controller reads it to skip unchanged writes, writes it before registering the job and

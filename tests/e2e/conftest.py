@@ -33,9 +33,11 @@ def echo_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     )
     stack = SkiffProcess(endpoints, root / "state").start()
     stack.flavour = request.param  # type: ignore[attr-defined]
-    stack.wait_ready_workers("echo")
-    yield stack
-    stack.stop()
+    try:
+        stack.wait_ready_workers("echo")
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture

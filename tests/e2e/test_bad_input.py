@@ -67,6 +67,7 @@ def test_unknown_endpoint_and_job(echo_stack: SkiffProcess, raw: httpx.Client) -
         ("POST", "/v2/echo/run"),
         ("POST", "/v2/echo/runsync"),
         ("GET", "/v2/echo/status/x"),
+        ("GET", "/v2/echo/status-sync/x"),
         ("GET", "/v2/echo/stream/x"),
         ("POST", "/v2/echo/cancel/x"),
         ("POST", "/v2/echo/retry/x"),
@@ -122,6 +123,15 @@ def test_oversized_body(echo_stack: SkiffProcess, raw: httpx.Client, route: str,
     too_big = b'{"input": "' + b"x" * (limit_mb * 1024 * 1024) + b'"}'
     r = raw.post(f"/v2/echo/{route}", content=too_big, headers=_auth(echo_stack))
     _assert_error(r, 413, f"limit for this route is {limit_mb} MB")
+
+
+def test_oversized_stream_chunk(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
+    from skiff_core.keys import KeyRing
+
+    worker_key = KeyRing(echo_stack.key).worker_key("echo")
+    chunk = b'{"output": "' + b"x" * (1024 * 1024) + b'"}'
+    r = raw.post("/v2/echo/job-stream/w1/x?isStream=true", content=chunk, headers={"Authorization": worker_key})
+    _assert_error(r, 413, "stream chunk too large: the limit for this route is 1 MB")
 
 
 def test_bad_query_values(echo_stack: SkiffProcess, raw: httpx.Client) -> None:

@@ -44,6 +44,13 @@ ENDPOINTS = {
     "web.hcl": endpoint_hcl(
         "web", LB_WORKER, python=sys.executable, type="load_balancer", scaling={"min_workers": 2, "max_workers": 2}
     ),
+    # A worker written with the official runpod SDK: on refresh_worker it only sends stopPod.
+    "fresh.hcl": endpoint_hcl(
+        "fresh",
+        "tests/workers/runpod_async_echo.py",
+        python=sys.executable,
+        scaling={"min_workers": 1, "max_workers": 1},
+    ),
     # Scales from zero on held requests: the controller learns of them only from the gateway's
     # load reports in the shared store (it is another process).
     "web0.hcl": endpoint_hcl(
@@ -160,7 +167,7 @@ def test_controller_leads_through_a_consul_session_and_registers_one_job_per_end
     # The leader lock is a Consul session holding the KV key (not a file in the state dir).
     entry = cluster.consul.kv.get("skiff/controller/leader")
     assert entry is not None and entry.get("Session") in cluster.consul.sessions
-    every = ["skiff-echo", "skiff-web", "skiff-web0"]
+    every = ["skiff-echo", "skiff-fresh", "skiff-web", "skiff-web0"]
     eventually_cluster("every endpoint registered", lambda: sorted(cluster.nomad.jobs) == every, 20, cluster)
     task = cluster.nomad.jobs["skiff-echo"]["TaskGroups"][0]["Tasks"][0]
     assert task["Driver"] == "raw_exec" and task["Env"]["RUNPOD_POD_ID"] == "${NOMAD_ALLOC_ID}"
@@ -285,6 +292,34 @@ def test_load_balancer_scales_from_zero_on_reports_and_never_stops_a_busy_worker
         assert again.status_code == 200 and again.json()["worker"] != worker
 
 
+def test_stop_pod_has_nomad_stop_the_allocation_and_place_a_replacement(cluster: Cluster) -> None:
+    """A runpod-SDK worker returns {"refresh_worker": true}: the SDK sends stopPod with the result
+    and stays up; the controller stops its allocation through Nomad's alloc stop, and Nomad puts
+    a new allocation in its place (same name, the count unchanged)."""
+    eventually_cluster("a fresh worker", lambda: len(_live(cluster, "fresh")) == 1, 60, cluster)
+    with cluster.client(timeout=60) as client:
+        first = client.post("/v2/fresh/runsync", json={"input": {"pid": True}}).json()
+        assert first["status"] == "COMPLETED", first
+        old = first["workerId"]
+        refreshed = client.post("/v2/fresh/runsync", json={"input": {"refresh": True}}).json()
+        assert refreshed["status"] == "COMPLETED" and refreshed["workerId"] == old, refreshed
+        eventually_cluster(
+            "the allocation to be stopped",
+            lambda: cluster.nomad.allocs[old]["DesiredStatus"] == "stop",
+            60,
+            cluster,
+        )
+        stopped = cluster.nomad.allocs[old]
+        assert stopped["DesiredDescription"] == "alloc is being migrated"
+        assert ("POST", f"/v1/allocation/{old}/stop", None) in cluster.nomad.requests
+        replacement = cluster.nomad.allocs[stopped["NextAllocation"]]
+        assert replacement["Name"] == stopped["Name"]
+        assert cluster.nomad.jobs["skiff-fresh"]["TaskGroups"][0]["Count"] == 1
+        after = client.post("/v2/fresh/runsync", json={"input": {"pid": True}}).json()
+        assert after["status"] == "COMPLETED" and after["workerId"] == replacement["ID"], after
+        assert after["output"]["pid"] != first["output"]["pid"]
+
+
 def test_skiff_status_against_the_controller(cluster: Cluster) -> None:
     """`skiff status` in cluster mode: the controller's /v1/status, behind the client key."""
     env = {**os.environ, "SKIFF_API_KEY": TEST_KEY}
@@ -296,7 +331,15 @@ def test_skiff_status_against_the_controller(cluster: Cluster) -> None:
     assert httpx.get(f"{cluster.controller_url}/v1/status", timeout=5, trust_env=False).status_code == 401
 
 
-CONTROLLER_CAPS = {"submit-job", "read-job", "scale-job", "variables:read", "variables:write", "variables:destroy"}
+CONTROLLER_CAPS = {
+    "submit-job",
+    "read-job",
+    "scale-job",
+    "alloc-lifecycle",
+    "variables:read",
+    "variables:write",
+    "variables:destroy",
+}
 
 
 def test_the_controller_uses_nomads_own_variables_for_token_and_ca(tmp_path: Path) -> None:

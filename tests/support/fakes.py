@@ -38,6 +38,7 @@ class FakeOrchestrator:
     specs: dict[str, EndpointSpec] = field(default_factory=dict)
     running: dict[str, WorkerInfo] = field(default_factory=dict)
     calls: list[ScaleCall] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
     _next: int = 0
 
     async def apply(self, spec: EndpointSpec) -> None:
@@ -53,6 +54,11 @@ class FakeOrchestrator:
             self.running.pop(worker_id, None)
         mine = [w for w in self.running.values() if w.endpoint == endpoint]
         for _ in range(count - len(mine)):
+            self.launch(endpoint)
+
+    async def replace(self, endpoint: str, worker_id: str) -> None:
+        self.replaced.append(worker_id)
+        if self.running.pop(worker_id, None) is not None:
             self.launch(endpoint)
 
     def launch(self, endpoint: str, spec_hash: str | None = None) -> WorkerInfo:

@@ -145,6 +145,9 @@ class SkiffProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # Not left running (and restarting its workers) after the test that started it failed.
+        self.proc.kill()
+        self.proc.wait(10)
         raise RuntimeError(f"skiff up did not start in {timeout}s:\n{self.output()}")
 
     def output(self) -> str:

@@ -164,3 +164,22 @@ async def test_a_changed_endpoint_rolls_one_ready_worker_at_a_time(rig: Rig) -> 
     await rig.tick()
     assert rig.orchestrator.calls[-1].stop == [old.id]
     assert list(rig.orchestrator.running) == [new.id]
+
+
+async def test_a_worker_that_sent_stop_pod_is_replaced_once_it_holds_nothing(rig: Rig) -> None:
+    info = rig.orchestrator.launch("ep")
+    record = rig.registry.ready(info)
+    await rig.queue.enqueue("ep", "job-2")  # work waiting: the endpoint wants its one worker
+    # What the gateway's tracker does on a job-done carrying stopPod: drained, marked replace.
+    rig.registry.drain(info.id, "ep")
+    record.replace = True
+    await rig.tick()
+    assert rig.orchestrator.replaced == []  # a take begun before the drain could still hand out a job
+    record.last_take_at = rig.clock.advance(0.1)
+    await rig.tick()
+    assert rig.orchestrator.replaced == [info.id]
+    # Replaced in place: no extra worker asked for, the count unchanged, the record forgotten.
+    assert rig.orchestrator.calls == []
+    assert [w.id for w in await rig.orchestrator.workers("ep")] != [info.id]
+    assert len(rig.orchestrator.running) == 1
+    assert rig.registry.get(info.id) is None

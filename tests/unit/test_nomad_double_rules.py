@@ -268,7 +268,9 @@ async def test_a_worker_on_a_draining_node_is_what_a_lower_count_stops_first() -
         # [2] is drained, but Count 2 would stop [0]: Count stays, [2] lingers as retiring.
         await orch.scale("echo", 2, stop=[by_index[2]])
         assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 3
-        assert all(nomad.allocs[i]["DesiredStatus"] == "run" for i in by_index.values())
+        assert nomad.allocs[by_index[1]]["DesiredStatus"] == nomad.allocs[by_index[2]]["DesiredStatus"] == "run"
+        # The scale's evaluation migrated [0] (computeMigrations): a replacement took its name.
+        assert nomad.allocs[by_index[0]]["DesiredDescription"] == "alloc is being migrated"
         workers = {w.id: w.phase for w in await orch.workers("echo")}
         assert workers[by_index[2]] is WorkerPhase.STOPPING
         await orch.close()

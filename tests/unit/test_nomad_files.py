@@ -190,7 +190,7 @@ def test_controller_is_a_single_instance_nomad_and_consul_backed_with_workload_i
 def test_controller_acl_policy_allows_managing_worker_jobs_only() -> None:
     policy = load(NOMAD / "policies" / "skiff-controller.policy.hcl")
     caps = set(labelled(policy["namespace"])["default"]["capabilities"])
-    assert {"submit-job", "read-job", "list-jobs", "scale-job"} <= caps
+    assert {"submit-job", "read-job", "list-jobs", "scale-job", "alloc-lifecycle"} <= caps
     assert not {"sentinel-override", "alloc-node-exec", "csi-write-volume"} & caps
     assert "operator" not in policy and "agent" not in policy and "node" not in policy
 

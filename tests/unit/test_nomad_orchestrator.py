@@ -570,3 +570,37 @@ async def test_tls_certificates_are_checked_against_nomad_cacert(tmp_path: Path)
         assert await verified.get_job("skiff-echo") is None
         for client in (unverified, verified):
             await client.close()
+
+
+async def test_replace_stops_the_allocation_and_nomad_places_one_under_its_name(nomad: NomadDouble) -> None:
+    """stopPod: POST /v1/allocation/:id/stop; the count stays and the scheduler migrates it."""
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 2)
+    await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 2)
+    old = sorted(nomad.live_allocs("skiff-echo"), key=lambda a: a["_index"])[0]
+    await orch.replace("echo", old["ID"])
+    stopped = nomad.allocs[old["ID"]]
+    assert stopped["DesiredStatus"] == "stop" and stopped["DesiredDescription"] == "alloc is being migrated"
+    new = nomad.allocs[stopped["NextAllocation"]]
+    assert new["Name"] == old["Name"] and new["DesiredStatus"] == "run"
+    assert nomad.jobs["skiff-echo"]["TaskGroups"][0]["Count"] == 2
+    live = {a["ID"] for a in nomad.live_allocs("skiff-echo")}
+    assert len(live) == 2 and new["ID"] in live and old["ID"] not in live
+    # An allocation that is gone already: nothing to do.
+    await orch.replace("echo", "00000000-0000-0000-0000-000000000000")
+    await orch.close()
+
+
+async def test_replace_without_alloc_lifecycle_is_a_clear_error() -> None:
+    caps = {"submit-job", "read-job", "scale-job", "variables:read", "variables:write", "variables:destroy"}
+    with NomadDouble(acl_tokens={"no-lifecycle": caps}) as nomad:
+        orch = orchestrator(nomad.address, token="no-lifecycle")
+        await orch.apply(spec())
+        await orch.scale("echo", 1)
+        await eventually_async(lambda: len(nomad.live_allocs("skiff-echo")) == 1)
+        [alloc] = nomad.live_allocs("skiff-echo")
+        with pytest.raises(NomadPermissionDenied, match=r"Permission denied.*alloc-lifecycle"):
+            await orch.replace("echo", alloc["ID"])
+        assert nomad.allocs[alloc["ID"]]["DesiredStatus"] == "run"
+        await orch.close()

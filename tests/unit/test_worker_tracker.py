@@ -70,3 +70,16 @@ def test_cancelled_job_still_running_on_the_worker_keeps_it_busy(tracker: Worker
     record = tracker.get("w1")
     assert record is not None and record.state is WorkerState.IDLE
     assert tracker.seen("w1", "echo", jobs=["job-a"]).state is WorkerState.RUNNING
+
+
+def test_a_worker_still_starting_is_not_lost_for_silence(tracker: WorkerTracker, clock: Clock) -> None:
+    """Launched but not heard from yet (a slow import or model load): only the startup timeout
+    (the controller's rule) may end its start; once heard from, silence makes it lost."""
+    tracker.register("w1", "echo", launched_at=clock.now)
+    record = tracker.get("w1")
+    assert record is not None
+    clock.now = record.last_seen_at + 60  # the record's creation stamp is the real clock's
+    assert asyncio.run(tracker.flush(lost_after=4)) == []
+    tracker.seen("w1", "echo", jobs=[])
+    clock.now += 5
+    assert asyncio.run(tracker.flush(lost_after=4)) == ["w1"]

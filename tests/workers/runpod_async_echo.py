@@ -1,10 +1,12 @@
 """Test worker (official runpod SDK): an async echo handler, so job-stop can cancel it mid-sleep.
 
 Input: {"sleep": s} awaits s seconds first; {"fail": msg} raises; {"refresh": true} asks for the
-worker to be replaced after the job; anything else is echoed back.
+worker to be replaced after the job (its output names the process: "pid"); {"pid": true} answers
+{"pid": <the worker's process id>}; anything else is echoed back.
 """
 
 import asyncio
+import os
 
 import runpod
 
@@ -17,7 +19,9 @@ async def handler(job):
         if "fail" in job_input:
             raise RuntimeError(str(job_input["fail"]))
         if job_input.get("refresh"):
-            return {"refresh_worker": True, "echo": job_input}
+            return {"refresh_worker": True, "echo": job_input, "pid": os.getpid()}
+        if job_input.get("pid"):
+            return {"pid": os.getpid()}
     return job_input
 
 

@@ -13,6 +13,9 @@ the queue, the worker registry and the orchestrator's table, asks the pure autos
   worker is never stopped by scaling;
 - rolling replacement: workers of an older spec_hash are hidden from the autoscaler, and one is
   drained for each new-version worker that is ready (has made its first job-take);
+- replacement on request: a worker that sent `stopPod` with a job's result (refresh_worker) is
+  drained by the gateway and, once it holds nothing, replaced through `Orchestrator.replace`
+  (the count stays; the autoscaler sees it as the starting worker that takes its place);
 - health: a worker that stopped pinging (the gateway re-queued its jobs) is stopped, and so is a
   worker still holding a job that timed out or was cancelled `stuck_grace_s` after the job-stop
   signal; the autoscaler launches replacements on the same pass or the next.
@@ -57,6 +60,7 @@ class _Loop:
     count: int | None = None  # workers asked of the orchestrator; None until the first pass
     decision: ScalingDecision | None = None
     stuck_since: dict[tuple[str, str], float] = field(default_factory=dict)
+    replacing: set[str] = field(default_factory=set)  # replace() asked, not yet gone from the table
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -350,11 +354,16 @@ class Controller:
             leaving = worker.info.phase is WorkerPhase.STOPPING or worker.info.id in kill
             if draining and not leaving and await self._idle(spec, worker, now):
                 stop.add(worker.info.id)
+        replace = await self._to_replace(spec, loop, workers, drain | stop | kill, now)
         if start or stop or kill:
             loop.count = max(0, loop.count + start - len(stop) - len(kill))
             if start:
                 log.info("%s: starting %d worker(s): %s", name, start, decision.reason)
             self._spawn(self._scale(name, loop.count, sorted(stop), sorted(kill)))
+        for worker_id in sorted(replace):
+            log.info("%s: replacing worker %s, which asked for it after its job (stopPod)", name, worker_id)
+            loop.replacing.add(worker_id)
+            self._spawn(self._replace(name, worker_id))
         if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None:
             await self.balancer.publish()
         return decision
@@ -383,6 +392,31 @@ class Controller:
             await self.store.delete_worker(worker_id)
             if self.balancer is not None:
                 self.balancer.forget(worker_id)
+
+    async def _replace(self, name: str, worker_id: str) -> None:
+        await self.orchestrator.replace(name, worker_id)
+        self.workers.forget(worker_id)
+        await self.store.delete_worker(worker_id)
+
+    async def _to_replace(
+        self, spec: EndpointSpec, loop: _Loop, workers: list[_Worker], leaving: set[str], now: float
+    ) -> set[str]:
+        """Workers that asked to be replaced after their job (stopPod) and now hold nothing."""
+        listed = {w.info.id for w in workers}
+        loop.replacing &= listed
+        found: set[str] = set()
+        for worker in workers:
+            worker_id = worker.info.id
+            if (
+                worker.record is not None
+                and worker.record.replace
+                and worker.info.phase is WorkerPhase.RUNNING
+                and worker_id not in leaving
+                and worker_id not in loop.replacing
+                and await self._idle(spec, worker, now)
+            ):
+                found.add(worker_id)
+        return found
 
     async def settled(self) -> None:
         """Wait for the orchestrator calls and store writes that passes started in the background."""
@@ -418,6 +452,9 @@ class Controller:
                 view = WorkerView(info.id, WorkerState.DRAINING, info.launched_at)
             elif record is None:
                 view = WorkerView(info.id, WorkerState.INITIALIZING, info.launched_at)
+            elif record.replace:
+                # To the autoscaler it is the fresh worker about to take its place: a starting one.
+                view = WorkerView(info.id, WorkerState.INITIALIZING, self.clock())
             else:
                 view = WorkerView.from_record(record, busy_since=record.busy_since)
                 view = WorkerView(
@@ -488,6 +525,7 @@ class Controller:
             for w in workers
             if w.view.state is WorkerState.INITIALIZING
             and w.info.phase is WorkerPhase.RUNNING
+            and not (w.record is not None and w.record.replace)
             and now - w.info.launched_at > limit
         }
         for worker_id in sorted(slow):

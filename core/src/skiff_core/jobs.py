@@ -96,6 +96,9 @@ class WorkerRecord(BaseModel):
     jobs_in_progress: list[str] = Field(default_factory=list)
     address: str | None = None  # load_balancer workers: "127.0.0.1:PORT"
     draining: bool = False
+    # It asked to be replaced after its job (stopPod: the SDKs' refresh_worker). Drained too, so
+    # it gets no new job; the controller then has the orchestrator replace it, keeping the count.
+    replace: bool = False
     # Set while RUNNING: when its current job(s) started (the autoscaler estimates remaining time).
     busy_since: float | None = None
     # When the controller marked it draining, and its latest job-take: a take that began before

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from skiff import __version__
-from skiff_gateway import routes_admin, routes_client, routes_lb, routes_worker
+from skiff_gateway import routes_admin, routes_client, routes_lb, routes_openai, routes_worker
 from skiff_gateway.access import AccessMiddleware
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.http import ApiError, error_response, json_response
@@ -75,6 +75,7 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
     # Worker routes first: they carry most requests, and Starlette matches routes in order.
     app.router.routes.extend(routes_worker.router.routes)
     app.router.routes.extend(routes_client.router.routes)
+    app.router.routes.extend(routes_openai.router.routes)
     app.include_router(routes_lb.router)
     app.include_router(routes_admin.router)
     return app

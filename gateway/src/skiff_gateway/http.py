@@ -36,7 +36,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status, headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, what: str = "request body") -> bytes:
     """The raw body, refusing with 413 as soon as it exceeds `limit` (before reading it all)."""
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -45,20 +45,20 @@ async def read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise ApiError(400, "invalid Content-Length header") from None
         if size > limit:
-            raise ApiError(413, _too_large(limit, size))
+            raise ApiError(413, too_large(limit, size, what))
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise ApiError(413, _too_large(limit, None))
+            raise ApiError(413, too_large(limit, None, what))
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large(limit: int, size: int | None) -> str:
+def too_large(limit: int, size: int | None, what: str = "request body") -> str:
     got = f" (got {size} bytes)" if size is not None else ""
-    return f"request body too large: the limit for this route is {limit // (1024 * 1024)} MB{got}"
+    return f"{what} too large: the limit for this route is {limit // (1024 * 1024)} MB{got}"
 
 
 def parse_json(raw: bytes, *, what: str = "request body") -> Any:

@@ -262,6 +262,11 @@ class JobService:
             return
         self.workers.seen(worker_id, spec.name)
         self.workers.finished(worker_id, spec.name, job_id, by_worker=True)
+        if body.get("stopPod") is True:
+            # refresh_worker: the runpod SDK only says so and leaves the restart to the platform
+            # (rp_job.run_job); the controller replaces the worker once it holds nothing.
+            log.info("worker %s of %s asked to be replaced after job %s (stopPod)", worker_id, spec.name, job_id)
+            self.workers.replace(worker_id, spec.name)
         if job.status is not JobStatus.IN_PROGRESS:
             # Checked before storing a big output too, so a late duplicate cannot overwrite the
             # payload of the result that stands.

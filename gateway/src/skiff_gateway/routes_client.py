@@ -79,6 +79,19 @@ async def status(request: Request, endpoint: str, job_id: str) -> Response:
     return json_response(job.client_view())
 
 
+@router.route("/v2/{endpoint}/status-sync/{job_id}", ["GET", "POST"])
+async def status_sync(request: Request, endpoint: str, job_id: str) -> Response:
+    """Runpod's /status-sync (what runpod-sdk's runSync and statusSync call): wait up to `wait` ms
+    (bounded like /runsync; /runsync's default when absent) for a final state, then answer like
+    /status."""
+    ctx, spec = client_endpoint(request, endpoint)
+    wait = _wait_ms(request, ctx.settings.runsync_wait_s)
+    job = await ctx.jobs.get(spec, job_id)
+    if not job.status.final:
+        job = await ctx.jobs.wait_final(job_id, wait) or job
+    return json_response(job.client_view())
+
+
 @router.route("/v2/{endpoint}/stream/{job_id}", ["GET", "POST"])
 async def stream(request: Request, endpoint: str, job_id: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
@@ -129,7 +142,11 @@ async def health(request: Request, endpoint: str) -> Response:
                 "inQueue": counts[JobStatus.IN_QUEUE],
                 "retried": await ctx.store.retried_count(spec.name),
             },
-            "workers": {**by_state, "ready": by_state["idle"] + by_state["running"]},
+            # Runpod's keys (idle, initializing, ready, running, throttled, unhealthy) and Skiff's
+            # draining. ready: has made its first job-take and is not draining (idle + running).
+            # throttled: always 0, as Skiff holds no started worker back; a worker the
+            # orchestrator cannot place yet is no worker yet (`skiff status` shows why).
+            "workers": {**by_state, "ready": by_state["idle"] + by_state["running"], "throttled": 0},
             "coldStartMs": {
                 "count": len(cold),
                 "last": _ms(max(workers, key=lambda w: w.launched_at).cold_start_s) if workers else None,

@@ -25,7 +25,7 @@ from skiff_core.spec import EndpointType
 from skiff_gateway.auth import require_client
 from skiff_gateway.balancer import Balancer
 from skiff_gateway.context import GatewayContext
-from skiff_gateway.http import ApiError
+from skiff_gateway.http import ApiError, too_large
 
 log = logging.getLogger("skiff.gateway.lb")
 router = APIRouter()
@@ -46,6 +46,21 @@ HOP_BY_HOP = frozenset(
     }
 )
 RETRY_AFTER_S = 5
+# Runpod's limit on a load-balancer request body; larger ones get 413 before or while streaming.
+MAX_LB_BODY_BYTES = 30 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """Raised from the request body's stream once it passes MAX_LB_BODY_BYTES."""
+
+
+async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge
+        yield chunk
 
 
 class WorkerStreamBroken(Exception):
@@ -74,6 +89,9 @@ async def proxy(request: Request, endpoint: str, path: str = "") -> Response:
         )
     if spec.type is not EndpointType.LOAD_BALANCER:
         raise ApiError(400, f"endpoint {endpoint!r} is a queue endpoint: send jobs to /v2/{endpoint}/run or /runsync")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_LB_BODY_BYTES:
+        raise ApiError(413, too_large(MAX_LB_BODY_BYTES, int(declared)))
     balancer = ctx.balancer
     if balancer is None:
         raise ApiError(503, "load_balancer endpoints are not served by this gateway (no discovery configured)")
@@ -97,10 +115,14 @@ async def _forward(request: Request, balancer: Balancer, instance: Instance, pat
         url,
         headers=_forward_headers(request),
         # httpx keeps a given Content-Length and streams the body; without one it sends chunked.
-        content=request.stream() if request.method not in ("GET", "HEAD") else None,
+        content=_limited(request, MAX_LB_BODY_BYTES) if request.method not in ("GET", "HEAD") else None,
     )
     try:
         upstream = await client.send(upstream_request, stream=True)
+    except BodyTooLarge:
+        # A chunked body (no Content-Length) that grew past the limit while being forwarded.
+        balancer.release(instance)
+        raise ApiError(413, too_large(MAX_LB_BODY_BYTES, None)) from None
     except httpx.HTTPError as exc:
         balancer.release(instance)
         balancer.failed(instance)

@@ -27,6 +27,8 @@ T = TypeVar("T")
 MAX_BATCH = 64
 # A worker's result may be as large as a /runsync answer.
 MAX_RESULT_BYTES = 20 * 1024 * 1024
+# Runpod's limit on one streamed chunk.
+MAX_STREAM_CHUNK_BYTES = 1024 * 1024
 NO_CONTENT = 204
 
 
@@ -90,7 +92,7 @@ async def job_done(request: Request, endpoint: str, worker_id: str, job_id: str)
 @router.post("/v2/{endpoint}/job-stream/{worker_id}/{job_id}")
 async def job_stream(request: Request, endpoint: str, worker_id: str, job_id: str) -> Response:
     ctx, spec = worker_endpoint(request, endpoint)
-    body = parse_json(await read_body(request, MAX_RESULT_BYTES), what="stream chunk")
+    body = parse_json(await read_body(request, MAX_STREAM_CHUNK_BYTES, what="stream chunk"), what="stream chunk")
     await ctx.jobs.add_stream(spec, worker_id, job_id, body)
     return json_response({"status": "ok"})
 

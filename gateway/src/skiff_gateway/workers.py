@@ -27,6 +27,9 @@ class WorkerTracker:
         self._handed: dict[str, dict[str, float]] = {}
         self._finished: dict[str, dict[str, float]] = {}
         self._polls: dict[str, set[Callable[[], None]]] = {}
+        # Workers heard from at least once. One launched but still starting (a slow import, a
+        # model load) has not gone silent: worker_startup_timeout_s is what limits its start.
+        self._heard: set[str] = set()
 
     def _get(self, worker_id: str, endpoint: str) -> WorkerRecord:
         worker = self._workers.get(worker_id)
@@ -46,6 +49,7 @@ class WorkerTracker:
         worker = self._get(worker_id, endpoint)
         now = time.time()
         worker.last_seen_at = now
+        self._heard.add(worker_id)
         if jobs is not None:
             reported = self._reconcile(worker_id, worker.jobs_in_progress, jobs, now)
             if set(reported) != set(worker.jobs_in_progress):
@@ -111,6 +115,15 @@ class WorkerTracker:
             self._set_state(worker, worker.draining_since)
         return worker
 
+    def replace(self, worker_id: str, endpoint: str) -> WorkerRecord:
+        """The worker asked to be replaced after its job (stopPod): no new job from now on, and
+        the controller has the orchestrator stop it and start a fresh one once it holds nothing."""
+        worker = self.drain(worker_id, endpoint)
+        if not worker.replace:
+            worker.replace = True
+            self._dirty.add(worker_id)
+        return worker
+
     def polls(self, worker_id: str) -> set[Callable[[], None]]:
         """Enders of this worker's parked long polls (see skiff_gateway.http.unless_disconnected)."""
         return self._polls.setdefault(worker_id, set())
@@ -128,6 +141,7 @@ class WorkerTracker:
         self._polls.pop(worker_id, None)
         self._handed.pop(worker_id, None)
         self._finished.pop(worker_id, None)
+        self._heard.discard(worker_id)
         self._dirty.discard(worker_id)
 
     def local(self) -> list[WorkerRecord]:
@@ -160,7 +174,8 @@ class WorkerTracker:
         now = time.time()
         lost: list[str] = []
         for worker in self._workers.values():
-            if worker.state is not WorkerState.UNHEALTHY and now - worker.last_seen_at > lost_after:
+            silent = worker.id in self._heard and now - worker.last_seen_at > lost_after
+            if worker.state is not WorkerState.UNHEALTHY and silent:
                 worker.state = WorkerState.UNHEALTHY
                 self._dirty.add(worker.id)
                 lost.append(worker.id)
@@ -170,6 +185,8 @@ class WorkerTracker:
             if record is None:
                 continue
             stored = await self._store.get_worker(worker_id)
+            if stored is not None and stored.replace:
+                record.replace = True
             if stored is not None and stored.draining and not record.draining:
                 record.draining = True
                 record.draining_since = stored.draining_since or now
@@ -182,6 +199,8 @@ class WorkerTracker:
     async def _refresh_draining(self) -> None:
         for stored in await self._store.list_workers():
             local = self._workers.get(stored.id)
+            if local is not None and stored.replace and not local.replace:
+                local.replace = True
             if local is not None and stored.draining and not local.draining:
                 local.draining = True
                 local.draining_since = stored.draining_since or time.time()

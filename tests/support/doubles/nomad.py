@@ -16,6 +16,12 @@ Sources for each shape:
   minimum: %d < %d" / "group count was greater than scaling policy maximum: %d > %d" and
   "job scaling blocked due to active deployment" (nomad/job_endpoint.go Scale). `GET` ->
   JobScaleStatusResponse (api/scaling.go): api-docs/jobs#read-job-scale-status.
+- `POST|PUT /v1/allocation/:id/stop` -> AllocStopResponse `{EvalID, Index}`; 404 "alloc not
+  found"; needs alloc-lifecycle (command/agent/alloc_endpoint.go allocStop, nomad/alloc_endpoint.go
+  Alloc.Stop): marks the allocation DesiredTransition.Migrate and evaluates the job with
+  TriggeredBy "alloc-stop". The reconciler stops each migrating allocation still standing after
+  computeStop ("alloc is being migrated") and places a replacement under its name
+  (scheduler/reconciler/reconcile_cluster.go computeMigrations), so the count stays.
 - `GET /v1/evaluation/:id` -> Evaluation with `FailedTGAllocs: {group: AllocationMetric}` and
   `BlockedEval` when placement fails (api/evaluations.go; the CLI's "Placement Failure" output).
   A device request no node can satisfy is filtered as ConstraintFiltered {"missing devices": n}
@@ -307,6 +313,12 @@ class NomadDouble:
         with self.lock:
             self._set_alloc(self.allocs[alloc_id], DesiredTransition={"Migrate": True})
 
+    def stop_allocation(self, alloc: dict[str, Any]) -> dict[str, Any]:
+        self._set_alloc(alloc, DesiredTransition={"Migrate": True})
+        job = self.jobs[alloc["JobID"]]
+        ev = self._reconcile(job, "alloc-stop")
+        return {"EvalID": ev["ID"], "Index": ev["ModifyIndex"]}
+
     def _new_eval(self, job: dict[str, Any], triggered_by: str) -> dict[str, Any]:
         index = self._bump("evals")
         ev = {
@@ -373,7 +385,20 @@ class NomadDouble:
             stopped = compute_stop(untainted, migrate, due, count, self.random)
             for alloc in stopped:
                 self._stop_alloc(alloc, "alloc not needed due to job update")
-            occupying = [a for a in untainted + migrate if a not in stopped]
+            # computeMigrations: the rest of the migrating ones are stopped and placed anew under
+            # their own names.
+            migrating = [a for a in migrate if a not in stopped]
+            for alloc in migrating:
+                self._stop_alloc(alloc, "alloc is being migrated")
+                node = self._pick_node(group)
+                if node is None:
+                    failed[gname] = self._failure_metric(group, 1)
+                    continue
+                new_id = self._place(job, group, alloc["_index"], node, ev["ID"])
+                self._set_alloc(alloc, NextAllocation=new_id)
+                job["_placed"] += 1
+            occupying = [a for a in untainted + migrate if a not in stopped and a not in migrating]
+            occupying += [self.allocs[a["NextAllocation"]] for a in migrating if a["NextAllocation"]]
             if len(occupying) < count:
                 used = {a["_index"] for a in occupying}
                 missing = count - len(occupying)
@@ -1170,6 +1195,14 @@ class NomadDouble:
                 raise HttpError(404, "eval not found")
             self._authorize(token, "read-job", ev["Namespace"])
             return 200, ev, "evals"
+        if parts[:2] == ["v1", "allocation"] and len(parts) == 4 and parts[3] == "stop":
+            if method not in ("PUT", "POST"):
+                raise HttpError(405, "Invalid method")
+            alloc = self.allocs.get(parts[2])
+            if alloc is None:
+                raise HttpError(404, "alloc not found")
+            self._authorize(token, "alloc-lifecycle", alloc["Namespace"])
+            return 200, self.stop_allocation(alloc), "allocs"
         if parts[:2] == ["v1", "allocation"] and len(parts) == 3:
             self._authorize(token, "read-job", namespace)
             alloc = self.allocs.get(parts[2])

@@ -248,6 +248,7 @@ class NomadClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         timeout_s: float | None = None,
+        needs: str = JOB_CAPABILITIES,
     ) -> httpx.Response:
         query: dict[str, Any] = {}
         if self.namespace:
@@ -268,7 +269,7 @@ class NomadClient:
             except httpx.TransportError as exc:
                 raise _Retryable(self._unreachable(exc)) from None
             if resp.status_code >= 400:
-                error = self._from_status(resp.status_code, resp.text.strip(), what)
+                error = self._from_status(resp.status_code, resp.text.strip(), what, needs)
                 if resp.status_code >= 500 and not isinstance(error, NomadInvalidJob):
                     raise _Retryable(error)
                 raise error
@@ -330,6 +331,23 @@ class NomadClient:
             return None
         alloc: dict[str, Any] = resp.json()
         return alloc
+
+    async def stop_allocation(self, alloc_id: str) -> dict[str, Any] | None:
+        """`POST /v1/allocation/:id/stop` (command/agent/alloc_endpoint.go allocStop): Nomad marks
+        the allocation to migrate and its scheduler stops it and places a replacement under the
+        same name (nomad/alloc_endpoint.go Alloc.Stop, scheduler computeMigrations). Answers
+        `{"EvalID", "Index"}`; None when the allocation is gone."""
+        try:
+            resp = await self._http_call(
+                f"stopping allocation {alloc_id}",
+                "POST",
+                f"/v1/allocation/{alloc_id}/stop",
+                needs="the alloc-lifecycle capability",
+            )
+        except NomadNotFound:
+            return None
+        result: dict[str, Any] = resp.json()
+        return result
 
     async def deregister(self, job_id: str, *, purge: bool = True) -> dict[str, Any] | None:
         """`DELETE /v1/job/:id?purge=true`; None when the job is already gone."""

@@ -48,6 +48,10 @@ class Orchestrator(Protocol):
         waits for it when the endpoint is at max_workers. An orchestrator that cannot skip the grace
         (Nomad applies the task's kill_timeout) stops them as it stops `stop`."""
 
+    async def replace(self, endpoint: str, worker_id: str) -> None:
+        """Stop this worker (with the stop grace) and start a fresh one in its place; the count
+        stays. For a worker that asked for it after its job (stopPod / refresh_worker)."""
+
     async def workers(self, endpoint: str) -> list[WorkerInfo]: ...
 
     async def close(self) -> None:

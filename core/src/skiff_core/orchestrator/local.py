@@ -4,7 +4,8 @@ Each worker runs the endpoint's `command` from the project directory, in its own
 (so its children go with it), with PR_SET_PDEATHSIG so a killed `skiff up` takes its workers
 along. Output goes straight to <state_dir>/logs/<endpoint>/<worker>.log (no pipe through us).
 Crashed workers are replaced with exponential backoff; a worker that exits cleanly after a job
-asked for it (refresh_worker / stopPod) is replaced at once.
+asked for it (refresh_worker / stopPod) is replaced at once, and so is one the controller asks
+to `replace` (one that sent stopPod and stays up, as the runpod SDK's does).
 """
 
 from __future__ import annotations
@@ -144,6 +145,19 @@ class LocalOrchestrator:
             if state is None or worker is None or worker.stopping:
                 return
             state.desired = max(0, state.desired - 1)
+        await self._stop(worker)
+
+    async def replace(self, endpoint: str, worker_id: str) -> None:
+        async with self._lock:
+            state = self._endpoints.get(endpoint)
+            worker = state.workers.get(worker_id) if state else None
+            if state is None or worker is None or worker.stopping:
+                return
+            worker.stopping = True
+            # The fresh one starts while the old one finishes its stop grace.
+            for _ in range(state.desired - state.alive()):
+                self._launch(state)
+        log.info("replacing worker %s of %s, as it asked after its job", worker_id, endpoint)
         await self._stop(worker)
 
     async def workers(self, endpoint: str) -> list[WorkerInfo]:

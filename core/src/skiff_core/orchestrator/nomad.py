@@ -280,6 +280,10 @@ class NomadOrchestrator:
         # An allocation Nomad was told to stop and that has stopped is history, not a worker.
         return not (alloc.get("DesiredStatus") != "run" and alloc.get("ClientStatus") in _TERMINAL)
 
+    async def replace(self, endpoint: str, worker_id: str) -> None:
+        # An allocation stop keeps the group's Count: Nomad places the replacement itself.
+        await self._client.stop_allocation(worker_id)
+
     async def workers(self, endpoint: str) -> list[WorkerInfo]:
         current = await self._current_version(endpoint)
         allocs = await self._client.allocations(job_id(endpoint))
