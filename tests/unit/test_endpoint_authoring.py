@@ -47,6 +47,13 @@ def test_fields_added_later_leave_the_spec_hash_alone_until_set(tmp_path: Path) 
     assert _load(tmp_path, "  concurrency = 2\n").spec_hash() != plain.spec_hash()
 
 
+def test_rate_limits_never_replace_a_worker(tmp_path: Path) -> None:
+    # Only the gateway reads them: a new limit is no reason to roll an endpoint's workers.
+    plain = _load(tmp_path, "")
+    limited = _load(tmp_path, "  rate_limits {\n    run {\n      requests = 5\n    }\n  }\n")
+    assert limited.rate_limits is not None and limited.spec_hash() == plain.spec_hash()
+
+
 def test_volume_blocks(tmp_path: Path) -> None:
     body = (
         '\n  volume "models" {\n    source = "model-cache"\n  }\n\n'

@@ -354,7 +354,7 @@ class EndpointSpec(_Strict):
     def spec_hash(self) -> str:
         """Stable digest of everything that shapes a worker: a change means a rolling replacement.
         Fields added later count only when set, so upgrading Skiff does not replace every worker."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude=_NOT_HASHED)
         for name in _HASHED_WHEN_SET:
             if data.get(name) == _DEFAULTS[name]:
                 del data[name]
@@ -363,4 +363,6 @@ class EndpointSpec(_Strict):
 
 
 _HASHED_WHEN_SET = ("concurrency", "volume", "secrets", "datacenters")
+# Read by the gateway only: changing them must not replace a single worker.
+_NOT_HASHED = {"rate_limits"}
 _DEFAULTS = {name: EndpointSpec.model_fields[name].get_default(call_default_factory=True) for name in _HASHED_WHEN_SET}
