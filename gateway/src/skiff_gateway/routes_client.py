@@ -130,6 +130,8 @@ async def health(request: Request, endpoint: str) -> Response:
                 "retried": await ctx.store.retried_count(spec.name),
             },
             "workers": {**by_state, "ready": by_state["idle"] + by_state["running"]},
+            # Skiff's own: webhooks this replica abandoned after every retry.
+            "webhooks": {"givenUp": ctx.webhooks.given_up[spec.name]},
             "coldStartMs": {
                 "count": len(cold),
                 "last": _ms(max(workers, key=lambda w: w.launched_at).cold_start_s) if workers else None,
