@@ -43,7 +43,7 @@ class ErrorMiddleware:
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except ClientDisconnect:
-            log.info("%s %s: the client hung up before sending its whole body", scope["method"], scope["path"])
+            log.warning("%s %s: the client hung up before sending its whole body", scope["method"], scope["path"])
         except Exception as exc:
             if exchange.started:
                 raise  # too late to answer: the server aborts the connection, as it should
