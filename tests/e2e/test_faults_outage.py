@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,35 @@ def _check(submitter: Submitter, health: dict[str, Any], allowed: set[int], what
 
 def _no_tracebacks(stack: SkiffProcess) -> None:
     log = stack.output()
-    assert "Traceback" not in log and "unexpected error" not in log, log[-20000:]
+    at = max(log.find("Traceback"), log.find("unexpected error"))
+    assert at < 0, log[max(0, at - 500) : at + 6000]
+
+
+def _until_accepted(submitter: Submitter, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(submitter.accepted) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def echo_up(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], SkiffProcess]]:
+    """Factory: `skiff up` with one echo endpoint and its worker ready; stopped at the end."""
+    started: list[SkiffProcess] = []
+
+    def start(env: dict[str, str]) -> SkiffProcess:
+        endpoints = tmp_path / "endpoints"
+        endpoints.mkdir()
+        (endpoints / "echo.hcl").write_text(ECHO["echo"])
+        stack = SkiffProcess(endpoints, tmp_path / "state", env)
+        started.append(stack)
+        # Generous: these run beside the rest of the suite, and the fault comes after the start.
+        stack.start(timeout=120)
+        stack.wait_ready_workers("echo", timeout=120)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()
 
 
 @pytest.fixture
@@ -58,11 +85,9 @@ def restartable_moto() -> Iterator[RestartableMoto]:
 
 
 def test_redis_restart_with_append_only_loses_nothing_and_answers_503_meanwhile(
-    skiff_stack: Callable[..., SkiffProcess], restartable_redis: RestartableRedis
+    echo_up: Callable[[dict[str, str]], SkiffProcess], restartable_redis: RestartableRedis
 ) -> None:
-    env = {"SKIFF_STORE": "redis", "SKIFF_REDIS_URL": restartable_redis.url(), "SKIFF_REDIS_PREFIX": "faults:"}
-    stack = skiff_stack(ECHO, env)
-    stack.wait_ready_workers("echo")
+    stack = echo_up({"SKIFF_STORE": "redis", "SKIFF_REDIS_URL": restartable_redis.url()})
     with Submitter(stack) as submitter:
         time.sleep(2)
         restartable_redis.stop()
@@ -75,11 +100,9 @@ def test_redis_restart_with_append_only_loses_nothing_and_answers_503_meanwhile(
 
 
 def test_sqs_server_restart_recreates_the_queues_without_a_gateway_restart(
-    skiff_stack: Callable[..., SkiffProcess], restartable_moto: RestartableMoto
+    echo_up: Callable[[dict[str, str]], SkiffProcess], restartable_moto: RestartableMoto
 ) -> None:
-    env = {**restartable_moto.env, "SKIFF_QUEUE": "sqs", "SKIFF_SQS_QUEUE_PREFIX": f"f{uuid.uuid4().hex[:6]}-"}
-    stack = skiff_stack(ECHO, env)
-    stack.wait_ready_workers("echo")
+    stack = echo_up({**restartable_moto.env, "SKIFF_QUEUE": "sqs"})
     # moto keeps queues in memory: messages queued at its restart would go with it, as they would
     # with any SQS double. So the fault comes between jobs: all done before, refused during.
     with Submitter(stack) as before:
@@ -91,7 +114,7 @@ def test_sqs_server_restart_recreates_the_queues_without_a_gateway_restart(
     assert during.accepted == {}, "a /run was accepted while the queue service was down"
     restartable_moto.start()
     with Submitter(stack) as after:
-        time.sleep(3)
+        _until_accepted(after, 20)
     assert after.refusals == [], after.refusals[:3]
     accepted = {**before.accepted, **after.accepted}
     health = wait_all_completed(stack, accepted)
@@ -114,8 +137,8 @@ def test_a_full_state_disk_answers_507_and_loses_nothing(tmp_path: Path) -> None
     stack.log_path = tmp_path / "skiff-up.log"  # off the small disk: the log must outlive the fault
     filler = mount / "filler"
     try:
-        stack.start()
-        stack.wait_ready_workers("echo")
+        stack.start(timeout=120)
+        stack.wait_ready_workers("echo", timeout=120)
         with Submitter(stack) as submitter:
             time.sleep(2)
             _fill(filler)
