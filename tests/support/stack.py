@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -121,6 +122,9 @@ class SkiffProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # Not left running (with its workers): a fixture whose setup fails never reaches its teardown.
+        with contextlib.suppress(AssertionError):
+            self.stop()
         raise RuntimeError(f"skiff up did not start in {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
