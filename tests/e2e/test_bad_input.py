@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
 import httpx
 import pytest
 
@@ -50,9 +56,31 @@ def test_bad_policy(echo_stack: SkiffProcess, raw: httpx.Client, policy: object,
     _assert_error(r, 400, fragment)
 
 
-def test_bad_webhook(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
-    r = raw.post("/v2/echo/run", json={"input": 1, "webhook": "ftp://x"}, headers=_auth(echo_stack))
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "http://127.0.0.1:9/\x05",
+        "http://[::1",
+        "http://",
+        "https:///path",
+        "http://host:99999/",
+        "http://host:port/",
+        "http://host:0/",
+        "http://exa mple.com/",
+        "http://example.com/\x7f",
+        7,
+    ],
+)
+def test_bad_webhook(echo_stack: SkiffProcess, raw: httpx.Client, url: object) -> None:
+    r = raw.post("/v2/echo/run", json={"input": 1, "webhook": url}, headers=_auth(echo_stack))
     _assert_error(r, 400, "webhook")
+
+
+def test_good_webhook_urls_are_accepted(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
+    for url in ("http://127.0.0.1:9/hook?x=1", "https://[::1]:8443/h", "http://example.com"):
+        r = raw.post("/v2/echo/run", json={"input": 1, "webhook": url}, headers=_auth(echo_stack))
+        assert r.status_code == 200, (url, r.text)
 
 
 def test_unknown_endpoint_and_job(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
@@ -141,4 +169,41 @@ def test_bad_query_values(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
 
 
 def test_wrong_method(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
-    _assert_error(raw.get("/v2/echo/run", headers=_auth(echo_stack)), 405, "not allowed")
+    r = raw.get("/v2/echo/run", headers=_auth(echo_stack))
+    _assert_error(r, 405, "not allowed")
+    assert r.headers["allow"] == "POST"
+    r = raw.delete("/v2/echo/status/x", headers=_auth(echo_stack))
+    _assert_error(r, 405, "not allowed")
+    assert sorted(r.headers["allow"].split(", ")) == ["GET", "HEAD", "POST"]
+
+
+@pytest.mark.parametrize(("path", "key", "status"), [("/v2/echo/run", True, 413), ("/v2/echo/run", False, 401)])
+def test_an_early_error_reaches_a_client_that_sends_its_whole_body_first(
+    echo_stack: SkiffProcess, path: str, key: bool, status: int
+) -> None:
+    # urllib writes the whole body before it reads a byte of the answer: had the gateway closed
+    # the connection without reading the body, the client would see a reset, not the error.
+    body = b'{"input": "' + b"x" * (20 * 1024 * 1024) + b'"}'
+    headers = {"Content-Type": "application/json", **(_auth(echo_stack) if key else {})}
+    request = urllib.request.Request(echo_stack.url + path, data=body, headers=headers, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=60)
+    assert caught.value.code == status
+    assert "error" in json.loads(caught.value.read())
+
+
+def test_a_client_hanging_up_mid_body_is_one_log_line_not_a_traceback(echo_stack: SkiffProcess) -> None:
+    before = len(echo_stack.output())
+    with socket.create_connection(("127.0.0.1", echo_stack.port)) as sock:
+        sock.sendall(
+            b"POST /v2/echo/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {echo_stack.key}\r\nContent-Length: 100000\r\n\r\n".encode()
+            + b'{"input": "abc'
+        )
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while "hung up" not in echo_stack.output()[before:] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    logged = echo_stack.output()[before:]
+    assert "hung up before sending its whole body" in logged, logged
+    assert "Traceback" not in logged and "unexpected error" not in logged, logged

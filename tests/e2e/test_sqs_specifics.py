@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
+from skiff_core.outages import QueueMissing
 from skiff_core.queue.sqs import SqsQueue, visibility_timeout
 from tests.support.services import MotoServer
 
@@ -153,3 +154,27 @@ async def test_bad_arguments(queue: SqsQueue) -> None:
         await queue.receive("ep", max_messages=0, lease=1, wait=0)
     with pytest.raises(ValueError, match="longer than 80"):
         await queue.ensure("e" * 80, max_receives=1)
+
+
+async def test_vanished_queues_are_made_again_by_the_next_call(queue: SqsQueue, moto: MotoServer, prefix: str) -> None:
+    sqs = _sqs(moto)
+    await queue.enqueue("ep", "before")  # the queue URLs are cached now
+    for name in (f"{prefix}ep", f"{prefix}ep-low", f"{prefix}ep-dlq"):
+        sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
+    # moto deletes at once (AWS may take up to 60 s); the next call finds the queue gone.
+    await queue.enqueue("ep", "after")
+    (got,) = await queue.receive("ep", max_messages=1, lease=30, wait=5)
+    assert got.job_id == "after"
+    url = sqs.get_queue_url(QueueName=f"{prefix}ep")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == 3  # as the last ensure set it
+    assert (await queue.stats("ep")).in_flight == 1
+
+
+async def test_a_queue_never_ensured_is_named_missing(moto: MotoServer, prefix: str) -> None:
+    other = SqsQueue(moto.url, "us-east-1", prefix)
+    try:
+        with pytest.raises(QueueMissing, match=f"{prefix}nowhere"):
+            await other.enqueue("nowhere", "x")
+    finally:
+        await other.close()

@@ -40,6 +40,7 @@ from skiff_core.config import Settings
 from skiff_core.jobs import WorkerRecord, WorkerState
 from skiff_core.leader import LeaderLock
 from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
+from skiff_core.outages import log_failure
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec, EndpointType
 from skiff_core.store.base import JobRecords, WorkerRecords
@@ -290,8 +291,8 @@ class Controller:
                 decision = await self.pass_once(name, enqueue=enqueue)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("control pass for %s failed; retrying on the next tick", name)
+            except Exception as exc:
+                log_failure(log, exc, "control pass for %s failed; retrying on the next tick", name)
                 decision = None
             timeout = self.tick_s
             if decision is not None and decision.recheck_at is not None:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -15,7 +16,9 @@ from skiff import __version__
 from skiff_gateway import routes_admin, routes_client, routes_lb, routes_openai, routes_worker
 from skiff_gateway.access import AccessMiddleware
 from skiff_gateway.context import GatewayContext
+from skiff_gateway.errors import ErrorMiddleware
 from skiff_gateway.http import ApiError, error_response, json_response
+from skiff_gateway.openapi import DOCUMENT
 
 log = logging.getLogger("skiff.gateway")
 
@@ -43,6 +46,8 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     app.add_middleware(AccessMiddleware, ctx=ctx)
+    # Unhandled errors (outages, full disks, bugs) and early refusals: see errors.py.
+    app.add_middleware(ErrorMiddleware)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:
@@ -53,7 +58,10 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
         if exc.status_code == 404:
             return error_response(404, f"no route {request.method} {request.url.path}")
         if exc.status_code == 405:
-            return error_response(405, f"method {request.method} not allowed on {request.url.path}")
+            # Starlette's router names the allowed methods in an Allow header (RFC 9110 section 15.5.6).
+            return error_response(
+                405, f"method {request.method} not allowed on {request.url.path}", dict(exc.headers or {})
+            )
         return error_response(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
@@ -62,15 +70,17 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(400, f"invalid request: {where}: {first.get('msg', 'invalid')}")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return error_response(500, "internal error; see the gateway log")
-
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         # Liveness for Nomad/Consul checks: no key, no data.
         return json_response({"status": "ok", "version": __version__})
+
+    openapi_body = orjson.dumps(DOCUMENT)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> Response:
+        # No key, like /healthz: the document is the repository's, it holds no data.
+        return Response(openapi_body, media_type="application/json")
 
     # Worker routes first: they carry most requests, and Starlette matches routes in order.
     app.router.routes.extend(routes_worker.router.routes)

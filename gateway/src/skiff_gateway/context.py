@@ -14,6 +14,7 @@ from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.discovery.base import Discovery
 from skiff_core.keys import KeyRing
+from skiff_core.outages import log_failure
 from skiff_core.payloads.base import PayloadStore
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
@@ -118,8 +119,8 @@ class GatewayContext:
                 await self.housekeeping_pass()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("housekeeping pass failed; retrying")
+            except Exception as exc:
+                log_failure(log, exc, "housekeeping pass failed; retrying")
             await asyncio.sleep(0.5)
 
     async def housekeeping_pass(self) -> None:

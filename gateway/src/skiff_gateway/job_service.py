@@ -36,7 +36,7 @@ from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobRecords, JobStreams, StopSignals
 from skiff_gateway.http import ApiError, parse_duration_ms
-from skiff_gateway.webhooks import WebhookSender
+from skiff_gateway.webhooks import WebhookSender, webhook_problem
 from skiff_gateway.workers import WorkerTracker
 
 log = logging.getLogger("skiff.gateway")
@@ -79,8 +79,8 @@ class JobService:
         if "input" not in body:
             raise ApiError(400, 'request body must contain an "input" field')
         webhook = body.get("webhook")
-        if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))):
-            raise ApiError(400, "webhook must be an http:// or https:// URL")
+        if webhook is not None and (problem := webhook_problem(webhook)) is not None:
+            raise ApiError(400, problem)
         policy = body.get("policy") or {}
         if not isinstance(policy, dict):
             raise ApiError(400, "policy must be an object")
@@ -106,10 +106,26 @@ class JobService:
         # Stored before the record that references it, so a record never points at nothing.
         job.input = await self._by_reference(job.id, "input", body["input"], now + lifetime)
         await self.store.create(job)
-        await self.queue.enqueue(spec.name, job.id, low_priority=low_priority)
+        try:
+            await self.queue.enqueue(spec.name, job.id, low_priority=low_priority)
+        except BaseException:
+            # The client hears an error, so no record may stay behind to be counted as queued.
+            # Should the message have gone out after all, job-take finds no record and drops it.
+            await self._forget_unqueued(job)
+            raise
         if self.on_enqueue is not None:
             self.on_enqueue(spec.name)
         return job
+
+    async def _forget_unqueued(self, job: JobRecord) -> None:
+        try:
+            await self.store.delete(job.id)
+            if payload_ref(job.input) is not None:
+                await self.payloads.delete(job.id)
+        except Exception as exc:
+            # The store is down too: the record expires at its deadline, and the sweeper then
+            # finds it IN_QUEUE and times it out.
+            log.warning("could not remove job %s after its enqueue failed: %r", job.id, exc)
 
     async def get(self, spec: EndpointSpec, job_id: str) -> JobRecord:
         """The job as a client sees it: a stored output is fetched back."""
@@ -442,7 +458,7 @@ class JobService:
                 body = after.client_view()
                 if output is not _NOT_GIVEN and output is not None:
                     body["output"] = output
-                self.webhooks.send(after.webhook, body)
+                self.webhooks.send(after.webhook, body, after.endpoint)
             else:
                 # Reading a stored output back must not hold up the caller (a worker's job-done).
                 task = asyncio.create_task(self._send_resolved_webhook(after.webhook, after))
@@ -450,4 +466,4 @@ class JobService:
                 task.add_done_callback(self._background.discard)
 
     async def _send_resolved_webhook(self, url: str, job: JobRecord) -> None:
-        self.webhooks.send(url, (await self.resolved(job)).client_view())
+        self.webhooks.send(url, (await self.resolved(job)).client_view(), job.endpoint)

@@ -147,6 +147,8 @@ async def health(request: Request, endpoint: str) -> Response:
             # throttled: always 0, as Skiff holds no started worker back; a worker the
             # orchestrator cannot place yet is no worker yet (`skiff status` shows why).
             "workers": {**by_state, "ready": by_state["idle"] + by_state["running"], "throttled": 0},
+            # Skiff's own: webhooks this replica abandoned after every retry.
+            "webhooks": {"givenUp": ctx.webhooks.given_up[spec.name]},
             "coldStartMs": {
                 "count": len(cold),
                 "last": _ms(max(workers, key=lambda w: w.launched_at).cold_start_s) if workers else None,

@@ -19,6 +19,7 @@ import httpx
 from skiff.aio import wait_event
 from skiff_core.discovery.base import Instance
 from skiff_core.orchestrator.base import Orchestrator, WorkerPhase
+from skiff_core.outages import log_failure
 from skiff_core.spec import EndpointSpec, EndpointType
 
 log = logging.getLogger("skiff.discovery")
@@ -66,8 +67,8 @@ class LocalDiscovery:
                 await self.probe_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("health probing failed; retrying")
+            except Exception as exc:
+                log_failure(log, exc, "health probing failed; retrying")
             await asyncio.sleep(self._interval_s)
 
     async def probe_once(self) -> None:

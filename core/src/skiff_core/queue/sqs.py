@@ -4,6 +4,9 @@ Per endpoint there are three queues, created or found by name in `ensure`:
   <prefix><endpoint>       normal priority
   <prefix><endpoint>-low   low priority, handed out only when the normal queue is empty
   <prefix><endpoint>-dlq   dead letters; both queues above redrive into it after `max_receives`
+Queues that vanish later (deleted by hand, an SQS-compatible server restarted without its state)
+are made again by the next call that finds one missing, with the settings of the last `ensure`;
+an endpoint this process never ensured raises QueueMissing instead.
 
 boto3 is synchronous, so every call runs on a private thread pool (not asyncio's default one,
 whose ~6 threads on a small machine would be used up by a handful of 20 s long polls) with one
@@ -26,7 +29,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,6 +38,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from skiff_core.outages import QueueMissing
 from skiff_core.queue.base import Delivery, QueueStats
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,8 @@ class SqsQueue:
             ),
         )
         self._urls: dict[tuple[str, str], str] = {}
+        self._max_receives: dict[str, int] = {}  # per ensured endpoint, to make vanished queues again
+        self._recreating: dict[str, asyncio.Lock] = {}
         self._ages: dict[str, _AgeTracker] = {}
         self._closed = False
 
@@ -140,11 +146,36 @@ class SqsQueue:
             try:
                 reply = await self._call(self._client.get_queue_url, QueueName=name)
             except ClientError as exc:
-                if _code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
-                    raise LookupError(f"SQS queue {name!r} does not exist; ensure({endpoint!r}) creates it") from None
-                raise
+                if not _missing(exc):
+                    raise
+                await self._recreate(endpoint, None)
+                return self._urls[key]
             url = self._urls[key] = reply["QueueUrl"]
         return url
+
+    async def _on_queue(self, endpoint: str, lane: str, attempt: Callable[[str], Awaitable[T]]) -> T:
+        """`attempt(url)`, once more after making the endpoint's queues again if the queue is gone."""
+        url = await self._url(endpoint, lane)
+        try:
+            return await attempt(url)
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+        await self._recreate(endpoint, url)
+        return await attempt(await self._url(endpoint, lane))
+
+    async def _recreate(self, endpoint: str, stale_url: str | None) -> None:
+        max_receives = self._max_receives.get(endpoint)
+        if max_receives is None:
+            name = self._name(endpoint, NORMAL)
+            raise QueueMissing(f"SQS queue {name!r} does not exist; ensure({endpoint!r}) creates it")
+        async with self._recreating.setdefault(endpoint, asyncio.Lock()):
+            if stale_url is not None and stale_url not in self._urls.values():
+                return  # a concurrent call made them again already
+            for lane in _LANES:
+                self._urls.pop((endpoint, lane), None)
+            log.warning("the SQS queues of endpoint %r are gone; making them again", endpoint)
+            await self.ensure(endpoint, max_receives=max_receives)
 
     # JobQueue.
 
@@ -154,6 +185,7 @@ class SqsQueue:
         # Encrypted at rest with SQS-managed keys (the AWS default since 2022; stated so it holds
         # on older accounts too): https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html
         retention = {"MessageRetentionPeriod": str(MAX_RETENTION_S), "SqsManagedSseEnabled": "true"}
+        self._max_receives[endpoint] = max_receives
         dead_url = await self._create_or_find(endpoint, DEAD, retention)
         attrs = await self._call(self._client.get_queue_attributes, QueueUrl=dead_url, AttributeNames=["QueueArn"])
         redrive = json.dumps({"deadLetterTargetArn": attrs["Attributes"]["QueueArn"], "maxReceiveCount": max_receives})
@@ -166,7 +198,7 @@ class SqsQueue:
         try:
             url = (await self._call(self._client.get_queue_url, QueueName=name))["QueueUrl"]
         except ClientError as exc:
-            if _code(exc) not in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+            if not _missing(exc):
                 raise
             # CreateQueue is idempotent for equal attributes; a racing replica makes the same ones.
             url = (await self._call(self._client.create_queue, QueueName=name, Attributes=attributes))["QueueUrl"]
@@ -179,10 +211,9 @@ class SqsQueue:
         lane = LOW if low_priority else NORMAL
         # Only the id travels: the job (and any big input, via the payload store) lives elsewhere,
         # so the 256 KiB / 1 MiB message size limit is never approached.
-        await self._call(
-            self._client.send_message,
-            QueueUrl=await self._url(endpoint, lane),
-            MessageBody=json.dumps({"job_id": job_id}),
+        body = json.dumps({"job_id": job_id})
+        await self._on_queue(
+            endpoint, lane, lambda url: self._call(self._client.send_message, QueueUrl=url, MessageBody=body)
         )
         tracker = self._ages.setdefault(endpoint, _AgeTracker())
         tracker.sent[job_id] = time.time()
@@ -216,7 +247,13 @@ class SqsQueue:
     async def _receive_lane(
         self, endpoint: str, lane: str, max_messages: int, lease: float, wait_s: int
     ) -> list[Delivery]:
-        url = await self._url(endpoint, lane)
+        return await self._on_queue(
+            endpoint, lane, lambda url: self._receive_from(url, endpoint, lane, max_messages, lease, wait_s)
+        )
+
+    async def _receive_from(
+        self, url: str, endpoint: str, lane: str, max_messages: int, lease: float, wait_s: int
+    ) -> list[Delivery]:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
             self._pool,
@@ -266,8 +303,8 @@ class SqsQueue:
 
     async def _delete(self, endpoint: str, lane: str, handle: str) -> None:
         try:
-            await self._call(
-                self._client.delete_message, QueueUrl=await self._url(endpoint, lane), ReceiptHandle=handle
+            await self._on_queue(
+                endpoint, lane, lambda url: self._call(self._client.delete_message, QueueUrl=url, ReceiptHandle=handle)
             )
         except ClientError as exc:
             # The lease was lost and the message re-delivered (or already deleted): nothing to do.
@@ -279,12 +316,17 @@ class SqsQueue:
         # ChangeMessageVisibility refuses a total beyond 12 h; moto counts it from the send, AWS
         # from the receive (never earlier), so capping from the send time satisfies both.
         left = MAX_VISIBILITY_S - (time.time() - _sent_at(receipt))
+        timeout = max(0, min(visibility_timeout(lease), math.floor(left)))
         try:
-            await self._call(
-                self._client.change_message_visibility,
-                QueueUrl=await self._url(endpoint, lane),
-                ReceiptHandle=handle,
-                VisibilityTimeout=max(0, min(visibility_timeout(lease), math.floor(left))),
+            await self._on_queue(
+                endpoint,
+                lane,
+                lambda url: self._call(
+                    self._client.change_message_visibility,
+                    QueueUrl=url,
+                    ReceiptHandle=handle,
+                    VisibilityTimeout=timeout,
+                ),
             )
         except ClientError as exc:
             # A stale receipt: the delivery is gone, there is no lease left to extend.
@@ -295,8 +337,10 @@ class SqsQueue:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         queued = in_flight = 0
         for lane in (NORMAL, LOW):
-            reply = await self._call(
-                self._client.get_queue_attributes, QueueUrl=await self._url(endpoint, lane), AttributeNames=names
+            reply = await self._on_queue(
+                endpoint,
+                lane,
+                lambda url: self._call(self._client.get_queue_attributes, QueueUrl=url, AttributeNames=names),
             )
             attrs = reply["Attributes"]
             queued += int(attrs.get("ApproximateNumberOfMessages", 0))
@@ -355,6 +399,10 @@ def _check_receive(max_messages: int, lease: float) -> None:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _missing(exc: ClientError) -> bool:
+    return _code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 
 def _parse_receipt(receipt: str) -> tuple[str, int, str]:
