@@ -9,7 +9,8 @@ worker keys are derived. Saving an endpoint file applies it, as with `skiff up`.
 
 This is the same Controller class `skiff up` runs; only the process around it differs: the
 registry is mirrored from the store (see skiff_controller.registry), because here no gateway shares memory
-with the controller. `--port` serves `GET /healthz` and `GET /v1/status` for checks and humans.
+with the controller. `--port` serves `GET /healthz` and `GET /v1/status` for checks and humans, and
+`GET /metrics` for Prometheus (behind the client key).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def controller(
     state_dir: StateDir = None,
     host: Annotated[str | None, typer.Option(help="Address for --port [default: 127.0.0.1]")] = None,
     port: Annotated[
-        int | None, typer.Option(help="Serve GET /healthz and GET /v1/status on this port [default: none]")
+        int | None,
+        typer.Option(help="Serve GET /healthz, GET /v1/status and GET /metrics on this port [default: none]"),
     ] = None,
 ) -> None:
     """Run the controller only (cluster mode): leader lock, endpoints into the orchestrator, autoscaling."""
@@ -145,10 +147,12 @@ async def _watch(control: Controller, directory: Path) -> None:
 async def _serve_health(control: Controller, keys: KeyRing, host: str, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI, Request
+    from prometheus_client import generate_latest
     from starlette.responses import Response
 
     from skiff_core.keys import presented_key
     from skiff_gateway.http import error_response, json_response
+    from skiff_gateway.metrics import CONTENT_TYPE
 
     health = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -165,6 +169,14 @@ async def _serve_health(control: Controller, keys: KeyRing, host: str, port: int
     # A plain Starlette route: FastAPI would read the locally imported `Request` annotation as a
     # query parameter (annotations are strings here) and answer 422.
     health.add_route("/v1/status", status, methods=["GET"])
+
+    async def metrics(request: Request) -> Response:
+        # Behind the client key like the gateway's /metrics (docs/operations.md, "Metrics").
+        if not keys.is_client(presented_key(request.headers.get("authorization"))):
+            return error_response(401, "missing or invalid API key: send `Authorization: Bearer <key>`")
+        return Response(generate_latest(control.observer.metrics.registry), media_type=CONTENT_TYPE)
+
+    health.add_route("/metrics", metrics, methods=["GET"])
 
     class _Quiet(uvicorn.Server):
         # The process's own SIGINT/SIGTERM handlers stop everything; uvicorn must not take them.

@@ -20,6 +20,7 @@ from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
 from skiff_gateway.balancer import Balancer
 from skiff_gateway.job_service import JobService
+from skiff_gateway.metrics import GatewayMetrics
 from skiff_gateway.webhooks import WebhookSender
 from skiff_gateway.workers import WorkerTracker
 
@@ -51,6 +52,7 @@ class GatewayContext:
     discovery: Discovery | None = None
     balancer: Balancer | None = None
     control: ControlPlane | None = None
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lb_client: httpx.AsyncClient | None = None
     _payloads_swept_at: float | None = None
@@ -82,10 +84,12 @@ class GatewayContext:
         discovery: Discovery | None = None,
     ) -> GatewayContext:
         """The queue, store and payloads belong to the caller, who closes them after `stop`."""
+        metrics = GatewayMetrics(known=lambda name: catalog.get(name) is not None)
         workers = WorkerTracker(store)
-        webhooks = WebhookSender(attempts=settings.webhook_attempts)
+        webhooks = WebhookSender(attempts=settings.webhook_attempts, on_result=metrics.webhook)
         jobs = JobService(settings, queue, store, workers, webhooks, payloads)
-        return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery)
+        jobs.on_final = metrics.job_final
+        return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery, metrics=metrics)
 
     async def start(self) -> None:
         for spec in self.catalog.all():

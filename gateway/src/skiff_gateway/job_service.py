@@ -70,6 +70,8 @@ class JobService:
         self.webhooks = webhooks
         self.payloads = payloads
         self.on_enqueue = on_enqueue
+        # Told of every job this replica moves to a final status (metrics, job logs).
+        self.on_final: Callable[[JobRecord], None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- client side
@@ -425,6 +427,8 @@ class JobService:
     ) -> None:
         """Release the worker and the queue message, send the webhook. `output`: the final output
         when the caller still holds it, so a stored one need not be read back for the webhook."""
+        if self.on_final is not None:
+            self.on_final(after)
         if before.status is JobStatus.IN_PROGRESS and before.worker_id:
             if after.status is JobStatus.CANCELLED:
                 await self.store.signal_stop(before.worker_id, after.id)
@@ -437,7 +441,7 @@ class JobService:
                 body = after.client_view()
                 if output is not _NOT_GIVEN and output is not None:
                     body["output"] = output
-                self.webhooks.send(after.webhook, body)
+                self.webhooks.send(after.webhook, body, spec.name)
             else:
                 # Reading a stored output back must not hold up the caller (a worker's job-done).
                 task = asyncio.create_task(self._send_resolved_webhook(after.webhook, after))
@@ -445,4 +449,4 @@ class JobService:
                 task.add_done_callback(self._background.discard)
 
     async def _send_resolved_webhook(self, url: str, job: JobRecord) -> None:
-        self.webhooks.send(url, (await self.resolved(job)).client_view())
+        self.webhooks.send(url, (await self.resolved(job)).client_view(), job.endpoint)

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from skiff_core.jobs import JobStatus, WorkerRecord, WorkerState
 from skiff_core.spec import EndpointSpec, EndpointType
+from skiff_gateway import waiting
 from skiff_gateway.auth import require_client
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.http import ApiError, json_response, parse_json, read_body
@@ -76,7 +77,7 @@ async def status(request: Request, endpoint: str, job_id: str) -> Response:
     job = await ctx.jobs.get(spec, job_id)
     if not job.status.final and "wait" in request.query_params:
         job = await ctx.jobs.wait_final(job_id, _wait_ms(request, 0)) or job
-    return json_response(job.client_view())
+    return json_response(await waiting.client_view(ctx.store, job))
 
 
 @router.route("/v2/{endpoint}/stream/{job_id}", ["GET", "POST"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,19 +17,31 @@ log = logging.getLogger("skiff.webhooks")
 
 
 class WebhookSender:
-    def __init__(self, attempts: int = 5, first_delay: float = 1.0, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        attempts: int = 5,
+        first_delay: float = 1.0,
+        timeout: float = 10.0,
+        on_result: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`on_result(endpoint, result)`: each attempt's outcome (delivered, retried, failed)."""
+        self._on_result = on_result
         self._attempts = attempts
         self._first_delay = first_delay
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def send(self, url: str, body: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(url, body))
+    def send(self, url: str, body: dict[str, Any], endpoint: str = "") -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(url, body, endpoint))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, url: str, body: dict[str, Any]) -> None:
+    def _tell(self, endpoint: str, result: str) -> None:
+        if self._on_result is not None:
+            self._on_result(endpoint, result)
+
+    async def _deliver(self, url: str, body: dict[str, Any], endpoint: str) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout)
         delay = self._first_delay
@@ -36,11 +49,13 @@ class WebhookSender:
             try:
                 response = await self._client.post(url, json=body)
                 if response.status_code < 300:
+                    self._tell(endpoint, "delivered")
                     return
                 reason = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             if attempt < self._attempts:
+                self._tell(endpoint, "retried")
                 log.warning(
                     "webhook for job %s to %s failed (%s); retrying in %.0fs",
                     body.get("id"),
@@ -51,6 +66,7 @@ class WebhookSender:
                 await asyncio.sleep(delay)
                 delay *= 2
             else:
+                self._tell(endpoint, "failed")
                 log.error(
                     "webhook for job %s to %s failed %d times (%s); giving up",
                     body.get("id"),

@@ -56,3 +56,23 @@ class Orchestrator(Protocol):
     def hurry(self) -> None:
         """Cut short the stop grace of workers being stopped (a second Ctrl-C): kill them now.
         A no-op where the cluster manager owns the stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trouble:
+    """Why an orchestrator cannot keep an endpoint's workers up (shown as a queued job's reason)."""
+
+    kind: str  # "crash_loop" or "placement_failed"
+    message: str
+    at: float  # when it was seen
+    exit_code: int | None = None  # crash_loop: the last crashed worker's exit code
+    restart_at: float | None = None  # crash_loop: when the backoff lets the next worker start
+    worker_id: str | None = None  # crash_loop: the worker that crashed last
+    output: tuple[str, ...] = ()  # crash_loop: the last lines it printed
+
+
+@runtime_checkable
+class ReportsTrouble(Protocol):
+    """An orchestrator that can say why an endpoint's workers do not come up."""
+
+    def trouble(self, endpoint: str) -> Trouble | None: ...

@@ -41,7 +41,7 @@ from skiff_core.nomad.render import (
     render_job,
     worker_key_variable,
 )
-from skiff_core.orchestrator.base import WorkerInfo, WorkerPhase
+from skiff_core.orchestrator.base import Trouble, WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.nomad_stops import alloc_index, could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
 
@@ -118,6 +118,7 @@ class NomadOrchestrator:
         self._deferred = deferred_stops
         self._retiring: dict[str, set[str]] = {}
         self._scale_lock = asyncio.Lock()
+        self._placement: dict[str, Trouble] = {}
 
     @property
     def client(self) -> NomadClient:
@@ -244,7 +245,15 @@ class NomadOrchestrator:
             evaluation = await self._client.evaluation(eval_id)
         failed = evaluation.get("FailedTGAllocs")
         if failed:
-            raise PlacementFailed(describe_placement_failure(endpoint, self._specs.get(endpoint), failed))
+            message = describe_placement_failure(endpoint, self._specs.get(endpoint), failed)
+            self._placement[endpoint] = Trouble("placement_failed", message, time.time())
+            raise PlacementFailed(message)
+        if evaluation.get("Status") in _EVAL_DONE:
+            self._placement.pop(endpoint, None)
+
+    def trouble(self, endpoint: str) -> Trouble | None:
+        """The last evaluation's placement failure for the endpoint, until one places everything."""
+        return self._placement.get(endpoint)
 
     def _to_worker(self, endpoint: str, alloc: dict[str, Any], current: tuple[int, str] | None) -> WorkerInfo:
         client_status = alloc.get("ClientStatus")
