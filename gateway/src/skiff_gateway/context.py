@@ -13,12 +13,14 @@ import httpx
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.discovery.base import Discovery
+from skiff_core.jobs import JobRecord
 from skiff_core.keys import KeyRing
 from skiff_core.payloads.base import PayloadStore
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
 from skiff_gateway.balancer import Balancer
+from skiff_gateway.job_history import JobHistory
 from skiff_gateway.job_service import JobService
 from skiff_gateway.metrics import GatewayMetrics
 from skiff_gateway.webhooks import WebhookSender
@@ -53,6 +55,7 @@ class GatewayContext:
     balancer: Balancer | None = None
     control: ControlPlane | None = None
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    console: JobHistory = field(default_factory=JobHistory)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lb_client: httpx.AsyncClient | None = None
     _payloads_swept_at: float | None = None
@@ -88,8 +91,17 @@ class GatewayContext:
         workers = WorkerTracker(store)
         webhooks = WebhookSender(attempts=settings.webhook_attempts, on_result=metrics.webhook)
         jobs = JobService(settings, queue, store, workers, webhooks, payloads)
-        jobs.on_final = metrics.job_final
-        return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery, metrics=metrics)
+        history = JobHistory()
+        jobs.on_submit = history.submitted
+
+        def on_final(job: JobRecord) -> None:
+            metrics.job_final(job)
+            history.final(job)
+
+        jobs.on_final = on_final
+        return cls(
+            settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery, metrics=metrics, console=history
+        )
 
     async def start(self) -> None:
         for spec in self.catalog.all():

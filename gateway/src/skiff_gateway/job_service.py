@@ -72,6 +72,7 @@ class JobService:
         self.on_enqueue = on_enqueue
         # Told of every job this replica moves to a final status (metrics, job logs).
         self.on_final: Callable[[JobRecord], None] | None = None
+        self.on_submit: Callable[[JobRecord], None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- client side
@@ -111,6 +112,8 @@ class JobService:
         await self.queue.enqueue(spec.name, job.id, low_priority=low_priority)
         if self.on_enqueue is not None:
             self.on_enqueue(spec.name)
+        if self.on_submit is not None:
+            self.on_submit(job)
         return job
 
     async def get(self, spec: EndpointSpec, job_id: str) -> JobRecord:
