@@ -48,7 +48,9 @@ def controller(
     host: Annotated[str | None, typer.Option(help="Address for --port [default: 127.0.0.1]")] = None,
     port: Annotated[
         int | None,
-        typer.Option(help="Serve GET /healthz, GET /v1/status and GET /metrics on this port [default: none]"),
+        typer.Option(
+            help="Serve GET /healthz, GET /v1/status and GET /metrics on this port [default: SKIFF_CONTROLLER_PORT, else none]"
+        ),
     ] = None,
 ) -> None:
     """Run the controller only (cluster mode): leader lock, endpoints into the orchestrator, autoscaling."""
@@ -69,7 +71,7 @@ def controller(
             err=True,
         )
     try:
-        asyncio.run(_run(settings, specs, settings.api_key, port))
+        asyncio.run(_run(settings, specs, settings.api_key, port if port is not None else settings.controller_port))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # a backend that cannot even be built: say which, without a traceback

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     endpoints_dir: Path = Path("examples/endpoints")
     host: str = "127.0.0.1"
     port: int = 8000
+    # `skiff controller`: serve /healthz, /v1/status and /metrics on this port (None: serve nothing).
+    controller_port: int | None = None
     # The client key; when unset, `skiff up` generates one and keeps it in <state_dir>/api-key.
     api_key: str | None = None
     # The URL workers use to reach the gateway (defaults to http://host:port).
