@@ -49,7 +49,8 @@ def controller(
     port: Annotated[
         int | None,
         typer.Option(
-            help="Serve GET /healthz, GET /v1/status and GET /metrics on this port [default: SKIFF_CONTROLLER_PORT, else none]"
+            help="Serve GET /healthz, GET /v1/status and GET /metrics on this port "
+            "[default: SKIFF_CONTROLLER_PORT, else none]"
         ),
     ] = None,
 ) -> None:
