@@ -19,6 +19,7 @@ from skiff_core.payloads.base import PayloadStore
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
+from skiff_gateway import job_log
 from skiff_gateway.balancer import Balancer
 from skiff_gateway.job_history import JobHistory
 from skiff_gateway.job_service import JobService
@@ -92,12 +93,17 @@ class GatewayContext:
         webhooks = WebhookSender(attempts=settings.webhook_attempts, on_result=metrics.webhook)
         jobs = JobService(settings, queue, store, workers, webhooks, payloads)
         history = JobHistory()
-        jobs.on_submit = history.submitted
+
+        def on_submit(job: JobRecord) -> None:
+            history.submitted(job)
+            job_log.transition(job)
 
         def on_final(job: JobRecord) -> None:
             metrics.job_final(job)
             history.final(job)
+            job_log.transition(job)
 
+        jobs.on_submit = on_submit
         jobs.on_final = on_final
         return cls(
             settings, queue, store, catalog, keys, workers, jobs, webhooks, discovery, metrics=metrics, console=history

@@ -35,6 +35,7 @@ from skiff_core.queue.base import JobQueue
 from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobRecords, JobStreams, StopSignals
+from skiff_gateway import job_log
 from skiff_gateway.http import ApiError, parse_duration_ms
 from skiff_gateway.webhooks import WebhookSender
 from skiff_gateway.workers import WorkerTracker
@@ -76,7 +77,7 @@ class JobService:
         self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- client side
-    async def submit(self, spec: EndpointSpec, body: Any, *, sync: bool) -> JobRecord:
+    async def submit(self, spec: EndpointSpec, body: Any, *, sync: bool, request_id: str | None = None) -> JobRecord:
         if not isinstance(body, dict):
             raise ApiError(400, 'request body must be a JSON object like {"input": {...}}')
         if "input" not in body:
@@ -102,6 +103,7 @@ class JobService:
             low_priority=low_priority,
             sync=sync,
             created_at=now,
+            request_id=request_id,
         )
         job.deadline_at = now + job.ttl_s
         # The input must outlive every delivery the job may get, then its retention.
@@ -246,7 +248,11 @@ class JobService:
             except PayloadMissing:
                 await self._fail(spec, updated, "the job's input is gone from the payload store")
                 continue
-            handed.append({"id": job.id, "input": job_input})
+            job_log.transition(updated)
+            given = {"id": job.id, "input": job_input}
+            if job.request_id:
+                given["requestId"] = job.request_id
+            handed.append(given)
         if handed:
             self.workers.took(worker, [j["id"] for j in handed])
         return handed

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from skiff_core.jobs import JobStatus, WorkerRecord, WorkerState
 from skiff_core.spec import EndpointSpec, EndpointType
-from skiff_gateway import waiting
+from skiff_gateway import job_log, waiting
 from skiff_gateway.auth import require_client
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.http import ApiError, json_response, parse_json, read_body
@@ -57,8 +57,9 @@ def _wait_ms(request: Request, default_s: float) -> float:
 async def run(request: Request, endpoint: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     body = parse_json(await read_body(request, ctx.settings.max_run_body_bytes))
-    job = await ctx.jobs.submit(spec, body, sync=False)
-    return json_response({"id": job.id, "status": job.status.value})
+    rid = job_log.request_id(request)
+    job = await ctx.jobs.submit(spec, body, sync=False, request_id=rid)
+    return json_response({"id": job.id, "status": job.status.value}, headers={job_log.HEADER: rid})
 
 
 @router.post("/v2/{endpoint}/runsync")
@@ -66,9 +67,10 @@ async def runsync(request: Request, endpoint: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     wait = _wait_ms(request, ctx.settings.runsync_wait_s)
     body = parse_json(await read_body(request, ctx.settings.max_runsync_body_bytes))
-    job = await ctx.jobs.submit(spec, body, sync=True)
+    rid = job_log.request_id(request)
+    job = await ctx.jobs.submit(spec, body, sync=True, request_id=rid)
     final = await ctx.jobs.wait_final(job.id, wait)
-    return json_response((final or job).client_view())
+    return json_response((final or job).client_view(), headers={job_log.HEADER: rid})
 
 
 @router.route("/v2/{endpoint}/status/{job_id}", ["GET", "POST"])

@@ -20,11 +20,12 @@ import sys
 import time
 import uuid
 from asyncio.subprocess import Process
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from skiff_core.orchestrator.base import Trouble, WorkerInfo, WorkerPhase
+from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.worker_env import worker_environment
 from skiff_core.spec import EndpointSpec, EndpointType
 
@@ -195,6 +196,32 @@ class LocalOrchestrator:
                 if worker.stopping and worker.process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(worker.process.pid, signal.SIGKILL)
+
+    async def worker_logs(
+        self, endpoint: str, *, worker: str | None = None, follow: bool = False
+    ) -> AsyncIterator[LogLine]:
+        """Lines of <state_dir>/logs/<endpoint>/<worker>.log (stdout and stderr in one file),
+        oldest worker first; files of workers that started later join while following."""
+        directory = self._log_dir / endpoint
+        if not follow and not directory.is_dir():
+            raise FileNotFoundError(f"no logs for endpoint {endpoint!r} under {self._log_dir}")
+        handles: dict[Path, Any] = {}
+        try:
+            while True:
+                paths = sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+                for path in paths:
+                    if worker is not None and not path.stem.startswith(worker):
+                        continue
+                    if path not in handles:
+                        handles[path] = path.open("rb")
+                    for raw in handles[path].readlines():
+                        yield LogLine(path.stem, "output", raw.decode(errors="replace").rstrip("\n"))
+                if not follow:
+                    return
+                await asyncio.sleep(0.3)
+        finally:
+            for handle in handles.values():
+                handle.close()
 
     # ------------------------------------------------------------ internals
     def log_path(self, endpoint: str, worker_id: str) -> Path:

@@ -117,7 +117,7 @@ async def run_job(
 
     `worker_id` and `hostname` only go into the error report of a handler that raises.
     """
-    job_id = str(job.get("id"))
+    job_id = log.bind(job)
     log.info("Started.", job_id)
     try:
         if is_async(handler):
@@ -133,6 +133,7 @@ async def run_job(
         log.error(report, job_id)
         result = {"error": report}
     log.debug(f"run_job return: {result}", job_id)
+    log.unbind(job_id)
     return result
 
 
@@ -158,7 +159,7 @@ async def run_job_generator(
 
     The error text is runpod's exactly: `handler: <message> \\ntraceback: <traceback>`.
     """
-    job_id = str(job.get("id"))
+    job_id = log.bind(job)
     log.info("Started.", job_id)
     try:
         produced = handler(job) if is_async(handler) else await _in_thread(lambda: handler(job), executor)
@@ -170,6 +171,7 @@ async def run_job_generator(
         yield {"error": f"handler: {err} \ntraceback: {''.join(traceback.format_exception(err))}"}
     finally:
         log.info("Finished running generator.", job_id)
+        log.unbind(job_id)
 
 
 async def run_streaming(
