@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from skiff_core import tracing
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.discovery.base import Discovery
@@ -102,6 +103,7 @@ class GatewayContext:
             metrics.job_final(job)
             history.final(job)
             job_log.transition(job)
+            tracing.finished(job)
 
         jobs.on_submit = on_submit
         jobs.on_final = on_final

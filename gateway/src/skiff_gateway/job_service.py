@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from skiff_core import tracing
 from skiff_core.config import Settings
 from skiff_core.jobs import (
     ACTIVE_STATUSES,
@@ -77,7 +78,15 @@ class JobService:
         self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- client side
-    async def submit(self, spec: EndpointSpec, body: Any, *, sync: bool, request_id: str | None = None) -> JobRecord:
+    async def submit(
+        self,
+        spec: EndpointSpec,
+        body: Any,
+        *,
+        sync: bool,
+        request_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> JobRecord:
         if not isinstance(body, dict):
             raise ApiError(400, 'request body must be a JSON object like {"input": {...}}')
         if "input" not in body:
@@ -106,6 +115,7 @@ class JobService:
             request_id=request_id,
         )
         job.deadline_at = now + job.ttl_s
+        tracing.accepted(job, traceparent)
         # The input must outlive every delivery the job may get, then its retention.
         lifetime = job.ttl_s + job.execution_timeout_s * (spec.max_retries + 1) + RUN_RETENTION_S
         # Stored before the record that references it, so a record never points at nothing.
@@ -239,6 +249,7 @@ class JobService:
                 started_at=now,
                 retries=delivery.receive_count - 1,
                 deadline_at=now + job.execution_timeout_s,
+                **({"trace": trace} if (trace := tracing.taken(job)) else {}),
             )
             if updated is None:
                 await self.queue.delete(spec.name, delivery.receipt)
@@ -252,6 +263,8 @@ class JobService:
             given = {"id": job.id, "input": job_input}
             if job.request_id:
                 given["requestId"] = job.request_id
+            if updated.trace:
+                given["traceparent"] = tracing.worker_traceparent(updated)
             handed.append(given)
         if handed:
             self.workers.took(worker, [j["id"] for j in handed])

@@ -58,7 +58,7 @@ async def run(request: Request, endpoint: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     body = parse_json(await read_body(request, ctx.settings.max_run_body_bytes))
     rid = job_log.request_id(request)
-    job = await ctx.jobs.submit(spec, body, sync=False, request_id=rid)
+    job = await ctx.jobs.submit(spec, body, sync=False, request_id=rid, traceparent=request.headers.get("traceparent"))
     return json_response({"id": job.id, "status": job.status.value}, headers={job_log.HEADER: rid})
 
 
@@ -68,7 +68,7 @@ async def runsync(request: Request, endpoint: str) -> Response:
     wait = _wait_ms(request, ctx.settings.runsync_wait_s)
     body = parse_json(await read_body(request, ctx.settings.max_runsync_body_bytes))
     rid = job_log.request_id(request)
-    job = await ctx.jobs.submit(spec, body, sync=True, request_id=rid)
+    job = await ctx.jobs.submit(spec, body, sync=True, request_id=rid, traceparent=request.headers.get("traceparent"))
     final = await ctx.jobs.wait_final(job.id, wait)
     return json_response((final or job).client_view(), headers={job_log.HEADER: rid})
 
