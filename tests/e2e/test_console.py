@@ -52,7 +52,7 @@ def shot(driver: WebDriver, name: str) -> None:
 def test_console_login_endpoints_a_job_going_live_to_completed_and_its_page(
     skiff_stack: Callable[..., SkiffProcess], browser: WebDriver
 ) -> None:
-    stack = skiff_stack({"echo": endpoint_hcl("echo", ECHO, scaling={"max_workers": 1})})
+    stack = skiff_stack({"echo": endpoint_hcl("echo", ECHO, scaling={"max_workers": 1})}, timeout=120)
     wait = WebDriverWait(browser, 60, poll_frequency=0.1)
     browser.get(f"{stack.url}/console")
 

@@ -53,12 +53,14 @@ def eventually_status(
 def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
     skiff_stack: Callable[..., SkiffProcess],
 ) -> None:
-    stack = skiff_stack({"echo": endpoint_hcl("echo", ECHO, scaling={"max_workers": 1, "idle_timeout": "60s"})})
+    stack = skiff_stack(
+        {"echo": endpoint_hcl("echo", ECHO, scaling={"max_workers": 1, "idle_timeout": "60s"})}, timeout=120
+    )
     n = 5
     with stack.client(timeout=60) as client:
         for i in range(n):
-            body = client.post("/v2/echo/runsync?wait=60000", json={"input": {"n": i}}).json()
-            assert body["status"] == "COMPLETED", body
+            job = client.post("/v2/echo/run", json={"input": {"n": i}}).json()["id"]
+            wait_status(client, "echo", job, {"COMPLETED"}, timeout=120)
         samples = scrape(client)
         assert value(samples, "skiff_jobs_total", endpoint="echo", status="COMPLETED") == n
         assert value(samples, "skiff_job_delay_seconds_count", endpoint="echo") == n
@@ -77,17 +79,17 @@ def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
         assert ("skiff_queue_depth", (("endpoint", "echo"),)) in samples
         assert value(samples, "skiff_workers_wanted", endpoint="echo") == 1
         # HTTP requests by route template (never by job id) and status.
-        runsync = value(
+        runs = value(
             samples,
             "skiff_http_requests_total",
-            route="/v2/{endpoint}/runsync",
+            route="/v2/{endpoint}/run",
             method="POST",
             status="200",
             endpoint="echo",
         )
-        assert runsync == n
+        assert runs == n
         assert (
-            value(samples, "skiff_http_request_duration_seconds_count", route="/v2/{endpoint}/runsync", endpoint="echo")
+            value(samples, "skiff_http_request_duration_seconds_count", route="/v2/{endpoint}/run", endpoint="echo")
             == n
         )
         client.get("/v2/nope/health")
@@ -112,7 +114,7 @@ def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
         assert body["waitingReason"]["code"] == "max_workers", body
         assert "max_workers=1" in body["waitingReason"]["message"]
         status = subprocess.run(
-            [SKIFF, "status", "--url", stack.url], env=stack.env, capture_output=True, text=True, timeout=30
+            [SKIFF, "status", "--url", stack.url], env=stack.env, capture_output=True, text=True, timeout=90
         )
         assert status.returncode == 0, status.stderr
         assert "max_workers=1 reached" in status.stdout
@@ -127,7 +129,7 @@ def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
 def test_a_crash_loop_is_the_reason_with_the_exit_code_and_the_workers_last_lines(
     skiff_stack: Callable[..., SkiffProcess],
 ) -> None:
-    stack = skiff_stack({"broken": endpoint_hcl("broken", CRASH, scaling={"max_workers": 1})})
+    stack = skiff_stack({"broken": endpoint_hcl("broken", CRASH, scaling={"max_workers": 1})}, timeout=120)
     with stack.client() as client:
         job = client.post("/v2/broken/run", json={"input": {}}).json()["id"]
         body = eventually_status(
@@ -145,6 +147,6 @@ def test_a_crash_loop_is_the_reason_with_the_exit_code_and_the_workers_last_line
         trouble = doc["endpoints"][0]["trouble"]
         assert trouble["kind"] == "crash_loop" and trouble["exit_code"] == 3
         status = subprocess.run(
-            [SKIFF, "status", "--url", stack.url], env=stack.env, capture_output=True, text=True, timeout=30
+            [SKIFF, "status", "--url", stack.url], env=stack.env, capture_output=True, text=True, timeout=90
         )
         assert "crash-looping" in status.stdout and "code 3" in status.stdout, status.stdout
