@@ -40,7 +40,7 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 def eventually_status(
     client: httpx.Client, endpoint: str, job_id: str, cond: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         body = client.get(f"/v2/{endpoint}/status/{job_id}").json()
@@ -129,7 +129,10 @@ def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
 def test_a_crash_loop_is_the_reason_with_the_exit_code_and_the_workers_last_lines(
     skiff_stack: Callable[..., SkiffProcess],
 ) -> None:
-    stack = skiff_stack({"broken": endpoint_hcl("broken", CRASH, scaling={"max_workers": 1})}, timeout=120)
+    stack = skiff_stack(
+        {"broken": endpoint_hcl("broken", CRASH, scaling={"max_workers": 1}), "echo": endpoint_hcl("echo", ECHO)},
+        timeout=120,
+    )
     with stack.client() as client:
         job = client.post("/v2/broken/run", json={"input": {}}).json()["id"]
         body = eventually_status(
@@ -150,3 +153,10 @@ def test_a_crash_loop_is_the_reason_with_the_exit_code_and_the_workers_last_line
             [SKIFF, "status", "--url", stack.url], env=stack.env, capture_output=True, text=True, timeout=90
         )
         assert "crash-looping" in status.stdout and "code 3" in status.stdout, status.stdout
+
+        # The endpoint goes away with the job still queued: that is the reason now.
+        (stack.endpoints_dir / "broken.hcl").unlink()
+        body = eventually_status(
+            client, "broken", job, lambda b: (b.get("waitingReason") or {}).get("code") == "endpoint_removed"
+        )
+        assert body["status"] == "IN_QUEUE" and "removed" in body["waitingReason"]["message"]

@@ -75,6 +75,8 @@ async def runsync(request: Request, endpoint: str) -> Response:
 
 @router.route("/v2/{endpoint}/status/{job_id}", ["GET", "POST"])
 async def status(request: Request, endpoint: str, job_id: str) -> Response:
+    if (removed := await waiting.removed_endpoint_view(_ctx(request), request, endpoint, job_id)) is not None:
+        return json_response(removed)
     ctx, spec = client_endpoint(request, endpoint)
     job = await ctx.jobs.get(spec, job_id)
     if not job.status.final and "wait" in request.query_params:

@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
 from skiff_core.jobs import JobRecord, JobStatus
 from skiff_core.store.base import Notes
 from skiff_core.waiting import note_key
+from skiff_gateway.auth import require_client
+from skiff_gateway.context import GatewayContext
 
 
 async def waiting_reason(store: Notes, endpoint: str) -> dict[str, Any] | None:
@@ -32,3 +35,17 @@ async def client_view(store: Notes, job: JobRecord) -> dict[str, Any]:
         if reason is not None:
             body["waitingReason"] = reason
     return body
+
+
+async def removed_endpoint_view(
+    ctx: GatewayContext, request: Request, endpoint: str, job_id: str
+) -> dict[str, Any] | None:
+    """/status of a job still queued for an endpoint that was removed: the job with the reason
+    (None for every other case, which the route answers as usual, 404 included)."""
+    if ctx.catalog.get(endpoint) is not None:
+        return None
+    require_client(ctx, request)
+    job = await ctx.store.get(job_id)
+    if job is None or job.endpoint != endpoint or job.status is not JobStatus.IN_QUEUE:
+        return None
+    return await client_view(ctx.store, job)
