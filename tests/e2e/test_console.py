@@ -49,11 +49,12 @@ def shot(driver: WebDriver, name: str) -> None:
     driver.save_screenshot(str(ARTEFACTS / f"{name}.png"))
 
 
+@pytest.mark.timeout(480)  # a cold `skiff up` and its worker on a busy machine
 def test_console_login_endpoints_a_job_going_live_to_completed_and_its_page(
     skiff_stack: Callable[..., SkiffProcess], browser: WebDriver
 ) -> None:
     stack = skiff_stack({"echo": endpoint_hcl("echo", ECHO, scaling={"max_workers": 1})}, timeout=120)
-    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    wait = WebDriverWait(browser, 120, poll_frequency=0.1)
     browser.get(f"{stack.url}/console")
 
     # A wrong key is refused, and forgotten.

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from skiff_core.config import Settings
 from skiff_core.nomad.client import NomadClient
@@ -40,6 +41,7 @@ def transitions(output: str, job_id: str) -> list[dict[str, object]]:
     return lines
 
 
+@pytest.mark.timeout(480)  # a cold `skiff up` and its worker on a busy machine
 def test_the_request_id_follows_the_job_into_the_gateways_and_the_workers_logs(
     skiff_stack: Callable[..., SkiffProcess],
 ) -> None:
@@ -95,6 +97,7 @@ WORKER = (
 )
 
 
+@pytest.mark.timeout(480)  # a cold `skiff up` and its worker on a busy machine
 def test_skiff_logs_reads_nomads_allocation_logs_stdout_and_stderr_and_follows(tmp_path: Path) -> None:
     spec = EndpointSpec(name="talk", command=[sys.executable, "-c", WORKER], scaling={"max_workers": 2})
     with NomadDouble(run_tasks=True) as nomad:

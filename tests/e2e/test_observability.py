@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.stack import SKIFF, SkiffProcess, endpoint_hcl
@@ -50,6 +51,7 @@ def eventually_status(
     raise AssertionError(f"job {job_id}: condition never met; last /status {body}")
 
 
+@pytest.mark.timeout(480)  # a cold `skiff up` and its worker on a busy machine
 def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
     skiff_stack: Callable[..., SkiffProcess],
 ) -> None:
@@ -126,6 +128,7 @@ def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
     assert httpx.get(f"{stack.url}/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
+@pytest.mark.timeout(480)  # a cold `skiff up` and its worker on a busy machine
 def test_a_crash_loop_is_the_reason_with_the_exit_code_and_the_workers_last_lines(
     skiff_stack: Callable[..., SkiffProcess],
 ) -> None:

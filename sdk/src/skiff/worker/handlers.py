@@ -137,7 +137,6 @@ async def run_job(
         log.error(report, job_id)
         result = {"error": report}
     log.debug(f"run_job return: {result}", job_id)
-    log.unbind(job_id)
     return result
 
 
@@ -175,7 +174,6 @@ async def run_job_generator(
         yield {"error": f"handler: {err} \ntraceback: {''.join(traceback.format_exception(err))}"}
     finally:
         log.info("Finished running generator.", job_id)
-        log.unbind(job_id)
 
 
 async def run_streaming(

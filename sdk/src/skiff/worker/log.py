@@ -30,7 +30,8 @@ class WorkerLog:
         self.request_ids: dict[str, str] = {}
 
     def bind(self, job: dict[str, object]) -> str:
-        """Start tagging lines about this job with its request id (the job-take's `requestId`)."""
+        """Start tagging lines about this job with its request id (the job-take's `requestId`);
+        the worker loop unbinds it once the job is done here."""
         job_id = str(job.get("id"))
         request_id = job.get("requestId")
         if isinstance(request_id, str) and request_id:
