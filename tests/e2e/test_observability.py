@@ -108,7 +108,7 @@ def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
         )
 
         # max_workers = 1 and its worker busy: the next job waits, and says so.
-        busy = client.post("/v2/echo/run", json={"input": {"sleep": 8}}).json()["id"]
+        busy = client.post("/v2/echo/run", json={"input": {"sleep": 45}}).json()["id"]
         wait_status(client, "echo", busy, {"IN_PROGRESS"})
         queued = client.post("/v2/echo/run", json={"input": {"n": "after"}}).json()["id"]
         body = eventually_status(client, "echo", queued, lambda b: "waitingReason" in b)
@@ -120,7 +120,8 @@ def test_metrics_count_every_job_once_and_say_why_a_job_waits_at_max_workers(
         )
         assert status.returncode == 0, status.stderr
         assert "max_workers=1 reached" in status.stdout
-        done = wait_status(client, "echo", queued, {"COMPLETED"}, timeout=30)
+        # Long enough for `skiff status` to start on a busy machine; then the queued job runs.
+        done = wait_status(client, "echo", queued, {"COMPLETED"}, timeout=150)
         assert "waitingReason" not in done
 
     # Every route checks its key: /metrics too.
