@@ -51,7 +51,7 @@ def cluster(moto: MotoServer, redis: RedisServer, tmp_path: Path) -> Iterator[Cl
     a = GatewayReplica(endpoints, tmp_path / "state-a", env)
     b.start(timeout=60)
     try:
-        a.start()
+        a.start(timeout=90)
         try:
             b.wait_ready_workers("echo", count=2, timeout=60)
             yield Cluster(a, b)
