@@ -45,8 +45,31 @@ job "skiff-controller" {
   group "controller" {
     count = 1
 
-    # No service or HTTP check: the controller serves nothing. Nomad's restart policy covers
+    # The controller serves /healthz, /v1/status and /metrics (the last two behind the client
+    # key) on a dynamic port. Its Consul check is informational: Nomad's restart policy covers
     # crashes, and the Consul session lock (not the task's health) decides who acts.
+    network {
+      port "http" {}
+    }
+
+    service {
+      name     = "skiff-controller"
+      port     = "http"
+      provider = "consul"
+      # Prometheus finds scrape targets by this tag (consul_sd_configs); docs/operations.md.
+      tags = ["skiff", "controller", "prometheus"]
+      meta {
+        metrics_path = "/metrics"
+      }
+
+      check {
+        name     = "controller healthz"
+        type     = "http"
+        path     = "/healthz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
 
     restart {
       attempts = 5
@@ -84,6 +107,8 @@ job "skiff-controller" {
         SKIFF_DISCOVERY    = "consul"
         SKIFF_NOMAD_ADDR   = "https://127.0.0.1:4646"
         SKIFF_CONSUL_ADDR  = "http://127.0.0.1:8500"
+        SKIFF_HOST         = "0.0.0.0"
+        SKIFF_CONTROLLER_PORT = "${NOMAD_PORT_http}"
         NOMAD_CACERT       = "${NOMAD_SECRETS_DIR}/cluster-ca.pem"
         AWS_CONFIG_FILE    = "${NOMAD_SECRETS_DIR}/aws-config"
         AWS_PROFILE        = "skiff"

@@ -71,7 +71,11 @@ job "skiff-gateway" {
       name     = "skiff-gateway"
       port     = "http"
       provider = "consul"
-      tags     = ["skiff", "gateway"]
+      # Prometheus finds scrape targets by the "prometheus" tag (consul_sd_configs); docs/operations.md.
+      tags = ["skiff", "gateway", "prometheus"]
+      meta {
+        metrics_path = "/metrics"
+      }
 
       check {
         name     = "gateway healthz"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent setup: a virtualenv at .venv with every pinned package of requirements.lock (hash
 # checked) and the workspace's own packages (sdk, core, gateway, controller, cli) installed
-# editable. Usage: scripts/setup.sh [run|test]. `test` also makes sure redis-server exists,
-# installs tests/js (Runpod's JavaScript SDK, npm ci), and podman, runc and mmdebstrap for the
-# image test (scripts/setup-images.sh).
+# editable. Usage: scripts/setup.sh [run|test]. `test` also makes sure redis-server, chromium and
+# chromedriver exist, installs tests/js (Runpod's JavaScript SDK, npm ci), and podman, runc and
+# mmdebstrap for the image test (scripts/setup-images.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,19 @@ if [ "$what" = "test" ] && ! command -v redis-server >/dev/null 2>&1; then
     apt-get install -y -qq redis-server >/dev/null
   else
     echo "skiff: the tests need redis-server on PATH; install it (e.g. 'sudo apt-get install -y redis-server')" >&2
+    exit 1
+  fi
+fi
+
+# The console's browser test (tests/e2e/test_console.py) drives Debian's chromium through chromedriver.
+if [ "$what" = "test" ] && ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing chromium and chromium-driver (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "skiff: the tests need chromium and chromedriver on PATH; install them (e.g. 'sudo apt-get install -y chromium chromium-driver')" >&2
     exit 1
   fi
 fi

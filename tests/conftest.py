@@ -16,14 +16,14 @@ def skiff_stack(tmp_path: Path) -> Iterator[Callable[..., SkiffProcess]]:
     """Factory: write endpoint files (name -> HCL text) and start `skiff up` on them."""
     started: list[SkiffProcess] = []
 
-    def start(files: dict[str, str], extra_env: dict[str, str] | None = None) -> SkiffProcess:
+    def start(files: dict[str, str], extra_env: dict[str, str] | None = None, timeout: float = 30.0) -> SkiffProcess:
         endpoints = tmp_path / f"endpoints{len(started)}"
         endpoints.mkdir()
         for name, text in files.items():
             (endpoints / f"{name}.hcl").write_text(text)
         stack = SkiffProcess(endpoints, tmp_path / f"state{len(started)}", extra_env)
         started.append(stack)
-        return stack.start()
+        return stack.start(timeout)
 
     yield start
     for stack in started:

@@ -51,7 +51,7 @@ def cluster(moto: MotoServer, redis: RedisServer, tmp_path: Path) -> Iterator[Cl
     a = GatewayReplica(endpoints, tmp_path / "state-a", env)
     b.start(timeout=60)
     try:
-        a.start()
+        a.start(timeout=90)
         try:
             b.wait_ready_workers("echo", count=2, timeout=60)
             yield Cluster(a, b)
@@ -121,3 +121,36 @@ def test_kill9_replica_a_under_load_loses_no_accepted_job(cluster: Cluster) -> N
             done = wait_final(b, "echo", job_id, 120)
             assert done["status"] == "COMPLETED", done
             assert isinstance(done["output"], dict) and done["output"]["sleep"] == 0.02, (n_job, done)
+
+
+def test_metrics_of_two_replicas_sum_to_the_jobs_and_shared_gauges_come_from_the_leader_only(
+    cluster: Cluster,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        response = client.get("/metrics")
+        assert response.status_code == 200, response.text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples
+        }
+
+    n = 4
+    with cluster.a.client(timeout=60) as a, cluster.b.client(timeout=60) as b:
+        before = [scrape(a), scrape(b)]
+        for i in range(n):
+            body = a.post("/v2/echo/runsync?wait=60000", json={"input": {"n": i}}).json()
+            assert body["status"] == "COMPLETED", body
+        after = [scrape(a), scrape(b)]
+    key = ("skiff_jobs_total", (("endpoint", "echo"), ("status", "COMPLETED")))
+    assert sum(s.get(key, 0.0) for s in after) - sum(s.get(key, 0.0) for s in before) == n
+    count = ("skiff_job_execution_seconds_count", (("endpoint", "echo"),))
+    assert sum(s.get(count, 0.0) for s in after) - sum(s.get(count, 0.0) for s in before) == n
+    # Workers and queue depth are shared state: B (skiff up, the leader) exports them, A none.
+    assert not [k for k in after[0] if k[0] in ("skiff_workers", "skiff_queue_depth")]
+    ready = sum(
+        v for k, v in after[1].items() if k[0] == "skiff_workers" and dict(k[1])["state"] in ("idle", "running")
+    )
+    assert ready == 2

@@ -11,7 +11,7 @@ in the shared store (no client key is involved). Saving an endpoint file applies
 This is the same Controller class `skiff up` runs; only the process around it differs: the
 registry is mirrored from the store (see skiff_controller.registry), because here no gateway shares memory
 with the controller. `--port` serves `GET /healthz` and `GET /v1/status` (with the admin key, SKIFF_API_KEY) for
-checks and humans.
+checks and humans, and `GET /metrics` for Prometheus (behind a key, like every route).
 """
 
 from __future__ import annotations
@@ -48,7 +48,11 @@ def controller(
     state_dir: StateDir = None,
     host: Annotated[str | None, typer.Option(help="Address for --port [default: 127.0.0.1]")] = None,
     port: Annotated[
-        int | None, typer.Option(help="Serve GET /healthz and GET /v1/status on this port [default: none]")
+        int | None,
+        typer.Option(
+            help="Serve GET /healthz, GET /v1/status and GET /metrics on this port "
+            "[default: SKIFF_CONTROLLER_PORT, else none]"
+        ),
     ] = None,
 ) -> None:
     """Run the controller only (cluster mode): leader lock, endpoints into the orchestrator, autoscaling."""
@@ -63,7 +67,7 @@ def controller(
             err=True,
         )
     try:
-        asyncio.run(_run(settings, specs, settings.api_key, port))
+        asyncio.run(_run(settings, specs, settings.api_key, port if port is not None else settings.controller_port))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # a backend that cannot even be built: say which, without a traceback
@@ -141,10 +145,12 @@ async def _watch(control: Controller, directory: Path) -> None:
 async def _serve_health(control: Controller, keys: KeyRing, host: str, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI, Request
+    from prometheus_client import generate_latest
     from starlette.responses import Response
 
     from skiff_core.keys import presented_key
     from skiff_gateway.http import error_response, json_response
+    from skiff_gateway.metrics import CONTENT_TYPE
 
     health = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -161,6 +167,14 @@ async def _serve_health(control: Controller, keys: KeyRing, host: str, port: int
     # A plain Starlette route: FastAPI would read the locally imported `Request` annotation as a
     # query parameter (annotations are strings here) and answer 422.
     health.add_route("/v1/status", status, methods=["GET"])
+
+    async def metrics(request: Request) -> Response:
+        # Behind the admin key, like /v1/status: the controller holds no client keys.
+        if not keys.is_admin(presented_key(request.headers.get("authorization"))):
+            return error_response(401, "missing or invalid API key: send `Authorization: Bearer <key>`")
+        return Response(generate_latest(control.observer.metrics.registry), media_type=CONTENT_TYPE)
+
+    health.add_route("/metrics", metrics, methods=["GET"])
 
     class _Quiet(uvicorn.Server):
         # The process's own SIGINT/SIGTERM handlers stop everything; uvicorn must not take them.

@@ -61,6 +61,20 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
 
+def _print_waiting(endpoints: list[dict[str, Any]]) -> None:
+    """Why queued jobs wait, and the last crash of a crash-looping endpoint with its output."""
+    for endpoint in endpoints:
+        queue = endpoint.get("queue") or {}
+        waiting = endpoint.get("waiting")
+        if queue.get("queued") and waiting:
+            console.print(f"{endpoint['name']}: {queue['queued']} job(s) wait: {waiting['message']}", markup=False)
+        trouble = endpoint.get("trouble")
+        if trouble and trouble.get("output"):
+            console.print(f"{endpoint['name']}: last output of {trouble.get('worker_id')}:", markup=False)
+            for line in trouble["output"][-10:]:
+                console.print(f"  | {line}", markup=False)
+
+
 @app.command()
 def status(
     url: GatewayUrl = None,
@@ -105,6 +119,7 @@ def status(
                 "current" if worker.get("current", True) else f"old ({worker.get('version')})",
             )
     console.print(endpoints)
+    _print_waiting(doc.get("endpoints", []))
     console.print()
     if workers.row_count:
         console.print(workers)

@@ -81,6 +81,8 @@ class Stack:
         # Wake on enqueue: a job for an endpoint without workers starts one within milliseconds.
         self.gateway.attach_control(self.controller, self.controller.wake)
         self.gateway.on_request_held = self.controller.wake
+        # One /metrics for the process: the gateway's series and the controller's.
+        self.ctx.metrics.extra.append(self.controller.observer.metrics.registry)
         # Extra observers of worker launches (the wake-latency benchmark uses one).
         self.launch_hooks: list[Callable[[str, str, float], None]] = []
         self._server: uvicorn.Server | None = None

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from skiff.aio import wait_event
 from skiff_controller.autoscaler import Autoscaler, Observation, ScalingDecision, WorkerView
 from skiff_controller.lb_loads import LoadView
+from skiff_controller.observe import PassObserver
 from skiff_controller.reconcile import Reconciler
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
@@ -43,7 +44,7 @@ from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
 from skiff_core.outages import log_failure
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec, EndpointType
-from skiff_core.store.base import JobRecords, WorkerRecords
+from skiff_core.store.base import JobRecords, Notes, WorkerRecords
 
 log = logging.getLogger("skiff.controller")
 
@@ -73,8 +74,9 @@ class _Worker:
     outdated: bool
 
 
-class ControllerStore(JobRecords, WorkerRecords, Protocol):
-    """What the controller reads and writes in the job store: worker records, and the jobs they hold."""
+class ControllerStore(JobRecords, WorkerRecords, Notes, Protocol):
+    """What the controller reads and writes in the job store: worker records, the jobs they hold,
+    and the notes that tell gateways why queued jobs wait."""
 
 
 class WorkerRegistry(Protocol):
@@ -139,6 +141,8 @@ class Controller:
         self.leading = False
         self._loops: dict[str, _Loop] = {name: _Loop() for name in catalog.names()}
         self._background: set[asyncio.Task[None]] = set()
+        # Metrics, waiting reasons and the wanted-vs-actual history (skiff_controller.observe).
+        self.observer = PassObserver(self)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -184,6 +188,7 @@ class Controller:
             loop.task.cancel()
             await asyncio.gather(loop.task, return_exceptions=True)
         self.autoscaler.forget(name)
+        self.observer.endpoint_removed(name)
 
     # ------------------------------------------------------------------ ControlPlane
     async def apply(self, specs: list[EndpointSpec]) -> dict[str, list[str]]:
@@ -219,6 +224,7 @@ class Controller:
                 },
                 "workers": [w for w in workers if w is not None],
                 "decision": loop.decision.reason if loop and loop.decision else None,
+                **self.observer.status_of(spec.name),
             }
             if spec.type is EndpointType.QUEUE:
                 stats = await self.queue.stats(spec.name)
@@ -345,8 +351,10 @@ class Controller:
             if worker.view.state is WorkerState.UNHEALTHY and worker.info.phase is not WorkerPhase.STOPPING:
                 log.warning("worker %s of %s stopped pinging: replacing it", worker.info.id, name)
                 kill.add(worker.info.id)
-        kill |= self._never_ready(spec, workers, now)
-        kill |= await self._stuck(spec, loop, workers, now)
+        slow = self._never_ready(spec, workers, now)
+        stuck = await self._stuck(spec, loop, workers, now)
+        exits = {"unhealthy": len(kill), "not_ready": len(slow - kill), "stuck": len(stuck - kill - slow)}
+        kill |= slow | stuck
         for worker in workers:
             if worker.info.id in drain:
                 self._drain(spec, worker)
@@ -356,6 +364,9 @@ class Controller:
             if draining and not leaving and await self._idle(spec, worker, now):
                 stop.add(worker.info.id)
         replace = await self._to_replace(spec, loop, workers, drain | stop | kill, now)
+        self.observer.passed(spec, loop.count, queued, in_progress, oldest, workers, decision, now)
+        if start or stop or kill or drain:
+            self.observer.acted(spec, decision, start, len(drain), bool(old_live), {**exits, "scale_down": len(stop)})
         if start or stop or kill:
             loop.count = max(0, loop.count + start - len(stop) - len(kill))
             if start:

@@ -94,6 +94,7 @@ class ControllerService:
         """A worker process ended (the local orchestrator tells): its jobs go back to the queue
         now, and every registry forgets it."""
         store, queue = self.backends.store, self.backends.queue
+        self.controller.observer.worker_exited(endpoint, worker_id)
         requeued = await requeue_worker_jobs(store, queue, worker_id, self.catalog.get)
         self.registry.forget(worker_id)
         await store.delete_worker(worker_id)

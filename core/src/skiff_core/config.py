@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     endpoints_dir: Path = Path("examples/endpoints")
     host: str = "127.0.0.1"
     port: int = 8000
+    # `skiff controller`: serve /healthz, /v1/status and /metrics on this port (None: serve nothing).
+    controller_port: int | None = None
     # The admin key; when unset, `skiff up` generates one and keeps it in <state_dir>/api-key.
     api_key: str | None = None
     # How long a gateway trusts what it read of a client key (created with `skiff keys`): a

@@ -54,6 +54,10 @@ class JobRecord(BaseModel):
     worker_id: str | None = None
     receipt: str | None = None  # queue receipt of the current delivery, to delete on completion
     retries: int = 0  # deliveries after the first
+    # The client's X-Request-ID (or one the gateway made): logs of the gateway and the worker carry it.
+    request_id: str | None = None
+    # Trace and span ids when tracing is on (skiff_core.tracing): chosen at acceptance and take.
+    trace: dict[str, Any] | None = None
     stream_read: int = 0  # stream items already handed to a /stream caller (Runpod returns only new ones)
     # When the job must leave its current state: created_at + ttl while queued, started_at +
     # execution timeout while running, completed_at + retention once final (then it is deleted).

@@ -13,11 +13,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from skiff import __version__
-from skiff_gateway import routes_admin, routes_client, routes_lb, routes_openai, routes_worker
+from skiff_gateway import (
+    console,
+    routes_admin,
+    routes_client,
+    routes_lb,
+    routes_metrics,
+    routes_openai,
+    routes_worker,
+)
 from skiff_gateway.access import AccessMiddleware
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.errors import ErrorMiddleware
 from skiff_gateway.http import ApiError, error_response, json_response
+from skiff_gateway.metrics import RequestMetrics
 from skiff_gateway.openapi import DOCUMENT
 
 log = logging.getLogger("skiff.gateway")
@@ -88,4 +97,7 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
     app.router.routes.extend(routes_openai.router.routes)
     app.include_router(routes_lb.router)
     app.include_router(routes_admin.router)
+    app.router.routes.extend(routes_metrics.router.routes)
+    app.router.routes.extend(console.router.routes)
+    app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     return app

@@ -10,18 +10,23 @@ from typing import Any, Protocol
 
 import httpx
 
+from skiff_core import tracing
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.discovery.base import Discovery
+from skiff_core.jobs import JobRecord
 from skiff_core.keys import KeyRing
 from skiff_core.outages import log_failure
 from skiff_core.payloads.base import PayloadStore
 from skiff_core.queue.base import JobQueue
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobStore
+from skiff_gateway import job_log
 from skiff_gateway.auth import KeyResolver
 from skiff_gateway.balancer import Balancer
+from skiff_gateway.job_history import JobHistory
 from skiff_gateway.job_service import JobService
+from skiff_gateway.metrics import GatewayMetrics
 from skiff_gateway.ratelimit import RateLimiter
 from skiff_gateway.webhooks import WebhookSender
 from skiff_gateway.workers import WorkerTracker
@@ -56,6 +61,8 @@ class GatewayContext:
     discovery: Discovery | None = None
     balancer: Balancer | None = None
     control: ControlPlane | None = None
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    console: JobHistory = field(default_factory=JobHistory)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lb_client: httpx.AsyncClient | None = None
     _payloads_swept_at: float | None = None
@@ -87,12 +94,41 @@ class GatewayContext:
         discovery: Discovery | None = None,
     ) -> GatewayContext:
         """The queue, store and payloads belong to the caller, who closes them after `stop`."""
+        metrics = GatewayMetrics(known=lambda name: catalog.get(name) is not None)
         workers = WorkerTracker(store)
-        webhooks = WebhookSender(attempts=settings.webhook_attempts)
+        webhooks = WebhookSender(attempts=settings.webhook_attempts, on_result=metrics.webhook)
         jobs = JobService(settings, queue, store, workers, webhooks, payloads)
         resolver = KeyResolver(keys, store, settings.key_cache_s)
         limiter = RateLimiter(settings, store)
-        return cls(settings, queue, store, catalog, keys, workers, jobs, webhooks, resolver, limiter, discovery)
+        history = JobHistory()
+
+        def on_submit(job: JobRecord) -> None:
+            history.submitted(job)
+            job_log.transition(job)
+
+        def on_final(job: JobRecord) -> None:
+            metrics.job_final(job)
+            history.final(job)
+            job_log.transition(job)
+            tracing.finished(job)
+
+        jobs.on_submit = on_submit
+        jobs.on_final = on_final
+        return cls(
+            settings,
+            queue,
+            store,
+            catalog,
+            keys,
+            workers,
+            jobs,
+            webhooks,
+            resolver,
+            limiter,
+            discovery,
+            metrics=metrics,
+            console=history,
+        )
 
     async def start(self) -> None:
         await self.keys.load(self.store)  # before any worker key is checked

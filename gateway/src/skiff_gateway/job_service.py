@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from skiff_core import tracing
 from skiff_core.config import Settings
 from skiff_core.jobs import (
     ACTIVE_STATUSES,
@@ -35,6 +36,7 @@ from skiff_core.queue.base import JobQueue
 from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobRecords, JobStreams, StopSignals
+from skiff_gateway import job_log
 from skiff_gateway.http import ApiError, parse_duration_ms
 from skiff_gateway.webhooks import WebhookSender, webhook_problem
 from skiff_gateway.workers import WorkerTracker
@@ -70,10 +72,21 @@ class JobService:
         self.webhooks = webhooks
         self.payloads = payloads
         self.on_enqueue = on_enqueue
+        # Told of every job this replica moves to a final status (metrics, job logs).
+        self.on_final: Callable[[JobRecord], None] | None = None
+        self.on_submit: Callable[[JobRecord], None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- client side
-    async def submit(self, spec: EndpointSpec, body: Any, *, sync: bool) -> JobRecord:
+    async def submit(
+        self,
+        spec: EndpointSpec,
+        body: Any,
+        *,
+        sync: bool,
+        request_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> JobRecord:
         if not isinstance(body, dict):
             raise ApiError(400, 'request body must be a JSON object like {"input": {...}}')
         if "input" not in body:
@@ -99,8 +112,10 @@ class JobService:
             low_priority=low_priority,
             sync=sync,
             created_at=now,
+            request_id=request_id,
         )
         job.deadline_at = now + job.ttl_s
+        tracing.accepted(job, traceparent)
         # The input must outlive every delivery the job may get, then its retention.
         lifetime = job.ttl_s + job.execution_timeout_s * (spec.max_retries + 1) + RUN_RETENTION_S
         # Stored before the record that references it, so a record never points at nothing.
@@ -115,6 +130,8 @@ class JobService:
             raise
         if self.on_enqueue is not None:
             self.on_enqueue(spec.name)
+        if self.on_submit is not None:
+            self.on_submit(job)
         return job
 
     async def _forget_unqueued(self, job: JobRecord) -> None:
@@ -248,6 +265,7 @@ class JobService:
                 started_at=now,
                 retries=delivery.receive_count - 1,
                 deadline_at=now + job.execution_timeout_s,
+                **({"trace": trace} if (trace := tracing.taken(job)) else {}),
             )
             if updated is None:
                 await self.queue.delete(spec.name, delivery.receipt)
@@ -257,7 +275,13 @@ class JobService:
             except PayloadMissing:
                 await self._fail(spec, updated, "the job's input is gone from the payload store")
                 continue
-            handed.append({"id": job.id, "input": job_input})
+            job_log.transition(updated)
+            given = {"id": job.id, "input": job_input}
+            if job.request_id:
+                given["requestId"] = job.request_id
+            if updated.trace:
+                given["traceparent"] = tracing.worker_traceparent(updated)
+            handed.append(given)
         if handed:
             self.workers.took(worker, [j["id"] for j in handed])
         return handed
@@ -446,6 +470,8 @@ class JobService:
     ) -> None:
         """Release the worker and the queue message, send the webhook. `output`: the final output
         when the caller still holds it, so a stored one need not be read back for the webhook."""
+        if self.on_final is not None:
+            self.on_final(after)
         if before.status is JobStatus.IN_PROGRESS and before.worker_id:
             if after.status is JobStatus.CANCELLED:
                 await self.store.signal_stop(before.worker_id, after.id)

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from skiff_core.jobs import JobStatus, WorkerRecord, WorkerState
 from skiff_core.spec import EndpointSpec, EndpointType
+from skiff_gateway import job_log, waiting
 from skiff_gateway.auth import require_client
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.http import ApiError, json_response, parse_json, read_body
@@ -56,8 +57,9 @@ def _wait_ms(request: Request, default_s: float) -> float:
 async def run(request: Request, endpoint: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     body = parse_json(await read_body(request, ctx.settings.max_run_body_bytes))
-    job = await ctx.jobs.submit(spec, body, sync=False)
-    return json_response({"id": job.id, "status": job.status.value})
+    rid = job_log.request_id(request)
+    job = await ctx.jobs.submit(spec, body, sync=False, request_id=rid, traceparent=request.headers.get("traceparent"))
+    return json_response({"id": job.id, "status": job.status.value}, headers={job_log.HEADER: rid})
 
 
 @router.post("/v2/{endpoint}/runsync")
@@ -65,18 +67,21 @@ async def runsync(request: Request, endpoint: str) -> Response:
     ctx, spec = client_endpoint(request, endpoint)
     wait = _wait_ms(request, ctx.settings.runsync_wait_s)
     body = parse_json(await read_body(request, ctx.settings.max_runsync_body_bytes))
-    job = await ctx.jobs.submit(spec, body, sync=True)
+    rid = job_log.request_id(request)
+    job = await ctx.jobs.submit(spec, body, sync=True, request_id=rid, traceparent=request.headers.get("traceparent"))
     final = await ctx.jobs.wait_final(job.id, wait)
-    return json_response((final or job).client_view())
+    return json_response((final or job).client_view(), headers={job_log.HEADER: rid})
 
 
 @router.route("/v2/{endpoint}/status/{job_id}", ["GET", "POST"])
 async def status(request: Request, endpoint: str, job_id: str) -> Response:
+    if (removed := await waiting.removed_endpoint_view(_ctx(request), request, endpoint, job_id)) is not None:
+        return json_response(removed)
     ctx, spec = client_endpoint(request, endpoint)
     job = await ctx.jobs.get(spec, job_id)
     if not job.status.final and "wait" in request.query_params:
         job = await ctx.jobs.wait_final(job_id, _wait_ms(request, 0)) or job
-    return json_response(job.client_view())
+    return json_response(await waiting.client_view(ctx.store, job))
 
 
 @router.route("/v2/{endpoint}/status-sync/{job_id}", ["GET", "POST"])

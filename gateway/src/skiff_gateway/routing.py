@@ -25,6 +25,8 @@ class RouteTable:
     def route(self, path: str, methods: Sequence[str]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
+                # FastAPI's router names only its own routes in the scope; the metrics need ours too.
+                request.scope["skiff.route"] = path
                 params: dict[str, Any] = request.path_params
                 return await handler(request, **params)
 

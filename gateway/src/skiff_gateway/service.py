@@ -14,6 +14,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from skiff.aio import cancel_all
+from skiff_core import tracing
 from skiff_core.backends import Backends
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
@@ -37,6 +38,7 @@ class GatewayService:
     ) -> None:
         self.backends = backends
         self.catalog = catalog
+        tracing.setup("skiff-gateway")  # only when OTEL_* variables ask for traces
         self.ctx = GatewayContext.build(settings, backends.queue, backends.store, catalog, keys, backends.payloads)
         self.balancer: Balancer | None = None
         self.reporter: LoadReporter | None = None

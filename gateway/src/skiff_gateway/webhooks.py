@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,7 +50,15 @@ def webhook_problem(url: object) -> str | None:
 
 
 class WebhookSender:
-    def __init__(self, attempts: int = 5, first_delay: float = 1.0, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        attempts: int = 5,
+        first_delay: float = 1.0,
+        timeout: float = 10.0,
+        on_result: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`on_result(endpoint, result)`: each attempt's outcome (delivered, retried, failed)."""
+        self._on_result = on_result
         self._attempts = attempts
         self._first_delay = first_delay
         self._timeout = timeout
@@ -62,6 +71,10 @@ class WebhookSender:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _tell(self, endpoint: str, result: str) -> None:
+        if self._on_result is not None:
+            self._on_result(endpoint, result)
+
     async def _deliver(self, url: str, body: dict[str, Any], endpoint: str) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout)
@@ -70,17 +83,20 @@ class WebhookSender:
             try:
                 response = await self._client.post(url, json=body)
                 if response.status_code < 300:
+                    self._tell(endpoint, "delivered")
                     return
                 reason = f"HTTP {response.status_code}"
             except Exception as exc:
                 # Any failure (not only httpx's: a URL it cannot send to raises others) is retried.
                 reason = f"{type(exc).__name__}: {exc}"
             if attempt < self._attempts:
+                self._tell(endpoint, "retried")
                 log.warning(
                     "webhook for job %s to %s failed (%s); retrying in %.0fs", body.get("id"), url, reason, delay
                 )
                 await asyncio.sleep(delay)
                 delay *= 2
+        self._tell(endpoint, "failed")
         self.given_up[endpoint] += 1
         log.error(
             "webhook for job %s to %s failed %d times (%s); giving up", body.get("id"), url, self._attempts, reason

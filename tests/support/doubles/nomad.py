@@ -78,6 +78,7 @@ Sources for each shape:
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -775,6 +776,89 @@ class NomadDouble:
         ):
             return subprocess.Popen(argv, cwd=task_dir, env=env, stdout=out, stderr=err, start_new_session=True)
 
+    def serve_logs(self, handler: BaseHTTPRequestHandler, alloc_id: str, query: dict[str, str]) -> None:
+        """`GET /v1/client/fs/logs/:alloc_id`, transcribed from hashicorp/nomad (main, 2026):
+        command/agent/fs_endpoint.go HTTPServer.Logs checks the query (400s: "must provide task
+        name", "failed to parse follow/plain field to boolean", "must provide log type
+        (stdout/stderr)", "origin must be start or end"; follow and plain default to false,
+        origin to start) and sets Content-Type text/plain or application/json by `plain`;
+        client/fs_endpoint.go FileSystem.logs answers 404 `Unknown allocation "<id>"`, 400
+        `unknown task name "<task>"` and 404 `task "<task>" not started yet. No logs available`;
+        logsImpl streams alloc/logs/<task>.<type>.N from `offset` (counted back from the end
+        for origin=end), as raw bytes when plain, else as JSON StreamFrames {Offset, Data
+        (base64), File}, and with follow keeps the answer open until the task is dead and its
+        output read. ACL checks (read-logs) are not modelled: no test here runs with ACLs."""
+
+        def fail(status: int, text: str) -> None:
+            data = text.encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "text/plain; charset=utf-8")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+        task = query.get("task", "")
+        if not alloc_id:
+            return fail(400, "must provide a valid alloc id")
+        if not task:
+            return fail(400, "must provide task name")
+        flags = {}
+        for name in ("follow", "plain"):
+            raw = query.get(name, "")
+            if raw and raw not in ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"):
+                return fail(
+                    400, f'failed to parse {name} field to boolean: strconv.ParseBool: parsing "{raw}": invalid syntax'
+                )
+            flags[name] = _go_bool(raw)
+        log_type = query.get("type", "")
+        if log_type not in ("stdout", "stderr"):
+            return fail(400, "must provide log type (stdout/stderr)")
+        try:
+            offset = int(query.get("offset") or 0)
+        except ValueError:
+            return fail(400, f'error parsing offset: strconv.ParseInt: parsing "{query["offset"]}": invalid syntax')
+        origin = query.get("origin") or "start"
+        if origin not in ("start", "end"):
+            return fail(400, "origin must be start or end")
+        with self.lock:
+            alloc = self.allocs.get(alloc_id)
+        if alloc is None:
+            return fail(404, f'Unknown allocation "{alloc_id}"')
+        path = self.root / alloc_id / "alloc" / "logs" / f"{task}.{log_type}.0"
+        if not path.exists():
+            tasks = {t["Name"] for g in alloc.get("Job", {}).get("TaskGroups", []) for t in g.get("Tasks", [])}
+            if tasks and task not in tasks:
+                return fail(400, f'unknown task name "{task}"')
+            return fail(404, f'task "{task}" not started yet. No logs available')
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain" if flags["plain"] else "application/json")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        position = max(0, path.stat().st_size - offset) if origin == "end" else offset
+        name = f"alloc/logs/{task}.{log_type}.0"
+        try:
+            with path.open("rb") as source:
+                while True:
+                    source.seek(position)
+                    data = source.read()
+                    if data:
+                        position += len(data)
+                        if flags["plain"]:
+                            handler.wfile.write(data)
+                        else:
+                            frame = {"Offset": position, "Data": base64.b64encode(data).decode(), "File": name}
+                            handler.wfile.write(json.dumps(frame).encode())
+                        handler.wfile.flush()
+                        continue
+                    with self.lock:
+                        running = alloc_id in self.tasks
+                    if not flags["follow"] or not running:
+                        return
+                    time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
     def log_text(self, alloc_id: str, stream: str = "stderr") -> str:
         path = self.root / alloc_id / "alloc" / "logs" / f"worker.{stream}.0"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -1228,6 +1312,9 @@ class NomadDouble:
                 body = json.loads(raw) if raw.strip() else None
                 token = self.headers.get("X-Nomad-Token")
                 double.requests.append((method, url.path, body))
+                if method == "GET" and url.path.startswith("/v1/client/fs/logs/"):
+                    double.serve_logs(self, url.path.removeprefix("/v1/client/fs/logs/"), query)
+                    return
                 try:
                     with double.lock:
                         status, payload, table = double.route(method, url.path, query, body, token)

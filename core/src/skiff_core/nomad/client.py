@@ -22,7 +22,7 @@ import importlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -475,6 +475,38 @@ class NomadClient:
     async def watch_allocations(self, job_id: str, *, index: int, wait_s: float) -> tuple[list[dict[str, Any]], int]:
         allocs, new_index = await self.blocking_get(f"/v1/job/{job_id}/allocations", index=index, wait_s=wait_s)
         return list(allocs or []), new_index
+
+    async def stream_logs(
+        self, alloc_id: str, task: str, log_type: str, *, follow: bool, origin: str = "start", offset: int = 0
+    ) -> AsyncIterator[bytes]:
+        """`GET /v1/client/fs/logs/:alloc_id?task=&type=&follow=&plain=true` (command/agent/
+        fs_endpoint.go HTTPServer.Logs): the task's stdout or stderr as raw bytes (plain=true skips
+        the JSON StreamFrame wrapping); with `follow` the answer stays open for new output and ends
+        when the task does. Needs read-logs (or read-fs) on the namespace."""
+        query: dict[str, Any] = {
+            "task": task,
+            "type": log_type,
+            "follow": "true" if follow else "false",
+            "plain": "true",
+            "origin": origin,
+            "offset": str(offset),
+        }
+        if self.namespace:
+            query["namespace"] = self.namespace
+        if self.region:
+            query["region"] = self.region
+        what = f"reading the {log_type} of allocation {alloc_id}"
+        try:
+            async with self._http.stream(
+                "GET", f"/v1/client/fs/logs/{alloc_id}", params=query, timeout=httpx.Timeout(None, connect=10.0)
+            ) as resp:
+                if resp.status_code >= 400:
+                    text = (await resp.aread()).decode(errors="replace").strip()
+                    raise self._from_status(resp.status_code, text, what, "read-logs")
+                async for chunk in resp.aiter_bytes():
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
 
     async def close(self) -> None:
         await self._http.aclose()

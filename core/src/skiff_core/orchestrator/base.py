@@ -3,7 +3,7 @@ ones to stop; the orchestrator makes it so (processes locally, a group `Count` i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -60,3 +60,39 @@ class Orchestrator(Protocol):
     def hurry(self) -> None:
         """Cut short the stop grace of workers being stopped (a second Ctrl-C): kill them now.
         A no-op where the cluster manager owns the stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trouble:
+    """Why an orchestrator cannot keep an endpoint's workers up (shown as a queued job's reason)."""
+
+    kind: str  # "crash_loop" or "placement_failed"
+    message: str
+    at: float  # when it was seen
+    exit_code: int | None = None  # crash_loop: the last crashed worker's exit code
+    restart_at: float | None = None  # crash_loop: when the backoff lets the next worker start
+    worker_id: str | None = None  # crash_loop: the worker that crashed last
+    output: tuple[str, ...] = ()  # crash_loop: the last lines it printed
+
+
+@runtime_checkable
+class ReportsTrouble(Protocol):
+    """An orchestrator that can say why an endpoint's workers do not come up."""
+
+    def trouble(self, endpoint: str) -> Trouble | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    worker_id: str
+    stream: str  # "stdout" or "stderr" ("output" where the two are one file)
+    text: str
+
+
+@runtime_checkable
+class WorkerLogs(Protocol):
+    """An orchestrator that can read its workers' output (`skiff logs`)."""
+
+    def worker_logs(self, endpoint: str, *, worker: str | None = None, follow: bool = False) -> AsyncIterator[LogLine]:
+        """Every line of every worker of `endpoint` (or of the workers whose id starts with
+        `worker`); with `follow`, keep going with new output and new workers until cancelled."""

@@ -21,11 +21,12 @@ import sys
 import time
 import uuid
 from asyncio.subprocess import Process
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from skiff_core.orchestrator.base import WorkerInfo, WorkerPhase
+from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.worker_env import worker_environment
 from skiff_core.secrets_file import secret_env
 from skiff_core.spec import EndpointSpec, EndpointType, volume_env
@@ -34,6 +35,7 @@ log = logging.getLogger("skiff.orchestrator")
 
 MAX_BACKOFF_S = 30.0
 HEALTHY_RUN_S = 60.0  # a worker that ran this long resets its endpoint's crash backoff
+OUTPUT_TAIL_LINES = 20  # lines of a crashed worker's output kept for `skiff status` and /status
 _PR_SET_PDEATHSIG = 1
 
 LaunchHook = Callable[[str, str, float], None]
@@ -67,6 +69,7 @@ class _Endpoint:
     crashes: int = 0
     restart_at: float = 0.0
     pending: int = 0  # launches under way, not yet in `workers`
+    last_crash: Trouble | None = None
 
     def alive(self) -> int:
         return self.pending + sum(1 for w in self.workers.values() if not w.stopping)
@@ -177,6 +180,23 @@ class LocalOrchestrator:
             for w in state.workers.values()
         ]
 
+    def trouble(self, endpoint: str) -> Trouble | None:
+        """The endpoint's crash loop: its last crash while the crash count (reset by a worker that
+        runs HEALTHY_RUN_S) is above zero, with the backoff's end."""
+        state = self._endpoints.get(endpoint)
+        if state is None or state.crashes == 0 or state.last_crash is None:
+            return None
+        crash = state.last_crash
+        return Trouble(
+            crash.kind,
+            crash.message,
+            crash.at,
+            exit_code=crash.exit_code,
+            restart_at=state.restart_at,
+            worker_id=crash.worker_id,
+            output=crash.output,
+        )
+
     async def close(self) -> None:
         if self._restarter is not None:
             self._restarter.cancel()
@@ -193,6 +213,32 @@ class LocalOrchestrator:
                 if worker.stopping and worker.process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(worker.process.pid, signal.SIGKILL)
+
+    async def worker_logs(
+        self, endpoint: str, *, worker: str | None = None, follow: bool = False
+    ) -> AsyncIterator[LogLine]:
+        """Lines of <state_dir>/logs/<endpoint>/<worker>.log (stdout and stderr in one file),
+        oldest worker first; files of workers that started later join while following."""
+        directory = self._log_dir / endpoint
+        if not follow and not directory.is_dir():
+            raise FileNotFoundError(f"no logs for endpoint {endpoint!r} under {self._log_dir}")
+        handles: dict[Path, Any] = {}
+        try:
+            while True:
+                paths = sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+                for path in paths:
+                    if worker is not None and not path.stem.startswith(worker):
+                        continue
+                    if path not in handles:
+                        handles[path] = path.open("rb")
+                    for raw in handles[path].readlines():
+                        yield LogLine(path.stem, "output", raw.decode(errors="replace").rstrip("\n"))
+                if not follow:
+                    return
+                await asyncio.sleep(0.3)
+        finally:
+            for handle in handles.values():
+                handle.close()
 
     # ------------------------------------------------------------ internals
     def log_path(self, endpoint: str, worker_id: str) -> Path:
@@ -319,6 +365,14 @@ class LocalOrchestrator:
             log.info("worker %s of %s exited after its job asked to be replaced", worker.id, state.spec.name)
         else:
             state.crashes = 0 if ran > HEALTHY_RUN_S else state.crashes + 1
+            state.last_crash = Trouble(
+                "crash_loop",
+                f"worker {worker.id} exited with code {code} after {ran:.1f}s",
+                time.time(),
+                exit_code=code,
+                worker_id=worker.id,
+                output=_tail(worker.log_path, OUTPUT_TAIL_LINES),
+            )
             log.warning("worker %s of %s exited with code %s; replacing it", worker.id, state.spec.name, code)
         if self._on_exit is not None:
             await self._on_exit(worker.id, state.spec.name)
@@ -363,6 +417,18 @@ class LocalOrchestrator:
         await process.wait()
         if worker.monitor is not None:
             await asyncio.gather(worker.monitor, return_exceptions=True)
+
+
+def _tail(path: Path, lines: int) -> tuple[str, ...]:
+    """The last `lines` lines of a worker's log (read from its last 16 KiB)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ()
+    return tuple(text.splitlines()[-lines:])
 
 
 def _free_port() -> int:

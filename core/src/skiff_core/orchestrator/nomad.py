@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from skiff_core.config import Settings
@@ -41,7 +41,7 @@ from skiff_core.nomad.render import (
     render_job,
     worker_key_variable,
 )
-from skiff_core.orchestrator.base import WorkerInfo, WorkerPhase
+from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.nomad_stops import alloc_index, could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
 
@@ -119,6 +119,7 @@ class NomadOrchestrator:
         self._deferred = deferred_stops
         self._retiring: dict[str, set[str]] = {}
         self._scale_lock = asyncio.Lock()
+        self._placement: dict[str, Trouble] = {}
 
     @property
     def client(self) -> NomadClient:
@@ -245,7 +246,15 @@ class NomadOrchestrator:
             evaluation = await self._client.evaluation(eval_id)
         failed = evaluation.get("FailedTGAllocs")
         if failed:
-            raise PlacementFailed(describe_placement_failure(endpoint, self._specs.get(endpoint), failed))
+            message = describe_placement_failure(endpoint, self._specs.get(endpoint), failed)
+            self._placement[endpoint] = Trouble("placement_failed", message, time.time())
+            raise PlacementFailed(message)
+        if evaluation.get("Status") in _EVAL_DONE:
+            self._placement.pop(endpoint, None)
+
+    def trouble(self, endpoint: str) -> Trouble | None:
+        """The last evaluation's placement failure for the endpoint, until one places everything."""
+        return self._placement.get(endpoint)
 
     def _to_worker(self, endpoint: str, alloc: dict[str, Any], current: tuple[int, str] | None) -> WorkerInfo:
         client_status = alloc.get("ClientStatus")
@@ -297,6 +306,54 @@ class NomadOrchestrator:
         allocs, new_index = await self._client.watch_allocations(job_id(endpoint), index=index, wait_s=wait_s)
         current = await self._current_version(endpoint)
         return [self._to_worker(endpoint, a, current) for a in allocs if self._visible(a)], new_index
+
+    async def worker_logs(
+        self, endpoint: str, *, worker: str | None = None, follow: bool = False
+    ) -> AsyncIterator[LogLine]:
+        """Each allocation's stdout and stderr through Nomad's allocation logs API, read side by
+        side; while following, allocations placed later join (the job's list is re-read)."""
+        lines: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        readers: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+        async def read(alloc_id: str, stream: str) -> None:
+            pending = b""
+            try:
+                async for chunk in self._client.stream_logs(alloc_id, TASK_NAME, stream, follow=follow):
+                    pending += chunk
+                    *done, pending = pending.split(b"\n")
+                    for raw in done:
+                        await lines.put(LogLine(alloc_id, stream, raw.decode(errors="replace")))
+            except NomadError as exc:  # not started yet, gone meanwhile: say so and go on
+                await lines.put(LogLine(alloc_id, stream, f"(skiff: no {stream}: {exc})"))
+            if pending:
+                await lines.put(LogLine(alloc_id, stream, pending.decode(errors="replace")))
+
+        async def discover() -> None:
+            try:
+                while True:
+                    for alloc in await self._client.allocations(job_id(endpoint)):
+                        alloc_id = str(alloc["ID"])
+                        if worker is not None and not alloc_id.startswith(worker):
+                            continue
+                        for stream in ("stdout", "stderr"):
+                            if (alloc_id, stream) not in readers:
+                                readers[(alloc_id, stream)] = asyncio.create_task(read(alloc_id, stream))
+                    if not follow:
+                        break
+                    await asyncio.sleep(2.0)
+                await asyncio.gather(*readers.values())
+            finally:
+                await lines.put(None)  # also when listing failed: the caller sees the error
+
+        discovering = asyncio.create_task(discover())
+        try:
+            while (line := await lines.get()) is not None:
+                yield line
+            await discovering
+        finally:
+            for task in [discovering, *readers.values()]:
+                task.cancel()
+            await asyncio.gather(discovering, *readers.values(), return_exceptions=True)
 
     async def close(self) -> None:
         await self._client.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import inspect
 import json
 import traceback
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 from skiff._version import SDK_VERSION
 from skiff.worker.log import log
+from skiff.worker.trace import joined
 
 Job = dict[str, Any]
 Result = dict[str, Any]
@@ -57,7 +59,8 @@ async def _in_thread(fn: Callable[[], T], executor: concurrent.futures.Executor 
     the job slot honest (see the module docstring). A second cancel gives up waiting.
     """
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(executor, fn)
+    # The caller's context (a job's trace context, skiff.worker.trace) goes with it into the thread.
+    future = loop.run_in_executor(executor, contextvars.copy_context().run, fn)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -117,15 +120,16 @@ async def run_job(
 
     `worker_id` and `hostname` only go into the error report of a handler that raises.
     """
-    job_id = str(job.get("id"))
+    job_id = log.bind(job)
     log.info("Started.", job_id)
     try:
-        if is_async(handler):
-            returned = handler(job)
-        else:
-            returned = await _in_thread(lambda: handler(job), executor)
-        if inspect.isawaitable(returned):
-            returned = await returned
+        with joined(job):
+            if is_async(handler):
+                returned = handler(job)
+            else:
+                returned = await _in_thread(lambda: handler(job), executor)
+            if inspect.isawaitable(returned):
+                returned = await returned
         result = shape_output(returned)
     except Exception as err:
         log.error("Captured Handler Exception", job_id)
@@ -158,7 +162,7 @@ async def run_job_generator(
 
     The error text is runpod's exactly: `handler: <message> \\ntraceback: <traceback>`.
     """
-    job_id = str(job.get("id"))
+    job_id = log.bind(job)
     log.info("Started.", job_id)
     try:
         produced = handler(job) if is_async(handler) else await _in_thread(lambda: handler(job), executor)

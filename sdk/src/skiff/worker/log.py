@@ -25,6 +25,21 @@ class WorkerLog:
     def __init__(self) -> None:
         self.level = "INFO"
         self.json_lines = False
+        # The X-Request-ID the client sent (or the gateway made) for each running job: lines
+        # about the job carry it as `xRequestId`, so one id follows a request into worker logs.
+        self.request_ids: dict[str, str] = {}
+
+    def bind(self, job: dict[str, object]) -> str:
+        """Start tagging lines about this job with its request id (the job-take's `requestId`);
+        the worker loop unbinds it once the job is done here."""
+        job_id = str(job.get("id"))
+        request_id = job.get("requestId")
+        if isinstance(request_id, str) and request_id:
+            self.request_ids[job_id] = request_id
+        return job_id
+
+    def unbind(self, job_id: str) -> None:
+        self.request_ids.pop(job_id, None)
 
     def configure(self, *, json_lines: bool, level: str | None) -> None:
         self.json_lines = json_lines
@@ -50,10 +65,17 @@ class WorkerLog:
         if len(text) > _MAX_MESSAGE:
             half = _MAX_MESSAGE // 2
             text = f"{text[:half]}\n...TRUNCATED {len(text) - _MAX_MESSAGE} CHARACTERS...\n{text[-half:]}"
+        request_id = self.request_ids.get(job_id) if job_id else None
         if self.json_lines:
-            line = json.dumps({"requestId": job_id, "message": text, "level": level})
+            fields = {"requestId": job_id, "message": text, "level": level}
+            if request_id:
+                fields["xRequestId"] = request_id
+            line = json.dumps(fields)
+        elif job_id:
+            tag = f"{job_id} [{request_id}]" if request_id else job_id
+            line = f"{level.ljust(7)}| {tag} | {text}"
         else:
-            line = f"{level.ljust(7)}| {job_id} | {text}" if job_id else f"{level.ljust(7)}| {text}"
+            line = f"{level.ljust(7)}| {text}"
         # A closed stdout must never take the worker down.
         with contextlib.suppress(OSError, ValueError):
             print(line, file=sys.stdout, flush=True)

@@ -217,7 +217,7 @@ class WorkerLoop:
         await self._http.post_result(url, body, job_id, shutting_down=self._shutdown.is_set)
 
     async def _handle(self, job: dict[str, Any]) -> None:
-        job_id = str(job["id"])
+        job_id = log.bind(job)  # its lines carry the request id until the job is done here
         handler = self.options.handler
         try:
             if is_generator(handler):
@@ -250,6 +250,8 @@ class WorkerLoop:
             raise
         except Exception as err:  # a bug here must not kill the loop
             log.error(f"Error handling job: {type(err).__name__}: {err}", job_id)
+        finally:
+            log.unbind(job_id)
 
     # ------------------------------------------------------------ job-stop
 
