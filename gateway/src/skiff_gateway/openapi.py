@@ -80,6 +80,10 @@ def _op(
     return op
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -99,6 +103,20 @@ def _build() -> dict[str, Any]:
         [_ENDPOINT, _JOB, _WAIT],
         _response("items", _ref("Stream")),
     )
+    status_sync_op = _op(
+        "wait up to `wait` ms for a final state, then the job's status", "client", [_ENDPOINT, _JOB, _WAIT], job
+    )
+    openai_answer = {
+        "description": "the worker's OpenAI object, or with `stream: true` a text/event-stream of its chunks",
+        "content": {JSON: {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}},
+        "headers": {"X-Skiff-Job-Id": {"description": "the job that served it", "schema": {"type": "string"}}},
+    }
+    openai_errors = {"504": _response("no answer in time; the job goes on", _ref("OpenAIError"))}
+
+    def openai_op(summary: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        return _op(summary, "openai", [_ENDPOINT], openai_answer, body, extra=openai_errors)
+
+    key_record = _response("the key's record (never the key)", _ref("KeyRecord"))
     lb_methods = ["get", "post", "put", "patch", "delete", "options"]
     lb_op = {
         "summary": "proxied to a healthy worker of a load_balancer endpoint",
@@ -119,6 +137,7 @@ def _build() -> dict[str, Any]:
             "post": _op("run a job and wait for its result", "client", [_ENDPOINT, _WAIT], job, _ref("RunRequest"))
         },
         "/v2/{endpoint}/status/{job_id}": {"get": status_op, "post": status_op},
+        "/v2/{endpoint}/status-sync/{job_id}": {"get": status_sync_op, "post": status_sync_op},
         "/v2/{endpoint}/stream/{job_id}": {"get": stream_op, "post": stream_op},
         "/v2/{endpoint}/cancel/{job_id}": {"post": _op("cancel a job", "client", [_ENDPOINT, _JOB], job_state)},
         "/v2/{endpoint}/retry/{job_id}": {
@@ -213,6 +232,75 @@ def _build() -> dict[str, Any]:
                 },
             )
         },
+        "/v2/{endpoint}/openai/v1/chat/completions": {
+            "post": openai_op("OpenAI chat completion, served by the endpoint's worker", {"type": "object"})
+        },
+        "/v2/{endpoint}/openai/v1/completions": {
+            "post": openai_op("OpenAI completion, served by the endpoint's worker", {"type": "object"})
+        },
+        "/v2/{endpoint}/openai/v1/models": {"get": openai_op("the models the endpoint's worker serves", None)},
+        "/v1/keys": {
+            "get": _op(
+                "client keys (skiff keys list)",
+                "admin",
+                [],
+                _response(
+                    "keys", {"type": "object", "properties": {"keys": {"type": "array", "items": _ref("KeyRecord")}}}
+                ),
+            ),
+            "post": _op(
+                "create a client key (skiff keys create); the key is answered once",
+                "admin",
+                [],
+                _response(
+                    "the new key and its record",
+                    {"allOf": [_ref("KeyRecord"), {"properties": {"key": {"type": "string"}}}]},
+                ),
+                _ref("KeyRequest"),
+            ),
+        },
+        "/v1/keys/{key_id}": {
+            "delete": _op(
+                "revoke a client key (skiff keys revoke)",
+                "admin",
+                [_param("key_id", description="the key's id")],
+                key_record,
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics of this replica",
+                "meta",
+                [],
+                {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            )
+        },
+        "/console": {
+            "get": _op("the web console's page (no data in it)", "console", [], _html("the page"), keyed=False)
+        },
+        "/console/{asset}": {
+            "get": _op(
+                "the console's script and style sheet",
+                "console",
+                [_param("asset", description="file name")],
+                {"description": "the asset"},
+                keyed=False,
+                extra={"404": _response("no such asset", _ERROR)},
+            )
+        },
+        "/v1/console/endpoints": {
+            "get": _op("the console's endpoints view", "console", [], _response("endpoints", {"type": "object"}))
+        },
+        "/v1/console/endpoints/{endpoint}": {
+            "get": _op(
+                "the console's view of one endpoint", "console", [_ENDPOINT], _response("endpoint", {"type": "object"})
+            )
+        },
+        "/v1/console/jobs/{endpoint}/{job_id}": {
+            "get": _op(
+                "the console's view of one job", "console", [_ENDPOINT, _JOB], _response("job", {"type": "object"})
+            )
+        },
         "/lb/{endpoint}": {m: {**lb_op, "parameters": [_ENDPOINT]} for m in lb_methods},
         "/lb/{endpoint}/{path}": {
             m: {
@@ -299,6 +387,26 @@ _SCHEMAS: dict[str, Any] = {
             "webhooks": {"type": "object"},
         },
     },
+    "OpenAIError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {"message": {"type": "string"}, "type": {}, "param": {}, "code": {}},
+            }
+        },
+    },
+    "KeyRequest": {
+        "type": "object",
+        "required": ["scope"],
+        "properties": {
+            "scope": {"enum": ["read", "write"]},
+            "endpoints": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "name": {"type": "string", "maxLength": 200},
+        },
+    },
+    "KeyRecord": {"type": "object", "properties": {"id": {"type": "string"}, "scope": {"enum": ["read", "write"]}}},
     "WorkerJob": {"type": "object", "required": ["id", "input"], "properties": {"id": {"type": "string"}, "input": {}}},
     "JobResult": {
         "type": "object",
