@@ -323,3 +323,19 @@ def test_a_paused_gateway_does_not_cost_its_healthy_workers(tmp_path: Path) -> N
         assert _children(split.controller.pid) == workers, split.controller.output()
     assert "stopped pinging" not in split.controller.output()
     assert "did not run for" in split.gateway.output()
+
+
+def test_a_worker_slow_to_start_is_not_taken_for_a_silent_one(skiff_stack: Callable[..., SkiffProcess]) -> None:
+    # Twice SKIFF_WORKER_LOST_AFTER_S (4 s) before its first ping: worker_startup_timeout_s, not
+    # the silence rule, bounds a start.
+    stack = skiff_stack(
+        {
+            "slow": endpoint_hcl(
+                "slow", "tests/workers/slow_start_echo.py", env={"SLOW_START_S": "8"}, scaling={"min_workers": 1}
+            )
+        }
+    )
+    stack.wait_ready_workers("slow", timeout=60)
+    with stack.client() as client:
+        assert client.post("/v2/slow/runsync", json={"input": {"n": 1}}).json()["output"] == {"n": 1}
+    assert "stopped pinging" not in stack.output()
