@@ -30,6 +30,7 @@ WORKERS = {
     "runpod": "tests/workers/runpod_async_echo.py",
 }
 ECHO = WORKERS["skiff"]
+STARTUP_S = 90.0  # a Skiff process's start on a loaded machine (it is seconds when idle)
 
 
 @dataclass
@@ -98,6 +99,28 @@ def _load(
     return thread
 
 
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], SkiffProcess]]:
+    """`skiff up` on the given endpoint files, allowed a slow start on a busy machine."""
+    started: list[SkiffProcess] = []
+
+    def start(files: dict[str, str]) -> SkiffProcess:
+        endpoints = tmp_path / f"endpoints{len(started)}"
+        endpoints.mkdir()
+        for name, text in files.items():
+            (endpoints / f"{name}.hcl").write_text(text)
+        stack = SkiffProcess(endpoints, tmp_path / f"state{len(started)}")
+        started.append(stack)
+        return stack.start(timeout=STARTUP_S)
+
+    yield start
+    for stack in started:
+        try:
+            stack.stop()
+        except Exception:
+            stack.kill9()
+
+
 def _children(pid: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
@@ -108,12 +131,12 @@ def _children(pid: int) -> set[int]:
 
 @pytest.mark.parametrize("sdk", sorted(WORKERS))
 def test_kill9_of_a_worker_requeues_its_job_with_a_fresh_execution_deadline(
-    skiff_stack: Callable[..., SkiffProcess], sdk: str
+    up: Callable[[dict[str, str]], SkiffProcess], sdk: str
 ) -> None:
     # One worker, a short execution timeout and a long TTL: the killed worker's job goes back to
     # the queue behind 7 others and waits there longer than its first execution timeout. It must
     # run again (a retry), not expire as "queued past its TTL" on the first delivery's deadline.
-    stack = skiff_stack(
+    stack = up(
         {
             "work": endpoint_hcl(
                 "work",
@@ -125,7 +148,7 @@ def test_kill9_of_a_worker_requeues_its_job_with_a_fresh_execution_deadline(
             )
         }
     )
-    stack.wait_ready_workers("work")
+    stack.wait_ready_workers("work", timeout=STARTUP_S)
     tally = Tally(f"kill -9 of a {sdk} SDK worker")
     with stack.client() as client:
         first = tally.submit(client, "work", {"sleep": 3, "n": 0})
@@ -142,10 +165,10 @@ def test_kill9_of_a_worker_requeues_its_job_with_a_fresh_execution_deadline(
 
 
 def test_kill9_of_skiff_up_leaves_no_phantom_workers_and_loses_no_job(
-    skiff_stack: Callable[..., SkiffProcess],
+    up: Callable[[dict[str, str]], SkiffProcess],
 ) -> None:
-    stack = skiff_stack({"trio": endpoint_hcl("trio", ECHO, scaling={"min_workers": 3, "max_workers": 3})})
-    stack.wait_ready_workers("trio", 3)
+    stack = up({"trio": endpoint_hcl("trio", ECHO, scaling={"min_workers": 3, "max_workers": 3})})
+    stack.wait_ready_workers("trio", 3, timeout=STARTUP_S)
     tally = Tally("kill -9 of skiff up")
     with stack.client() as client:
         for n in range(12):
@@ -156,7 +179,7 @@ def test_kill9_of_skiff_up_leaves_no_phantom_workers_and_loses_no_job(
             what="a job in progress",
         )
     stack.kill9()
-    stack.start()
+    stack.start(timeout=STARTUP_S)
     with stack.client() as client:
         health: dict[str, Any] = {}
 
@@ -183,7 +206,7 @@ class Proc:
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
-    def start(self, timeout: float = 60.0) -> Proc:
+    def start(self, timeout: float = STARTUP_S) -> Proc:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -329,17 +352,17 @@ def test_a_paused_gateway_does_not_cost_its_healthy_workers(tmp_path: Path) -> N
     assert "did not run for" in split.gateway.output()
 
 
-def test_a_worker_slow_to_start_is_not_taken_for_a_silent_one(skiff_stack: Callable[..., SkiffProcess]) -> None:
+def test_a_worker_slow_to_start_is_not_taken_for_a_silent_one(up: Callable[[dict[str, str]], SkiffProcess]) -> None:
     # Twice SKIFF_WORKER_LOST_AFTER_S (4 s) before its first ping: worker_startup_timeout_s, not
     # the silence rule, bounds a start.
-    stack = skiff_stack(
+    stack = up(
         {
             "slow": endpoint_hcl(
                 "slow", "tests/workers/slow_start_echo.py", env={"SLOW_START_S": "8"}, scaling={"min_workers": 1}
             )
         }
     )
-    stack.wait_ready_workers("slow", timeout=60)
+    stack.wait_ready_workers("slow", timeout=STARTUP_S)
     with stack.client() as client:
         assert client.post("/v2/slow/runsync", json={"input": {"n": 1}}).json()["output"] == {"n": 1}
     assert "stopped pinging" not in stack.output()

@@ -4,7 +4,7 @@ result."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -13,9 +13,21 @@ from tests.support.stack import TEST_KEY, SkiffProcess, endpoint_hcl
 from tests.support.wait import wait_final, wait_status
 
 
-def test_a_worker_that_does_not_hold_the_job_cannot_report_on_it(skiff_stack: Callable[..., SkiffProcess]) -> None:
-    stack = skiff_stack({"held": endpoint_hcl("held", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 1})})
-    stack.wait_ready_workers("held")
+def test_a_worker_that_does_not_hold_the_job_cannot_report_on_it(tmp_path: Path) -> None:
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "held.hcl").write_text(
+        endpoint_hcl("held", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 1})
+    )
+    stack = SkiffProcess(endpoints, tmp_path / "state").start(timeout=90)  # slow on a busy machine
+    try:
+        _forged_reports_are_refused(stack)
+    finally:
+        stack.stop()
+
+
+def _forged_reports_are_refused(stack: SkiffProcess) -> None:
+    stack.wait_ready_workers("held", timeout=90)
     worker_key = KeyRing(TEST_KEY).worker_key("held")
     with (
         stack.client() as client,
