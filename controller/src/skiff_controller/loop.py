@@ -43,6 +43,7 @@ from skiff_core.leader import LeaderLock
 from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
 from skiff_core.outages import log_failure
 from skiff_core.queue.base import JobQueue
+from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec, EndpointType
 from skiff_core.store.base import JobRecords, Notes, WorkerRecords
 
@@ -153,6 +154,7 @@ class Controller:
                 self.leading = True
                 log.info("controller %d is the leader", os.getpid())
                 await self.reconciler.register_all()
+                await self.forget_vanished_workers()
                 for name in list(self._loops):
                     self._start(name)
                 while self.lock.is_held():
@@ -165,6 +167,29 @@ class Controller:
             await self._stop_loops()
             await asyncio.gather(*self._background, return_exceptions=True)
             await self.lock.release()
+
+    async def forget_vanished_workers(self) -> int:
+        """Make the worker registry match what really runs, as a new leader starts: a record whose
+        worker the orchestrator does not list belongs to a worker that died unseen (with a
+        `skiff up` killed by -9, say). Its jobs go back to the queue now rather than at lease
+        expiry, and the record goes, so `/health` and the autoscaler count only real workers."""
+        gone = 0
+        for spec in self.catalog.all():
+            if spec.type is not EndpointType.QUEUE:
+                continue
+            listed = {info.id for info in await self.orchestrator.workers(spec.name)}
+            for worker_id in sorted(set(await self._records(spec.name)) - listed):
+                requeued = await requeue_worker_jobs(self.store, self.queue, worker_id, self.catalog.get)
+                self.workers.forget(worker_id)
+                await self.store.delete_worker(worker_id)
+                gone += 1
+                log.warning(
+                    "%s: worker %s is registered but not running; forgot it%s",
+                    spec.name,
+                    worker_id,
+                    f" and re-queued {len(requeued)} job(s)" if requeued else "",
+                )
+        return gone
 
     def wake(self, endpoint: str) -> None:
         """A job (or a load-balanced request) arrived: run the endpoint's pass now, not on the tick."""
@@ -456,6 +481,12 @@ class Controller:
 
     async def _queue_workers(self, spec: EndpointSpec, infos: list[WorkerInfo]) -> list[_Worker]:
         records = await self._records(spec.name)
+        listed = {info.id for info in infos}
+        for stale in [r for r in records.values() if r.state is WorkerState.UNHEALTHY and r.id not in listed]:
+            # A gateway gave up on it (its jobs are back in the queue) and nothing runs it: a
+            # record no stop or exit will ever remove (it went silent after its process was gone).
+            self.workers.forget(stale.id)
+            self._spawn(self.store.delete_worker(stale.id))
         current = spec.spec_hash()
         out = []
         for info in infos:

@@ -295,11 +295,13 @@ class JobService:
         output = body.get("output")
         if body.get("status") == JobStatus.IN_PROGRESS.value:
             # runpod.serverless.progress_update posts {"status": "IN_PROGRESS", "output": ...}.
+            self._require_holder(job, worker_id, "progress")
             if job.status is JobStatus.IN_PROGRESS:
                 stored = await self._by_reference(job_id, "output", output, self._output_expiry(job))
                 await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), output=stored)
             await self._extend_lease(spec, job)
             return
+        self._require_holder(job, worker_id, "result")
         self.workers.seen(worker_id, spec.name)
         self.workers.finished(worker_id, spec.name, job_id, by_worker=True)
         if body.get("stopPod") is True:
@@ -317,11 +319,30 @@ class JobService:
         changes = self._final_changes(job, status)
         changes["output"] = await self._by_reference(job_id, "output", output, self._output_expiry(job))
         changes["error"] = error
+        # Should the job be re-queued and re-taken between the check and this write, the result
+        # stored is still one its holder computed; the new holder's later one gets a 409.
         updated = await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), **changes)
         if updated is None:
             self._ignore_result(job, worker_id)
             return
         await self._after_final(spec, job, updated, output=output)
+
+    @staticmethod
+    def _require_holder(job: JobRecord, worker_id: str, what: str) -> None:
+        """Only the worker the job was last handed to may report on it. Another one (a worker whose
+        job was re-queued after it went silent, a bug, a forged post) gets 409, and the job keeps
+        its holder's word. A final job keeps its last holder, whose late reports stay harmless."""
+        if job.worker_id == worker_id:
+            return
+        log.warning(
+            "refused %s for job %s from worker %s: the job is %s and held by %s",
+            what,
+            job.id,
+            worker_id,
+            job.status,
+            job.worker_id or "no worker",
+        )
+        raise ApiError(409, f"job {job.id} is not held by worker {worker_id!r}; only its holder may report on it")
 
     @staticmethod
     def _ignore_result(job: JobRecord, worker_id: str) -> None:
@@ -335,6 +356,7 @@ class JobService:
         job = await self.store.get(job_id)
         if job is None or job.endpoint != spec.name:
             raise ApiError(404, f"job {job_id!r} not found on endpoint {spec.name!r}")
+        self._require_holder(job, worker_id, "stream chunk")
         if job.status is not JobStatus.IN_PROGRESS:
             return
         item = {"output": body["output"]} if "output" in body else body

@@ -7,16 +7,23 @@ flag travels the other way: the controller sets it in the store, the flush picks
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from skiff_core.jobs import WorkerRecord, WorkerState
 from skiff_core.store.base import WorkerRecords
 
+log = logging.getLogger("skiff.gateway")
+
 # A ping carries the worker's job list as it stood when the ping left, so it can cross a job-take
 # or job-done in flight: it may miss a job just handed out, or list one just finished. For this
 # long after either event, a ping's word on that job is not taken over the gateway's own record.
 PING_RACE_GRACE_S = 5.0
+# Flushes run about twice a second. A longer gap means this process did not run (SIGSTOP, a long
+# GC or VM pause, a starved host): the pings sent meanwhile wait in the socket backlog, so the
+# silence it saw is its own, not the workers'.
+STALL_AFTER_S = 3.0
 
 
 class WorkerTracker:
@@ -27,9 +34,11 @@ class WorkerTracker:
         self._handed: dict[str, dict[str, float]] = {}
         self._finished: dict[str, dict[str, float]] = {}
         self._polls: dict[str, set[Callable[[], None]]] = {}
-        # Workers heard from at least once. One launched but still starting (a slow import, a
-        # model load) has not gone silent: worker_startup_timeout_s is what limits its start.
-        self._heard: set[str] = set()
+        # Workers heard from at least once. One only registered at launch may still be importing
+        # its handler or loading a model without pinging: worker_startup_timeout_s covers it.
+        self._contacted: set[str] = set()
+        self._flushed_at: float | None = None
+        self.stalls = 0  # pauses of this process the flush noticed (for logs and tests)
 
     def _get(self, worker_id: str, endpoint: str) -> WorkerRecord:
         worker = self._workers.get(worker_id)
@@ -49,7 +58,7 @@ class WorkerTracker:
         worker = self._get(worker_id, endpoint)
         now = time.time()
         worker.last_seen_at = now
-        self._heard.add(worker_id)
+        self._contacted.add(worker_id)
         if jobs is not None:
             reported = self._reconcile(worker_id, worker.jobs_in_progress, jobs, now)
             if set(reported) != set(worker.jobs_in_progress):
@@ -141,7 +150,7 @@ class WorkerTracker:
         self._polls.pop(worker_id, None)
         self._handed.pop(worker_id, None)
         self._finished.pop(worker_id, None)
-        self._heard.discard(worker_id)
+        self._contacted.discard(worker_id)
         self._dirty.discard(worker_id)
 
     def local(self) -> list[WorkerRecord]:
@@ -170,11 +179,18 @@ class WorkerTracker:
     async def flush(self, lost_after: float) -> list[str]:
         """Write changed records, read back draining flags, mark silent workers unhealthy.
 
-        Returns ids of workers that just went silent (their jobs must be released)."""
+        Returns ids of workers that just went silent (their jobs must be released).
+
+        Silence is judged by the time this process ran: after a stall (see STALL_AFTER_S) every
+        worker's last contact moves forward by the stall, so a pause of the gateway never reads
+        as its workers going quiet; a worker really gone is still lost `lost_after` later."""
         now = time.time()
+        if self._flushed_at is not None and now - self._flushed_at > STALL_AFTER_S:
+            self._credit_stall(now - self._flushed_at, now)
+        self._flushed_at = now
         lost: list[str] = []
         for worker in self._workers.values():
-            silent = worker.id in self._heard and now - worker.last_seen_at > lost_after
+            silent = now - worker.last_seen_at > lost_after and worker.id in self._contacted
             if worker.state is not WorkerState.UNHEALTHY and silent:
                 worker.state = WorkerState.UNHEALTHY
                 self._dirty.add(worker.id)
@@ -195,6 +211,16 @@ class WorkerTracker:
             await self._store.upsert_worker(record)
         await self._refresh_draining()
         return lost
+
+    def _credit_stall(self, stalled: float, now: float) -> None:
+        self.stalls += 1
+        log.warning(
+            "the gateway did not run for %.1fs (paused or starved); workers' silence during it does not count",
+            stalled,
+        )
+        for worker in self._workers.values():
+            if worker.state is not WorkerState.UNHEALTHY:
+                worker.last_seen_at = min(now, worker.last_seen_at + stalled)
 
     async def _refresh_draining(self) -> None:
         for stored in await self._store.list_workers():
