@@ -107,6 +107,9 @@ class ScalingSpec(_Strict):
     idle_timeout: Duration = 5.0
     scaler: ScalerType = ScalerType.QUEUE_DELAY
     target: StrictFloat = Field(default=4.0, gt=0)
+    # Workers a rolling replacement may run above max_workers while old ones drain. 0: a GPU that
+    # does not exist cannot be borrowed; an old worker leaves before its replacement starts.
+    max_surge: StrictInt = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:
