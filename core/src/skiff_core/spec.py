@@ -110,6 +110,11 @@ class ScalingSpec(_Strict):
     # Workers a rolling replacement may run above max_workers while old ones drain. 0: a GPU that
     # does not exist cannot be borrowed; an old worker leaves before its replacement starts.
     max_surge: StrictInt = Field(default=0, ge=0)
+    # Predictive pre-warm (0: off): with no worker up, start one ahead of the next predicted
+    # arrival when prewarm x (client seconds of cold start it saves) exceeds the worker-seconds
+    # it is expected to cost. The knob is what one second of a client's cold-start wait is worth
+    # in idle worker-seconds.
+    prewarm: StrictFloat = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:
