@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from skiff.aio import wait_event
@@ -46,6 +46,8 @@ log = logging.getLogger("skiff.controller")
 
 _LIVE = frozenset({WorkerState.INITIALIZING, WorkerState.IDLE, WorkerState.RUNNING})
 _READY = frozenset({WorkerState.IDLE, WorkerState.RUNNING})
+# How soon a pass looks again at a drained idle worker that has not yet taken since the drain.
+DRAIN_RECHECK_S = 0.05
 # Orchestrator phases in which a worker holds its slot (its GPU): until its process has exited.
 _HOLDING = frozenset({WorkerPhase.PENDING, WorkerPhase.RUNNING, WorkerPhase.STOPPING})
 # Old-version workers leave in this order: idle first, then not yet started, then busy ones.
@@ -357,11 +359,15 @@ class Controller:
         for worker in workers:
             if worker.info.id in drain:
                 self._drain(spec, worker)
+        soon = False
         for worker in workers:
             draining = worker.view.state is WorkerState.DRAINING or worker.info.id in drain
             leaving = worker.info.phase is WorkerPhase.STOPPING or worker.info.id in kill
-            if draining and not leaving and await self._idle(spec, worker, now):
-                stop.add(worker.info.id)
+            if draining and not leaving:
+                if await self._idle(spec, worker, now):
+                    stop.add(worker.info.id)
+                elif worker.record is not None and not worker.record.jobs_in_progress:
+                    soon = True  # its next job-take, due at once, lets it stop: look again shortly
         if start or stop or kill:
             loop.count = max(0, loop.count + start - len(stop) - len(kill))
             if start:
@@ -369,6 +375,9 @@ class Controller:
             self._spawn(self._scale(name, loop.count, sorted(stop), sorted(kill)))
         if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None:
             await self.balancer.publish()
+        if soon:
+            recheck = now + DRAIN_RECHECK_S
+            return replace(decision, recheck_at=min(decision.recheck_at or recheck, recheck))
         return decision
 
     def _roll(
