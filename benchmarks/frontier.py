@@ -42,7 +42,7 @@ from skiff_controller.autoscaler import Tuning
 from skiff_core.jobs import WorkerState
 from skiff_core.spec import ScalerType, ScalingSpec
 
-SKIFF_IDLE_TIMEOUTS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+SKIFF_IDLE_TIMEOUTS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 150.0, 180.0, 300.0, 600.0)
 SKIFF_TARGETS = ((ScalerType.QUEUE_DELAY, (1.0, 4.0, 16.0)), (ScalerType.REQUEST_COUNT, (1.0, 5.0, 10.0)))
 PREWARM_KNOBS = (2.0, 5.0, 10.0)
 PREWARM_IDLE_TIMEOUTS = (2.0, 5.0, 15.0, 60.0)
