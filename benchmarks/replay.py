@@ -65,6 +65,10 @@ class Measured:
     waits: list[float] = field(default_factory=list)
     jobs_done: int = 0
     cold_starts_s: list[float] = field(default_factory=list)  # launch -> first job-take, in launch order
+    # (launch time since the first arrival, its cold start): on a busy machine a process starts
+    # slower while many start at once, so the simulator is given the cold start of the real
+    # launch nearest in time to each of its own.
+    cold_by_time: list[tuple[float, float]] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
         if not self.waits:
@@ -89,18 +93,21 @@ def scaling_spec(speed: float) -> ScalingSpec:
 
 
 class _Replayed:
-    """Stands in for the simulator's cold-start stream: the measured cold starts, in launch order."""
+    """Stands in for the simulator's cold-start stream: for a launch at simulated time t, the
+    measured cold start of the real launch nearest to t."""
 
-    def __init__(self, seconds: Sequence[float]) -> None:
-        self._seconds, self._next = list(seconds) or [scaling.COLD_START_MEDIAN_S], 0
+    def __init__(self, sim: scaling.Simulation, by_time: Sequence[tuple[float, float]]) -> None:
+        self._sim = sim
+        self._by_time = sorted(by_time) or [(0.0, scaling.COLD_START_MEDIAN_S)]
 
     def lognormvariate(self, _mu: float, _sigma: float) -> float:
-        value = self._seconds[self._next % len(self._seconds)]
-        self._next += 1
-        return value
+        now = self._sim.now
+        return min(self._by_time, key=lambda p: abs(p[0] - now))[1]
 
 
-def simulate(trace: Trace, speed: float, seed: int, cold_starts: Sequence[float] | None = None) -> scaling.Result:
+def simulate(
+    trace: Trace, speed: float, seed: int, cold_starts: Sequence[tuple[float, float]] | None = None
+) -> scaling.Result:
     """The simulator on this slice, on the controller's tick; with `cold_starts`, those instead of
     its own draws."""
     tick = scaling.SKIFF_TICK_S
@@ -108,7 +115,7 @@ def simulate(trace: Trace, speed: float, seed: int, cold_starts: Sequence[float]
     try:
         sim = scaling.Simulation(trace, scaling.Skiff("skiff-qd4", scaling_spec(speed), Tuning()), seed=seed)
         if cold_starts is not None:
-            sim._cold_rng = _Replayed(cold_starts)  # type: ignore[assignment]
+            sim._cold_rng = _Replayed(sim, cold_starts)  # type: ignore[assignment]
         return sim.run()
     finally:
         scaling.SKIFF_TICK_S = tick
@@ -171,6 +178,7 @@ async def replay(trace: Trace, speed: float) -> Measured:
                     sent[response.json()["id"]] = at
 
                 origin = time.monotonic()
+                origin_wall = time.time()
                 tasks = []
                 for job in trace.jobs:
                     delay = origin + job.arrival - time.monotonic()
@@ -189,7 +197,11 @@ async def replay(trace: Trace, speed: float) -> Measured:
         finally:
             stack.request_stop()
             await asyncio.wait_for(serving, 60)
-        return _measure(logs, launches, first_takes, stops, sent)
+        measured = _measure(logs, launches, first_takes, stops, sent)
+        measured.cold_by_time = [
+            (launches[w] - origin_wall, first_takes[w] - launches[w]) for w in launches if w in first_takes
+        ]
+        return measured
 
 
 def _measure(
@@ -248,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace = compressed(full, args.slice, args.speed)
         sim = simulate(trace, args.speed, args.seed)
         real = asyncio.run(replay(trace, args.speed))
-        same = simulate(trace, args.speed, args.seed, real.cold_starts_s)
+        same = simulate(trace, args.speed, args.seed, real.cold_by_time)
         n = len(trace.jobs)
         rows = [
             ("cold starts", sim.cold_starts, same.cold_starts, real.cold_starts, "{:.0f}"),
