@@ -19,7 +19,10 @@ ready (after its drawn cold start), each job's start and end, and its exit. Meas
 - idle worker-seconds: per worker, ready -> stop signal minus the time it ran jobs (the
   simulator's definition: a worker is idle from ready or a job's end until a job or its stop);
   the exit lag (stop signal -> process exit) is printed apart, since the simulator has none;
-- wait p50/p99: POST /run sent -> the job's start in the worker.
+- wait p50/p99: POST /run sent -> the job's start in the worker;
+- dispatch: the part of the idle time a worker spent free while a job already sent was on its
+  way to it (job-done, job-take, handler start): instant in the simulator, so "idle - dispatch"
+  is printed too.
 
 Simulated: `benchmarks.scaling.Simulation` on the same compressed slice and seed, with the
 controller's 0.5 s tick. The table puts the two side by side with their difference; the verdict
@@ -69,6 +72,10 @@ class Measured:
     # slower while many start at once, so the simulator is given the cold start of the real
     # launch nearest in time to each of its own.
     cold_by_time: list[tuple[float, float]] = field(default_factory=list)
+    # Idle time a worker spent between a job's end (or its first take) and its next job's start
+    # although that job had already been sent: the job-done, job-take round trip the simulator
+    # takes as instant.
+    dispatch_s: float = 0.0
 
     def percentile(self, q: float) -> float:
         if not self.waits:
@@ -228,6 +235,11 @@ def _measure(
         for job_id, t in starts.items():
             if job_id in sent:
                 out.waits.append(t - sent[job_id])
+        free_since = ready
+        for job_id, t in sorted(starts.items(), key=lambda item: item[1]):
+            if job_id in sent and sent[job_id] < t:
+                out.dispatch_s += max(0.0, t - max(free_since, sent[job_id]))
+            free_since = ends.get(job_id, t)
         out.jobs_done += len(ends)
     return out
 
@@ -265,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [
             ("cold starts", sim.cold_starts, same.cold_starts, real.cold_starts, "{:.0f}"),
             ("idle worker-s", sim.idle_s, same.idle_s, real.idle_s, "{:.1f}"),
+            ("idle - dispatch", sim.idle_s, same.idle_s, real.idle_s - real.dispatch_s, "{:.1f}"),
             ("wait p50 s", sim.percentile(0.5), same.percentile(0.5), real.percentile(0.5), "{:.2f}"),
             ("wait p99 s", sim.percentile(0.99), same.percentile(0.99), real.percentile(0.99), "{:.2f}"),
         ]
@@ -278,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name:<8} {n:>5} jobs done {real.jobs_done} of {n}; cold start (launch -> first job-take) measured "
             f"median {colds[len(colds) // 2] if colds else 0:.2f}s against drawn median "
             f"{scaling.COLD_START_MEDIAN_S:g}s; exit lag (stop signal -> exit, in neither idle figure) "
-            f"{real.exit_lag_s:.1f} worker-s"
+            f"{real.exit_lag_s:.1f} worker-s; dispatch (a sent job waiting on a free worker's job-done/job-take "
+            f"round trip, idle to the real stack, instant in the simulator) {real.dispatch_s:.1f} worker-s"
         )
     return 0
 
