@@ -199,3 +199,12 @@ async def test_max_surge_lets_a_rollout_start_new_workers_before_old_ones_leave(
     peak, versions = await _roll_two_old_workers(rig, current)
     assert peak == 3
     assert versions == {current.spec_hash()} and len(rig.orchestrator.running) == 2
+
+
+def test_the_new_scaling_fields_at_their_defaults_leave_the_version_as_it_was() -> None:
+    """Upgrading Skiff must not roll every endpoint: the digest of a spec that does not set
+    max_surge or prewarm is the one earlier versions computed (pinned here)."""
+    plain = EndpointSpec(name="x", command=["true"])
+    assert plain.spec_hash() == "4b5e75e285d8fb0b"
+    assert EndpointSpec(name="x", command=["true"], scaling=ScalingSpec(max_surge=1)).spec_hash() != plain.spec_hash()
+    assert EndpointSpec(name="x", command=["true"], scaling=ScalingSpec(prewarm=5.0)).spec_hash() != plain.spec_hash()

@@ -123,6 +123,9 @@ class ScalingSpec(_Strict):
         return self
 
 
+_LATER_SCALING_FIELDS = ("max_surge", "prewarm")
+
+
 class EndpointSpec(_Strict):
     name: str
     type: EndpointType = EndpointType.QUEUE
@@ -198,5 +201,11 @@ class EndpointSpec(_Strict):
 
     def spec_hash(self) -> str:
         """Stable digest of everything that shapes a worker: a change means a rolling replacement."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        data = self.model_dump(mode="json")
+        # Scaling fields added later leave the digest as it was while unset, so that upgrading
+        # Skiff does not roll every endpoint's workers.
+        for name in _LATER_SCALING_FIELDS:
+            if data["scaling"][name] == ScalingSpec.model_fields[name].default:
+                del data["scaling"][name]
+        payload = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
