@@ -215,6 +215,7 @@ def test_a_drained_idle_worker_is_stopped_and_exits_without_waiting_out_its_long
             ids = [client.post("/v2/drain/run", json={"input": {"sleep": 3, "i": i}}).json()["id"] for i in range(6)]
             _assert_clean(_wait_final(client, "drain", ids))
             _wait_workers(client, "drain", lambda n: n == 0, timeout=60)
+            time.sleep(0.5)  # the sampler's own next samples see every worker gone
         states = sampler.states["drain"]
     finally:
         stack.stop()
