@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.scaling            # 2 h traces, ~half a minute
     .venv/bin/python -m benchmarks.scaling --tiny     # 10 min traces, a few seconds
+    .venv/bin/python -m benchmarks.scaling --frontier [ARGS]  # benchmarks/frontier.py: every knob swept
+    .venv/bin/python -m benchmarks.scaling --replay [ARGS]    # benchmarks/replay.py: real stack vs simulator
 
 A discrete-event simulation of one endpoint: a FIFO queue, workers with one job slot each,
 cold starts drawn from a seeded lognormal (median 2 s; Runpod reports FlashBoot P95 < 2.3 s, a
@@ -479,12 +481,21 @@ def measure_wake_latency(samples: int = 7) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["--frontier"]:
+        from benchmarks import frontier
+
+        return frontier.main(args_in[1:])
+    if args_in[:1] == ["--replay"]:
+        from benchmarks import replay
+
+        return replay.main(args_in[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="10-minute traces instead of 2 hours")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--traces", nargs="+", choices=sorted(GENERATORS), default=list(GENERATORS))
     parser.add_argument("--pass-endpoints", type=int, default=10_000, help="endpoints in the timed pass")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if args.pass_endpoints < 1:
         parser.error("--pass-endpoints must be at least 1")
     horizon = 600.0 if args.tiny else 7200.0

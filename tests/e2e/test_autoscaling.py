@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +37,8 @@ class Sampler:
         self._client = stack.client(timeout=10)
         self._endpoints = endpoints
         self.samples: dict[str, list[tuple[float, int]]] = {e: [] for e in endpoints}
+        # Each worker's state changes, as (monotonic time, state) first seen.
+        self.states: dict[str, dict[str, list[tuple[float, str]]]] = {e: {} for e in endpoints}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -53,8 +56,24 @@ class Sampler:
             doc = _status(self._client)
             now = time.monotonic()
             for endpoint in self._endpoints:
-                self.samples[endpoint].append((now, len(_workers(doc, endpoint))))
+                workers = _workers(doc, endpoint)
+                self.samples[endpoint].append((now, len(workers)))
+                for worker in workers:
+                    seen = self.states[endpoint].setdefault(worker["id"], [])
+                    if not seen or seen[-1][1] != worker["state"]:
+                        seen.append((now, worker["state"]))
+                for worker_id, seen in self.states[endpoint].items():
+                    if seen[-1][1] != "gone" and all(w["id"] != worker_id for w in workers):
+                        seen.append((now, "gone"))
             time.sleep(0.05)
+
+    def gone_at(self, worker_id: str) -> float | None:
+        """When the worker left the orchestrator's table (its process exited)."""
+        for seen in self.states.values():
+            for t, state in seen.get(worker_id, []):
+                if state == "gone":
+                    return t
+        return None
 
     def counts(self, endpoint: str, since: float = 0.0) -> list[int]:
         return [n for t, n in self.samples[endpoint] if t >= since]
@@ -172,3 +191,38 @@ def test_wake_on_enqueue_starts_a_worker_for_the_first_job(scaling_stack: SkiffP
         assert body["status"] == "COMPLETED" and body["output"] == {"hello": 1}
         health = client.get("/v2/burst/health").json()
         assert health["coldStartMs"]["count"] >= 1 and health["coldStartMs"]["last"] is not None
+
+
+# The production long-poll length: a drained worker's job-take parked on the queue must not hold
+# its stop back for the rest of this.
+LONG_TAKE_ENV = {"SKIFF_TAKE_WAIT_S": "20", "SKIFF_PING_INTERVAL_S": "5", "SKIFF_WORKER_LOST_AFTER_S": "30"}
+
+
+@pytest.mark.parametrize("worker", ["tests/workers/runpod_blocking.py", "tests/workers/skiff_async_echo.py"])
+def test_a_drained_idle_worker_is_stopped_and_exits_without_waiting_out_its_long_poll(
+    tmp_path: Path, worker: str
+) -> None:
+    """A burst on a scale-to-zero endpoint, then nothing: each worker idles out, is drained, and
+    is stopped and gone while its 20 s job-take would still be parked (the runpod SDK looks at its
+    SIGTERM only when that poll returns). No job is interrupted."""
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    scaling = {"min_workers": 0, "max_workers": 3, "idle_timeout": "2s", "scaler": "request_count", "target": 1}
+    (endpoints / "drain.hcl").write_text(endpoint_hcl("drain", worker, scaling=scaling))
+    stack = SkiffProcess(endpoints, tmp_path / "state", LONG_TAKE_ENV).start()
+    try:
+        with stack.client() as client, Sampler(stack, ["drain"]) as sampler:
+            ids = [client.post("/v2/drain/run", json={"input": {"sleep": 3, "i": i}}).json()["id"] for i in range(6)]
+            _assert_clean(_wait_final(client, "drain", ids))
+            _wait_workers(client, "drain", lambda n: n == 0, timeout=60)
+            time.sleep(0.5)  # the sampler's own next samples see every worker gone
+        states = sampler.states["drain"]
+    finally:
+        stack.stop()
+    drained = {w: t for w, seen in states.items() for t, s in seen if s == "draining"}
+    assert drained, f"no worker was drained: {states}"
+    for worker_id, since in drained.items():
+        stopping = [t for t, s in states[worker_id] if s == "stopping" and t >= since]
+        gone = sampler.gone_at(worker_id)
+        assert stopping and stopping[0] - since < 5, f"{worker_id} drained at {since:.1f} stopped late: {states}"
+        assert gone is not None and gone - since < 8, f"{worker_id} drained at {since:.1f} exited late: {states}"

@@ -395,3 +395,35 @@ def test_invariants_hold_along_random_histories_of_one_stateful_autoscaler() -> 
         scaling, o, now = _random_case(rng)
         decision = scaler.decide(rng.choice(["a", "b"]), scaling, o, now=now)
         _check_invariants(scaling, o, now, decision)
+
+
+def _arrivals(gap: float, count: int = 10) -> tuple[EndpointHistory, float]:
+    """A history that saw `count` arrivals `gap` seconds apart and a 2 s cold start (keep-warm,
+    rule 7, off: only rule 8 keeps a worker)."""
+    history = learned(cold=2.0, execution=1.0, tuning=Tuning(keep_warm=False))
+    at = NOW - gap * count
+    for _ in range(count):
+        history.learn(obs(enqueue=True), at)
+        at += gap
+    return history, at - gap
+
+
+def test_prewarm_starts_a_worker_ahead_of_a_likely_arrival_and_not_of_an_unlikely_one() -> None:
+    frequent, last = _arrivals(gap=8.0)
+    now = last + 1.0  # no worker up, nothing queued: only rule 8 can start one
+    on = decide(rc(1, prewarm=5.0), obs(), now, frequent)
+    assert on.start == 1 and "pre-warm" in on.reason
+    assert decide(rc(1), obs(), now, frequent).start == 0  # off by default
+    rare, last = _arrivals(gap=600.0)
+    assert decide(rc(1, prewarm=5.0), obs(), last + 1.0, rare).start == 0
+    # The knob is the trade-off: a small one does not pay for the idle time.
+    assert decide(rc(1, prewarm=1.0), obs(), now, frequent).start == 0
+
+
+def test_prewarm_keeps_the_last_idle_worker_instead_of_stopping_and_restarting_it() -> None:
+    history, last = _arrivals(gap=8.0)
+    now = last + 7.0
+    worker = [WorkerView("w", S.IDLE, now - 30, ready_at=now - 28, idle_since=now - 6.0)]  # past idle_timeout
+    kept = decide(rc(1, prewarm=5.0), obs(workers=worker), now, history)
+    assert kept.drain == () and kept.start == 0
+    assert decide(rc(1), obs(workers=worker), now, history).drain == ("w",)

@@ -183,3 +183,47 @@ async def test_a_worker_that_sent_stop_pod_is_replaced_once_it_holds_nothing(rig
     assert [w.id for w in await rig.orchestrator.workers("ep")] != [info.id]
     assert len(rig.orchestrator.running) == 1
     assert rig.registry.get(info.id) is None
+
+
+async def _roll_two_old_workers(rig: Rig, current: EndpointSpec) -> tuple[int, set[str]]:
+    """Two old-version workers at max_workers 2, a long idle_timeout so that none idles out: new
+    ones get ready at once, drained ones take again (proving idle). Returns the peak worker count
+    and the versions running at the end."""
+    rig.controller.catalog = EndpointCatalog([current])
+    await rig.orchestrator.apply(current)
+    for old in [rig.orchestrator.launch("ep", spec_hash="old-version") for _ in range(2)]:
+        rig.registry.ready(old)
+    peak = 0
+    for _ in range(20):
+        await rig.tick(0.5)
+        peak = max(peak, len(rig.orchestrator.running))
+        for info in rig.orchestrator.running.values():
+            record = rig.registry.get(info.id)
+            if record is None:
+                rig.registry.ready(info)
+            elif record.draining:
+                record.last_take_at = rig.clock() + 0.01
+    return peak, {w.spec_hash for w in rig.orchestrator.running.values()}
+
+
+async def test_a_rolling_replacement_stays_within_max_workers_by_default(rig: Rig) -> None:
+    current = spec(idle_timeout=60.0)
+    peak, versions = await _roll_two_old_workers(rig, current)
+    assert peak <= 2, "a rollout ran more workers (GPUs) than max_workers"
+    assert versions == {current.spec_hash()} and len(rig.orchestrator.running) == 2
+
+
+async def test_max_surge_lets_a_rollout_start_new_workers_before_old_ones_leave(rig: Rig) -> None:
+    current = spec(idle_timeout=60.0, max_surge=1)
+    peak, versions = await _roll_two_old_workers(rig, current)
+    assert peak == 3
+    assert versions == {current.spec_hash()} and len(rig.orchestrator.running) == 2
+
+
+def test_the_new_scaling_fields_at_their_defaults_leave_the_version_as_it_was() -> None:
+    """Upgrading Skiff must not roll every endpoint: the digest of a spec that does not set
+    max_surge or prewarm is the one earlier versions computed (pinned here)."""
+    plain = EndpointSpec(name="x", command=["true"])
+    assert plain.spec_hash() == "4b5e75e285d8fb0b"
+    assert EndpointSpec(name="x", command=["true"], scaling=ScalingSpec(max_surge=1)).spec_hash() != plain.spec_hash()
+    assert EndpointSpec(name="x", command=["true"], scaling=ScalingSpec(prewarm=5.0)).spec_hash() != plain.spec_hash()

@@ -27,7 +27,7 @@ EXPECTED: dict[str, list[str]] = {
     "unclosed_block.hcl": ['6: syntax error: unexpected end of file (an unclosed `{`, `[` or `"`?)'],
     "unknown_field.hcl": [
         "5: scaling.max_worker: unknown field; did you mean `max_workers`? expected one of: "
-        "min_workers, max_workers, idle_timeout, scaler, target",
+        "min_workers, max_workers, idle_timeout, scaler, target, max_surge, prewarm",
         "8: gpus: unknown field; did you mean `gpu`? expected one of: type, image, command, gpu, "
         "resources, scaling, execution_timeout, job_ttl, max_retries, env, concurrency, datacenters, secrets, volume, "
         "health_path, rate_limits",

@@ -86,3 +86,31 @@ def test_a_worker_still_starting_is_not_lost_for_silence(tracker: WorkerTracker,
         clock.now += 1
         lost += asyncio.run(tracker.flush(lost_after=4))
     assert lost == ["w1"]
+
+
+def test_a_drain_ends_the_workers_parked_job_take_whether_marked_here_or_learned_from_the_store(
+    tracker: WorkerTracker, tmp_path: Path
+) -> None:
+    """Its next take then proves it idle at once (skiff up: the controller marks this tracker;
+    a cluster: the gateway learns the drain from the job store on its flush)."""
+    ended: list[str] = []
+    tracker.taking("w1", "ep")
+    tracker.takes("w1").add(lambda: ended.append("w1"))
+    tracker.drain("w1", "ep")
+    assert ended == ["w1"]
+
+    tracker.taking("w2", "ep")
+    tracker.takes("w2").add(lambda: ended.append("w2"))
+    other = SqliteStore(tmp_path / "state.db")  # a controller's view of the same store
+
+    async def drain_elsewhere_then_flush() -> None:
+        await tracker.flush(lost_after=60)
+        record = await other.get_worker("w2")
+        assert record is not None
+        await other.upsert_worker(record.model_copy(update={"draining": True, "draining_since": record.last_seen_at}))
+        await tracker.flush(lost_after=60)
+        await other.close()
+
+    asyncio.run(drain_elsewhere_then_flush())
+    assert ended == ["w1", "w2"]
+    assert tracker.is_draining("w2")

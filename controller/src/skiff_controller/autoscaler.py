@@ -34,11 +34,22 @@ Rules, in the order `decide` applies them (docs/architecture.md, "The life of a 
    or bursty traffic the test fails and the rule never fires, so "back to zero after
    idle_timeout" holds there exactly; it only ever delays the last worker's stop, by at most one
    cold-start time.
+8. Predictive pre-warm (`scaling.prewarm` = K > 0, off by default): with no worker up and
+   nothing queued, the recent arrival rate r (remembered gaps, the current silence counted as a
+   gap in progress, so the estimate follows a rising or falling time-of-day rate) says how
+   likely an arrival is within a cold start c plus idle_timeout T: p = 1 - exp(-r (c + T)). A
+   worker is started now when K x c x p (client wait saved, at K idle worker-seconds per second
+   of wait) exceeds the expected cost: its idle time before that arrival or T,
+   (1 - exp(-r T)) / r, plus its boot wasted if none comes, c x (1 - p). Why: for an endpoint
+   whose traffic is frequent enough, a request should not pay a cold start for the silence
+   before it; K is the one knob trading idle cost against those waits. The same test keeps the
+   last idle worker past idle_timeout (stopping it only to start another would waste a boot).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -210,6 +221,24 @@ class EndpointHistory:
         spent = sum(min(g, horizon) - silence for g in longer)
         return saved > spent
 
+    def arrival_rate(self, now: float) -> float | None:
+        """Arrivals per second over the remembered gaps, the current silence counted as one more
+        (a lower bound on the gap in progress); None until there are a few gaps."""
+        if self.last_arrival is None or len(self.gaps) < self.tuning.keep_warm_min_evidence:
+            return None
+        silence = max(0.0, now - self.last_arrival)
+        total = sum(self.gaps) + silence
+        return (len(self.gaps) + 1) / total if total > 0 else None
+
+    def prewarm_pays(self, now: float, knob: float, idle_timeout: float, cold_start: float) -> bool:
+        """Rule 8: is one worker started now worth it (see the module docstring)?"""
+        rate = self.arrival_rate(now)
+        if rate is None or knob <= 0 or cold_start <= 0:
+            return False
+        p = 1.0 - math.exp(-rate * (cold_start + idle_timeout))
+        idle = (1.0 - math.exp(-rate * idle_timeout)) / rate
+        return knob * cold_start * p > idle + cold_start * (1.0 - p)
+
 
 def _helpful_launches(
     now: float,
@@ -283,6 +312,17 @@ def decide(
                 f"{cold:.1f}s cold start (jobs ~{execution:.1f}s)"
             )
             add = max(must, helpful)
+    if (
+        add == 0
+        and live == 0
+        and obs.queued == 0
+        and spec.prewarm > 0
+        and history is not None
+        and cold is not None
+        and history.prewarm_pays(now, spec.prewarm, timeout, cold)
+    ):
+        add = 1
+        reasons.append(f"pre-warm: an arrival is likely within {cold + timeout:.0f}s")
     start = max(0, min(add, hi - occupied))
     if start < add:
         reasons.append(f"capped at max_workers={hi}: {add - start} launch(es) wait for a free slot")
@@ -304,6 +344,16 @@ def decide(
             by_timeout = by_timeout[:-1]
             recheck.append(hold_until + _EPSILON_S)
             reasons.append(f"keep-warm: next job likely within {hold_until - now:.1f}s")
+    if (
+        by_timeout
+        and live - len(drain) - len(by_timeout) == 0
+        and spec.prewarm > 0
+        and history is not None
+        and cold is not None
+        and history.prewarm_pays(now, spec.prewarm, timeout, cold)
+    ):
+        by_timeout = by_timeout[:-1]  # rule 8 would start one again at once: keep this one instead
+        reasons.append("pre-warm: keeping the last worker, an arrival is likely")
     drain.extend(by_timeout)
     if by_timeout:
         reasons.append(f"draining {len(by_timeout)} idle > {timeout:g}s")

@@ -12,7 +12,8 @@ the queue, the worker registry and the orchestrator's table, asks the pure autos
   seen after the drain (a long-poll begun before the drain could still hand out a job). A busy
   worker is never stopped by scaling;
 - rolling replacement: workers of an older spec_hash are hidden from the autoscaler, and one is
-  drained for each new-version worker that is ready (has made its first job-take);
+  drained for each new-version worker that is ready (has made its first job-take); old and new
+  together stay within max_workers unless the endpoint's `max_surge` allows more;
 - replacement on request: a worker that sent `stopPod` with a job's result (refresh_worker) is
   drained by the gateway and, once it holds nothing, replaced through `Orchestrator.replace`
   (the count stays; the autoscaler sees it as the starting worker that takes its place);
@@ -28,7 +29,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from skiff.aio import wait_event
@@ -51,6 +52,10 @@ log = logging.getLogger("skiff.controller")
 
 _LIVE = frozenset({WorkerState.INITIALIZING, WorkerState.IDLE, WorkerState.RUNNING})
 _READY = frozenset({WorkerState.IDLE, WorkerState.RUNNING})
+# How soon a pass looks again at a drained idle worker that has not yet taken since the drain.
+DRAIN_RECHECK_S = 0.05
+# Orchestrator phases in which a worker holds its slot (its GPU): until its process has exited.
+_HOLDING = frozenset({WorkerPhase.PENDING, WorkerPhase.RUNNING, WorkerPhase.STOPPING})
 # Old-version workers leave in this order: idle first, then not yet started, then busy ones.
 _DRAIN_ORDER = {WorkerState.IDLE: 0, WorkerState.INITIALIZING: 1, WorkerState.RUNNING: 2}
 
@@ -64,6 +69,9 @@ class _Loop:
     decision: ScalingDecision | None = None
     stuck_since: dict[tuple[str, str], float] = field(default_factory=dict)
     replacing: set[str] = field(default_factory=set)  # replace() asked, not yet gone from the table
+    # Workers a rolling replacement must end with: the old ones live when it began (it outlives
+    # their exits: without surge an old worker may leave before its replacement starts).
+    roll_target: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -360,14 +368,20 @@ class Controller:
             workers.append(_Worker(info, WorkerView(info.id, WorkerState.INITIALIZING, now), None, False))
         present = [w for w in workers if not w.outdated]
         old_live = [w for w in workers if w.outdated and w.view.state in _LIVE]
+        old_leaving = [w for w in workers if w.outdated and w.view.state not in _LIVE and w.info.phase in _HOLDING]
         decision = self.autoscaler.decide(
             name, spec.scaling, Observation(queued, in_progress, oldest, [w.view for w in present], enqueue), now
         )
         loop.decision = decision
         start = decision.start
         drain = set(decision.drain)
-        if old_live:
-            start, drain = self._roll(spec, decision, present, old_live)
+        live_new = sum(1 for w in present if w.view.state in _LIVE)
+        if old_live or old_leaving:
+            loop.roll_target = max(loop.roll_target, len(old_live))
+        elif live_new >= min(spec.scaling.max_workers, loop.roll_target):
+            loop.roll_target = 0  # every old worker has gone and has its replacement
+        if old_live or loop.roll_target:
+            start, drain = self._roll(spec, decision, present, old_live, len(old_leaving), loop.roll_target)
 
         stop: set[str] = set()
         # Unresponsive ones get no stop grace: their jobs are already back in the queue or ended.
@@ -383,12 +397,16 @@ class Controller:
         for worker in workers:
             if worker.info.id in drain:
                 self._drain(spec, worker)
+        soon = False
         for worker in workers:
             draining = worker.view.state is WorkerState.DRAINING or worker.info.id in drain
             leaving = worker.info.phase is WorkerPhase.STOPPING or worker.info.id in kill
-            if draining and not leaving and await self._idle(spec, worker, now):
-                stop.add(worker.info.id)
-        replace = await self._to_replace(spec, loop, workers, drain | stop | kill, now)
+            if draining and not leaving:
+                if await self._idle(spec, worker, now):
+                    stop.add(worker.info.id)
+                elif worker.record is not None and not worker.record.jobs_in_progress:
+                    soon = True  # its next job-take, due at once, lets it stop: look again shortly
+        to_replace = await self._to_replace(spec, loop, workers, drain | stop | kill, now)
         self.observer.passed(spec, loop.count, queued, in_progress, oldest, workers, decision, now)
         if start or stop or kill or drain:
             self.observer.acted(spec, decision, start, len(drain), bool(old_live), {**exits, "scale_down": len(stop)})
@@ -397,27 +415,44 @@ class Controller:
             if start:
                 log.info("%s: starting %d worker(s): %s", name, start, decision.reason)
             self._spawn(self._scale(name, loop.count, sorted(stop), sorted(kill)))
-        for worker_id in sorted(replace):
+        for worker_id in sorted(to_replace):
             log.info("%s: replacing worker %s, which asked for it after its job (stopPod)", name, worker_id)
             loop.replacing.add(worker_id)
             self._spawn(self._replace(name, worker_id))
         if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None:
             await self.balancer.publish()
+        if soon:
+            recheck = now + DRAIN_RECHECK_S
+            return replace(decision, recheck_at=min(decision.recheck_at or recheck, recheck))
         return decision
 
     def _roll(
-        self, spec: EndpointSpec, decision: ScalingDecision, present: list[_Worker], old_live: list[_Worker]
+        self,
+        spec: EndpointSpec,
+        decision: ScalingDecision,
+        present: list[_Worker],
+        old_live: list[_Worker],
+        old_leaving: int,
+        roll_target: int,
     ) -> tuple[int, set[str]]:
         """A rolling replacement in progress: one new-version worker for each old one (or what the
-        autoscaler wants, if more), and an old one drained for each new one that is ready."""
+        autoscaler wants, if more), and an old one drained for each new one that is ready.
+
+        Old workers still hold their slot (their GPU) until they exit. With `max_surge` 0, the
+        default, new and old together never exceed max_workers: where there is no room, one old
+        worker at a time is drained first (once no new one is still starting) and its replacement
+        starts once it has gone."""
         hi = spec.scaling.max_workers
         live_new = [w for w in present if w.view.state in _LIVE]
         ready_new = [w for w in live_new if w.view.state in _READY]
-        want_new = min(hi, max(decision.desired, len(old_live)))
-        # New-version workers count against max_workers; the old ones still leaving are the surge.
-        start = max(decision.start, want_new - len(live_new))
-        start = max(0, min(start, hi - len(present)))
+        want_new = min(hi, max(decision.desired, roll_target))
+        wanted = max(decision.start, want_new - len(live_new))
+        wanted = max(0, min(wanted, hi - len(present)))
+        room = hi + spec.scaling.max_surge - len(present) - len(old_live) - old_leaving
+        start = max(0, min(wanted, room))
         keep_old = max(0, want_new - len(ready_new))
+        if start == 0 and wanted > 0 and old_leaving == 0 and len(live_new) == len(ready_new):
+            keep_old = min(keep_old, len(old_live) - 1)  # make room: one more old worker leaves
         leaving = sorted(old_live, key=lambda w: (_DRAIN_ORDER.get(w.view.state, 3), w.view.launched_at))
         drain = {w.info.id for w in leaving[: max(0, len(old_live) - keep_old)]}
         return start, drain

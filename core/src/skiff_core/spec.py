@@ -156,6 +156,14 @@ class ScalingSpec(_Strict):
     idle_timeout: Duration = 5.0
     scaler: ScalerType = ScalerType.QUEUE_DELAY
     target: StrictFloat = Field(default=4.0, gt=0)
+    # Workers a rolling replacement may run above max_workers while old ones drain. 0: a GPU that
+    # does not exist cannot be borrowed; an old worker leaves before its replacement starts.
+    max_surge: StrictInt = Field(default=0, ge=0)
+    # Predictive pre-warm (0: off): with no worker up, start one ahead of the next predicted
+    # arrival when prewarm x (client seconds of cold start it saves) exceeds the worker-seconds
+    # it is expected to cost. The knob is what one second of a client's cold-start wait is worth
+    # in idle worker-seconds.
+    prewarm: StrictFloat = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:
@@ -214,6 +222,9 @@ def effective_limit(route: str, *layers: RateLimits | None) -> tuple[int | None,
         if concurrent is None and limit.concurrent is not None:
             concurrent = limit.concurrent
     return (requests or None), (concurrent or None)
+
+
+_LATER_SCALING_FIELDS = ("max_surge", "prewarm")
 
 
 class EndpointSpec(_Strict):
@@ -358,6 +369,10 @@ class EndpointSpec(_Strict):
         for name in _HASHED_WHEN_SET:
             if data.get(name) == _DEFAULTS[name]:
                 del data[name]
+        # Scaling fields added later likewise leave the digest as it was while unset.
+        for name in _LATER_SCALING_FIELDS:
+            if data["scaling"][name] == ScalingSpec.model_fields[name].default:
+                del data["scaling"][name]
         payload = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 

@@ -32,7 +32,7 @@ from skiff_core.jobs import (
     new_job_id,
 )
 from skiff_core.payloads.base import PayloadKind, PayloadMissing, PayloadStore, dereference, payload_ref, reference
-from skiff_core.queue.base import JobQueue
+from skiff_core.queue.base import Delivery, JobQueue
 from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobRecords, JobStreams, StopSignals
@@ -47,6 +47,10 @@ RETRYABLE = (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
 # Stored payloads outlive their job's planned end by this much: the sweeper deletes them with the
 # record, and the store's own expiry is only the safety net for records that were never swept.
 PAYLOAD_EXPIRY_MARGIN_S = 3600.0
+# A draining worker's job-take is answered empty after this long (or at once when it is being
+# stopped): long enough that its take loop does not spin, short enough that an SDK which looks at
+# its SIGTERM only between takes (runpod's) notices it promptly.
+DRAINING_TAKE_WAIT_S = 1.0
 _NOT_GIVEN: Any = object()
 
 
@@ -243,8 +247,9 @@ class JobService:
     async def take(self, spec: EndpointSpec, worker_id: str, max_jobs: int, wait: float) -> list[dict[str, Any]]:
         worker = self.workers.taking(worker_id, spec.name)
         if worker.draining:
+            await asyncio.sleep(min(wait, DRAINING_TAKE_WAIT_S))
             return []
-        deliveries = await self.queue.receive(spec.name, max_messages=max_jobs, lease=self._lease(spec), wait=wait)
+        deliveries = await self._receive(spec, worker_id, max_jobs, wait)
         handed: list[dict[str, Any]] = []
         now = time.time()
         for delivery in deliveries:
@@ -285,6 +290,33 @@ class JobService:
         if handed:
             self.workers.took(worker, [j["id"] for j in handed])
         return handed
+
+    async def _receive(self, spec: EndpointSpec, worker_id: str, max_jobs: int, wait: float) -> list[Delivery]:
+        """The queue's long poll, given up (nothing received) if the worker is drained meanwhile.
+
+        Only the wait on the queue is interruptible: once messages are in hand they are handed out.
+        A receive interrupted just as it returned loses its messages to their lease, as one whose
+        worker hung up does; they are delivered again when it runs out."""
+        handler = asyncio.current_task()
+        assert handler is not None
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            if not interrupted:
+                interrupted = True
+                handler.cancel()
+
+        interrupters = self.workers.takes(worker_id)
+        interrupters.add(interrupt)
+        try:
+            return await self.queue.receive(spec.name, max_messages=max_jobs, lease=self._lease(spec), wait=wait)
+        except asyncio.CancelledError:
+            if interrupted and handler.uncancel() == 0:
+                return []
+            raise
+        finally:
+            interrupters.discard(interrupt)
 
     async def finish(self, spec: EndpointSpec, worker_id: str, job_id: str, body: Any) -> None:
         if not isinstance(body, dict):

@@ -39,6 +39,7 @@ class WorkerTracker:
         self._contacted: set[str] = set()
         self._flushed_at: float | None = None
         self.stalls = 0  # pauses of this process the flush noticed (for logs and tests)
+        self._takes: dict[str, set[Callable[[], None]]] = {}
 
     def _get(self, worker_id: str, endpoint: str) -> WorkerRecord:
         worker = self._workers.get(worker_id)
@@ -119,9 +120,7 @@ class WorkerTracker:
         """Hand this worker no new job from now on (the controller stops it once idle)."""
         worker = self._get(worker_id, endpoint)
         if not worker.draining:
-            worker.draining = True
-            worker.draining_since = time.time()
-            self._set_state(worker, worker.draining_since)
+            self._mark_draining(worker, time.time())
         return worker
 
     def replace(self, worker_id: str, endpoint: str) -> WorkerRecord:
@@ -133,9 +132,24 @@ class WorkerTracker:
             self._dirty.add(worker_id)
         return worker
 
+    def _mark_draining(self, worker: WorkerRecord, since: float) -> None:
+        """From now on the worker gets no job; a job-take parked on the queue stops waiting, so the
+        worker's next take (answered at once, empty) proves it holds nothing and it can be stopped
+        now instead of after the rest of its long poll."""
+        worker.draining = True
+        worker.draining_since = since
+        self._set_state(worker, time.time())
+        for interrupt in list(self._takes.get(worker.id, ())):
+            interrupt()
+
     def polls(self, worker_id: str) -> set[Callable[[], None]]:
         """Enders of this worker's parked long polls (see skiff_gateway.http.unless_disconnected)."""
         return self._polls.setdefault(worker_id, set())
+
+    def takes(self, worker_id: str) -> set[Callable[[], None]]:
+        """Interrupters of this worker's job-takes while they wait on the queue (see
+        JobService.take): a drain calls them."""
+        return self._takes.setdefault(worker_id, set())
 
     def release(self, worker_id: str, endpoint: str) -> None:
         """The worker is being stopped: no new job, and its parked job-take and job-stop polls end
@@ -148,6 +162,7 @@ class WorkerTracker:
     def forget(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
         self._polls.pop(worker_id, None)
+        self._takes.pop(worker_id, None)
         self._handed.pop(worker_id, None)
         self._finished.pop(worker_id, None)
         self._contacted.discard(worker_id)
@@ -204,9 +219,7 @@ class WorkerTracker:
             if stored is not None and stored.replace:
                 record.replace = True
             if stored is not None and stored.draining and not record.draining:
-                record.draining = True
-                record.draining_since = stored.draining_since or now
-                self._set_state(record, now)
+                self._mark_draining(record, stored.draining_since or now)
                 self._dirty.discard(worker_id)
             await self._store.upsert_worker(record)
         await self._refresh_draining()
@@ -228,9 +241,7 @@ class WorkerTracker:
             if local is not None and stored.replace and not local.replace:
                 local.replace = True
             if local is not None and stored.draining and not local.draining:
-                local.draining = True
-                local.draining_since = stored.draining_since or time.time()
-                self._set_state(local, time.time())
+                self._mark_draining(local, stored.draining_since or time.time())
 
 
 def _recent(events: dict[str, dict[str, float]], worker_id: str, now: float) -> set[str]:
