@@ -12,28 +12,39 @@ from collections.abc import Callable
 
 from skiff_core.jobs import JobRecord, WorkerRecord
 from skiff_core.store.base import (
+    ClientKeys,
     Closeable,
     JobRecords,
     JobStore,
     JobStreams,
     Notes,
+    RateCounters,
     StopSignals,
     WorkerRecords,
 )
 from skiff_core.store.redis import RedisStore
 from skiff_core.store.sqlite import SqliteStore
 
-PARTS: tuple[type, ...] = (JobRecords, JobStreams, WorkerRecords, StopSignals, Notes, Closeable)
+PARTS: tuple[type, ...] = (
+    JobRecords,
+    JobStreams,
+    WorkerRecords,
+    StopSignals,
+    Notes,
+    ClientKeys,
+    RateCounters,
+    Closeable,
+)
 
-Parts = tuple[JobRecords, JobStreams, WorkerRecords, StopSignals, Notes, Closeable, JobStore]
+Parts = tuple[JobRecords, JobStreams, WorkerRecords, StopSignals, Notes, ClientKeys, RateCounters, Closeable, JobStore]
 
 
 def _parts_of_sqlite(store: SqliteStore) -> Parts:
-    return store, store, store, store, store, store, store
+    return store, store, store, store, store, store, store, store, store
 
 
 def _parts_of_redis(store: RedisStore) -> Parts:
-    return store, store, store, store, store, store, store
+    return store, store, store, store, store, store, store, store, store
 
 
 def _members(protocol: type) -> set[str]:
