@@ -8,6 +8,7 @@ Retry-After, 507), never a 500 or a dropped connection."""
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,3 +171,31 @@ def _fill(path: Path) -> None:
                     out.write(b"\0" * size)
             except OSError:
                 pass
+
+
+def test_a_stack_started_before_its_redis_waits_for_it_without_a_traceback(tmp_path: Path) -> None:
+    """In a cluster the gateway may come up before Redis does: it waits, one line per try, and
+    serves once Redis is there."""
+    redis = RestartableRedis(tmp_path / "late-redis")
+    endpoints = tmp_path / "endpoints"
+    endpoints.mkdir()
+    (endpoints / "echo.hcl").write_text(ECHO["echo"])
+    stack = SkiffProcess(endpoints, tmp_path / "state", {"SKIFF_STORE": "redis", "SKIFF_REDIS_URL": redis.url()})
+    starting = threading.Thread(target=stack.start, kwargs={"timeout": 120})
+    starting.start()
+    try:
+        deadline = time.monotonic() + 90
+        while "the job store is unreachable" not in stack.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "the job store is unreachable" in stack.output(), stack.output()
+        redis.start()
+        starting.join()
+        stack.wait_ready_workers("echo", timeout=120)
+        with stack.client(timeout=60) as client:
+            job = client.post("/v2/echo/runsync", json={"input": {"n": 1}})
+        assert job.status_code == 200 and job.json()["status"] == "COMPLETED", job.text
+        _no_tracebacks(stack)
+    finally:
+        starting.join()
+        stack.stop()
+        redis.stop()

@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,10 @@ from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, Field
+
+from skiff_core.outages import classify
+
+log = logging.getLogger("skiff")
 
 WORKER_KEY_PREFIX = "skw_"
 CLIENT_KEY_PREFIX = "skc_"
@@ -116,9 +122,20 @@ class KeyRing:
     admin_key: str | None
     worker_secret: str | None = field(default=None, repr=False)
 
-    async def load(self, store: SecretStore) -> None:
-        if self.worker_secret is None:
-            self.worker_secret = await store.server_secret(WORKER_SECRET_NAME, secrets.token_urlsafe(32))
+    async def load(self, store: SecretStore, *, retry_every_s: float = 2.0) -> None:
+        """Waits out an unreachable store (a gateway may start before its Redis), one warning line
+        per try; anything but an outage is raised at once."""
+        candidate = secrets.token_urlsafe(32)
+        while self.worker_secret is None:
+            try:
+                self.worker_secret = await store.server_secret(WORKER_SECRET_NAME, candidate)
+            except Exception as exc:
+                if classify(exc) is None:
+                    raise
+                log.warning(
+                    "the job store is unreachable (%s: %s); retrying in %.0fs", type(exc).__name__, exc, retry_every_s
+                )
+                await asyncio.sleep(retry_every_s)
 
     def worker_key(self, endpoint: str) -> str:
         if self.worker_secret is None:
