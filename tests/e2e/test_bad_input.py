@@ -154,9 +154,7 @@ def test_oversized_body(echo_stack: SkiffProcess, raw: httpx.Client, route: str,
 
 
 def test_oversized_stream_chunk(echo_stack: SkiffProcess, raw: httpx.Client) -> None:
-    from skiff_core.keys import KeyRing
-
-    worker_key = KeyRing(echo_stack.key).worker_key("echo")
+    worker_key = stack_worker_key(echo_stack.state_dir, "echo")
     chunk = b'{"output": "' + b"x" * (1024 * 1024) + b'"}'
     r = raw.post("/v2/echo/job-stream/w1/x?isStream=true", content=chunk, headers={"Authorization": worker_key})
     _assert_error(r, 413, "stream chunk too large: the limit for this route is 1 MB")

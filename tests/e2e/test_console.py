@@ -22,7 +22,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.stack import REPO, SkiffProcess, endpoint_hcl
 
-ECHO = "examples/workers/echo.py"
+# A worker that takes a few seconds to start, so the job is seen IN_QUEUE before it runs.
+ECHO = "tests/workers/slow_start_echo.py"
 ARTEFACTS = Path(os.environ.get("SKIFF_TEST_ARTEFACTS", REPO / "test-artefacts")) / "console"
 
 
@@ -53,7 +54,9 @@ def shot(driver: WebDriver, name: str) -> None:
 def test_console_login_endpoints_a_job_going_live_to_completed_and_its_page(
     skiff_stack: Callable[..., SkiffProcess], browser: WebDriver
 ) -> None:
-    stack = skiff_stack({"echo": endpoint_hcl("echo", ECHO, scaling={"max_workers": 1})}, timeout=120)
+    stack = skiff_stack(
+        {"echo": endpoint_hcl("echo", ECHO, env={"SLOW_START_S": "4"}, scaling={"max_workers": 1})}, timeout=120
+    )
     wait = WebDriverWait(browser, 120, poll_frequency=0.1)
     browser.get(f"{stack.url}/console")
 

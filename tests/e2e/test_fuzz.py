@@ -171,7 +171,10 @@ def _assert_sound(response: httpx.Response, what: str) -> None:
     assert response.status_code < 500, f"{what} -> {response.status_code} {response.text[:500]}"
     assert "Traceback" not in response.text, what
     if response.status_code >= 400 and response.request.method != "HEAD":
-        assert isinstance(response.json().get("error"), str), f"{what} -> {response.text[:500]}"
+        error = response.json().get("error")
+        if "/openai/" in response.request.url.path:
+            error = error.get("message") if isinstance(error, dict) else None  # OpenAI's error shape
+        assert isinstance(error, str), f"{what} -> {response.text[:500]}"
 
 
 # ----------------------------------------------------------------------------- raw bytes

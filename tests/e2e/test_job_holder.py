@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from skiff_core.keys import KeyRing
-from tests.support.stack import TEST_KEY, SkiffProcess, endpoint_hcl
+from tests.support.stack import SkiffProcess, endpoint_hcl
+from tests.support.stack import worker_key as stack_worker_key
 from tests.support.wait import wait_final, wait_status
 
 
@@ -28,7 +28,7 @@ def test_a_worker_that_does_not_hold_the_job_cannot_report_on_it(tmp_path: Path)
 
 def _forged_reports_are_refused(stack: SkiffProcess) -> None:
     stack.wait_ready_workers("held", timeout=90)
-    worker_key = KeyRing(TEST_KEY).worker_key("held")
+    worker_key = stack_worker_key(stack.state_dir, "held")
     with (
         stack.client() as client,
         httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {worker_key}"}, timeout=10) as worker,

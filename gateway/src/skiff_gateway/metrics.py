@@ -146,7 +146,7 @@ class RequestMetrics:
             raise
 
     def _record(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
-        template = scope.get("skiff.route") or getattr(scope.get("route"), "path", None) or "unmatched"
+        template = scope.get("skiff.route_template") or getattr(scope.get("route"), "path", None) or "unmatched"
         params = scope.get("path_params") or {}
         endpoint = self.metrics.endpoint_label(params.get("endpoint"))
         self.metrics.request(template, scope["method"], status, endpoint, seconds)

@@ -26,7 +26,7 @@ class RouteTable:
         def register(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
                 # FastAPI's router names only its own routes in the scope; the metrics need ours too.
-                request.scope["skiff.route"] = path
+                request.scope["skiff.route_template"] = path
                 params: dict[str, Any] = request.path_params
                 return await handler(request, **params)
 
