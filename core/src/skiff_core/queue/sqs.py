@@ -141,7 +141,9 @@ class SqsQueue:
         self._batching = batch_linger_s is not None
         linger = self._linger_s = batch_linger_s or 0.0
         self._sends = Batcher(self._send_batch, linger)
-        self._deletes = Batcher(self._delete_batch, linger, frozenset({"ReceiptHandleIsInvalid"}))
+        self._deletes = Batcher(
+            self._delete_batch, linger, frozenset({"ReceiptHandleIsInvalid"}), dedupe="ReceiptHandle"
+        )
         self._inboxes: dict[str, _Inbox] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._low_check_interval_s = max(1.0, low_check_interval_s)

@@ -53,11 +53,15 @@ class Batcher:
     """Entries for one batch action, grouped per queue URL.
 
     `call(url, entries)` performs the batch request (entries carry their "Id"); `ignored` are
-    per-entry error codes that count as success (a stale receipt on delete).
+    per-entry error codes that count as success (a stale receipt on delete); entries equal in
+    their `dedupe` parameter go out once and share the outcome (SQS refuses a batch that names
+    one receipt handle twice).
     """
 
-    def __init__(self, call: BatchCall, linger_s: float, ignored: frozenset[str] = frozenset()) -> None:
-        self._call, self._linger_s, self._ignored = call, max(0.0, linger_s), ignored
+    def __init__(
+        self, call: BatchCall, linger_s: float, ignored: frozenset[str] = frozenset(), dedupe: str | None = None
+    ) -> None:
+        self._call, self._linger_s, self._ignored, self._dedupe = call, max(0.0, linger_s), ignored, dedupe
         self._pending: dict[str, _Pending] = {}
         self._flights: set[asyncio.Task[None]] = set()
 
@@ -88,7 +92,19 @@ class Batcher:
         self._flights.add(task)
         task.add_done_callback(self._flights.discard)
 
-    async def _send(self, url: str, entries: list[_Entry]) -> None:
+    async def _send(self, url: str, batch: list[_Entry]) -> None:
+        entries: list[_Entry] = []
+        if self._dedupe is None:
+            entries = batch
+        else:
+            first: dict[Any, _Entry] = {}
+            for entry in batch:
+                key = entry.params.get(self._dedupe)
+                if key in first:
+                    _follow(first[key].future, entry.future)
+                else:
+                    first[key] = entry
+                    entries.append(entry)
         try:
             reply = await self._call(url, [{**e.params, "Id": str(i)} for i, e in enumerate(entries)])
         except BaseException as exc:
@@ -122,6 +138,13 @@ class Batcher:
             self._flush(url)
         while self._flights:
             await asyncio.gather(*list(self._flights), return_exceptions=True)
+
+
+def _follow(leader: asyncio.Future[None], follower: asyncio.Future[None]) -> None:
+    def copy(done: asyncio.Future[None]) -> None:
+        _settle(follower, None if done.cancelled() else done.exception())
+
+    leader.add_done_callback(copy)
 
 
 def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None:
