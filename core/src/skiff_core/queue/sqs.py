@@ -55,6 +55,10 @@ T = TypeVar("T")
 MAX_WAIT_S = 20  # ReceiveMessage WaitTimeSeconds upper bound
 MAX_POLLERS = 4  # concurrent ReceiveMessage calls per endpoint while job-takes are parked
 MAX_HOLD_S = 1.0  # longest a received message waits here for a taker before it is released
+# With batching, `stats` reads the queues' counts at most this often and adjusts the last reading
+# by this process's own sends, receives and deletes in between: the controller asks on every
+# enqueue, and each reading is two GetQueueAttributes requests.
+STATS_MAX_AGE_S = 1.0
 MAX_VISIBILITY_S = 12 * 3600  # VisibilityTimeout upper bound
 MAX_RETENTION_S = 14 * 24 * 3600  # MessageRetentionPeriod upper bound: keep jobs as long as SQS can
 MAX_NAME_LEN = 80  # queue names: 1-80 alphanumerics, hyphens, underscores
@@ -103,6 +107,23 @@ class _AgeTracker:
 
 
 @dataclass
+class _Counts:
+    """This process's own traffic on an endpoint's work queues, and the last counts SQS gave."""
+
+    sent: int = 0
+    received: int = 0
+    deleted: int = 0
+    returned: int = 0  # made visible again (extend to 0, a held message released)
+    read_at: float = -math.inf  # monotonic
+    queued: int = 0
+    in_flight: int = 0
+    base: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        return (self.sent, self.received, self.deleted, self.returned)
+
+
+@dataclass
 class _Taker:
     want: int
     deadline: float  # monotonic
@@ -145,6 +166,7 @@ class SqsQueue:
             self._delete_batch, linger, frozenset({"ReceiptHandleIsInvalid"}), dedupe="ReceiptHandle"
         )
         self._inboxes: dict[str, _Inbox] = {}
+        self._counts: dict[str, _Counts] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._low_check_interval_s = max(1.0, low_check_interval_s)
         self._pool = ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="skiff-sqs")
@@ -157,6 +179,9 @@ class SqsQueue:
                 max_pool_connections=max_connections,
                 read_timeout=MAX_WAIT_S + 10,
                 retries={"mode": "standard", "max_attempts": 3},
+                # Every call's parameters are built here, not taken from users: checking them
+                # against the service model on each call is CPU spent for nothing.
+                parameter_validation=False,
             ),
         )
         self._urls: dict[tuple[str, str], str] = {}
@@ -197,6 +222,12 @@ class SqsQueue:
 
     async def _delete_batch(self, url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return await self._call(self._client.delete_message_batch, QueueUrl=url, Entries=entries)
+
+    def _count(self, endpoint: str) -> _Counts:
+        counts = self._counts.get(endpoint)
+        if counts is None:
+            counts = self._counts[endpoint] = _Counts()
+        return counts
 
     # The inbox: parked job-takes, the pollers that feed them, messages held for the next taker.
 
@@ -295,6 +326,7 @@ class SqsQueue:
             lane, handle = _split_receipt(delivery.receipt)
             stale.setdefault(lane, []).append(handle)
         for lane, handles in stale.items():
+            self._count(endpoint).returned += len(handles)
             url = await self._url(endpoint, lane)
             for start in range(0, len(handles), MAX_BATCH):
                 chunk = handles[start : start + MAX_BATCH]
@@ -354,6 +386,7 @@ class SqsQueue:
             await self._sends.submit(url, {"MessageBody": body})
         else:
             await self._call(self._client.send_message, QueueUrl=url, MessageBody=body)
+        self._count(endpoint).sent += 1
         tracker = self._ages.setdefault(endpoint, _AgeTracker())
         tracker.sent[job_id] = time.time()
 
@@ -439,6 +472,7 @@ class SqsQueue:
                 continue
             deliveries.append(delivery)
         if lane != DEAD and deliveries:
+            self._count(endpoint).received += len(deliveries)
             sent = self._ages.setdefault(endpoint, _AgeTracker()).sent
             for delivery in deliveries:
                 sent.pop(delivery.job_id, None)
@@ -458,6 +492,7 @@ class SqsQueue:
     async def delete(self, endpoint: str, receipt: str) -> None:
         lane, handle = _split_receipt(receipt)
         await self._delete(endpoint, lane, handle)
+        self._count(endpoint).deleted += 1
 
     async def _delete(self, endpoint: str, lane: str, handle: str) -> None:
         if self._batching:
@@ -484,21 +519,31 @@ class SqsQueue:
                 ReceiptHandle=handle,
                 VisibilityTimeout=max(0, min(visibility_timeout(lease), math.floor(left))),
             )
+            if lease <= 0 and lane != DEAD:
+                self._count(endpoint).returned += 1
         except ClientError as exc:
             # A stale receipt: the delivery is gone, there is no lease left to extend.
             if _code(exc) not in {"ReceiptHandleIsInvalid", "MessageNotInflight"}:
                 raise
 
     async def stats(self, endpoint: str) -> QueueStats:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        queued = in_flight = 0
-        for lane in (NORMAL, LOW):
-            reply = await self._call(
-                self._client.get_queue_attributes, QueueUrl=await self._url(endpoint, lane), AttributeNames=names
-            )
-            attrs = reply["Attributes"]
-            queued += int(attrs.get("ApproximateNumberOfMessages", 0))
-            in_flight += int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+        counts = self._count(endpoint)
+        if not self._batching or time.monotonic() - counts.read_at >= STATS_MAX_AGE_S:
+            base = counts.snapshot()
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            queued = in_flight = 0
+            for lane in (NORMAL, LOW):
+                reply = await self._call(
+                    self._client.get_queue_attributes, QueueUrl=await self._url(endpoint, lane), AttributeNames=names
+                )
+                attrs = reply["Attributes"]
+                queued += int(attrs.get("ApproximateNumberOfMessages", 0))
+                in_flight += int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+            counts.queued, counts.in_flight, counts.base, counts.read_at = queued, in_flight, base, time.monotonic()
+        else:
+            sent, received, deleted, returned = (a - b for a, b in zip(counts.snapshot(), counts.base, strict=True))
+            queued = max(0, counts.queued + sent + returned - received)
+            in_flight = max(0, counts.in_flight + received - deleted - returned)
         age = self._ages.setdefault(endpoint, _AgeTracker()).observe(queued, time.time())
         return QueueStats(queued=queued, in_flight=in_flight, oldest_age_s=age)
 
@@ -525,6 +570,7 @@ class SqsQueue:
                         {"Id": str(i), "ReceiptHandle": _split_receipt(d.receipt)[1]} for i, d in enumerate(batch)
                     ],
                 )
+                self._count(endpoint).deleted += len(batch)
                 job_ids.extend(d.job_id for d in batch)
         tracker = self._ages.get(endpoint)
         if tracker is not None:
