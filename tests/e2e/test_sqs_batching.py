@@ -38,6 +38,11 @@ def test_kill9_while_batching_completes_every_accepted_job_and_reruns_no_complet
         "SKIFF_REDIS_PREFIX": f"k{run}:",
         "SKIFF_SQS_QUEUE_PREFIX": f"k{run}-",
         "SKIFF_SQS_BATCHING": "true",
+        # Slower than tests/support/stack.py's crash-test timings: a worker starved of CPU on a
+        # busy machine must not be declared lost (and replaced) before it ever runs a job.
+        "SKIFF_LEASE_S": "10",
+        "SKIFF_PING_INTERVAL_S": "2",
+        "SKIFF_WORKER_LOST_AFTER_S": "60",
     }
     endpoints = tmp_path / "endpoints"
     endpoints.mkdir()
