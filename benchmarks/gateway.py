@@ -558,6 +558,8 @@ def run_all(opts: Options) -> Results:
                     sqs_calls[server] = services.sqs_call
                     for batching in opts.batching:
                         results.append(measure_mode(Variant(mode, server, batching), services, tmp, opts))
+                        # The table so far, so a long run that fails later still leaves its numbers.
+                        print(render(Results(results, in_process, runpod, sqs_calls), opts), file=sys.stderr)
         return Results(results, in_process, runpod, sqs_calls)
 
 
