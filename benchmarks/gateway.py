@@ -8,8 +8,12 @@ Everything runs here, in this one run: a real `skiff up` process per (mode, work
 free 127.0.0.1 port with a throw-away state dir, whose workers are benchmarks/workers/noop_skiff.py
 (Skiff SDK, returns its input). Modes:
 - embedded: the defaults, queue and job store on one SQLite file;
-- cluster: SQS queue on moto's server and the job store on a private redis-server, both started
-  here as processes (tests/services.py), with fresh queue and key prefixes per run.
+- cluster: the job store on a private redis-server and the SQS queue on an SQS-compatible server,
+  both started here as processes (tests/support/services.py), with fresh queue and key prefixes
+  per run. Two SQS servers: moto (Python, ~5 ms a call, the one the contract tests use) and fauxqs
+  (Node.js, https://github.com/kibertoad/fauxqs, installed by scripts/install-fauxqs.sh), fast
+  enough that Skiff's own cost shows. Each is measured with Skiff's SQS batching off (one request
+  per message: the baseline, "before") and on (the default), in the same run.
 
 Measured per mode, with 1 and with 8 workers (min_workers = max_workers = N):
 - /run jobs/s: N jobs submitted by many concurrent clients, clock stopped once /health shows no
@@ -20,7 +24,9 @@ Baselines, measured once: the same handler called in-process, and the official r
 local API server (`noop_runpod.py --rp_serve_api`) answering /runsync sequentially.
 
 The clients share the machine's cores with the gateway and the workers; CPU seconds per job of
-each process are printed under the table so the cost of each part is visible.
+each process are printed under the table so the cost of each part is visible. SQS requests are
+counted inside `skiff up` by benchmarks/sqs_count/sitecustomize.py (a botocore hook; Skiff's code
+is unchanged), and priced at SQS_PRICE_PER_MILLION per million requests.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks`, `skiff` and `
 
 # The benchmark reuses the test harness on purpose: the processes it measures are started exactly
 # as the end-to-end tests start them (same flags, same environment, same teardown).
-from tests.support.services import AWS_TEST_ENV, moto_server, redis_server
+from tests.support.services import AWS_TEST_ENV, MotoServer, fauxqs_server, moto_server, redis_server
 from tests.support.stack import SkiffProcess, endpoint_hcl, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +68,13 @@ TARGET_OVERHEAD_MS = 5.0
 TARGET_JOBS_S = 1000.0
 WORKER_COUNTS = (1, 8)
 MODES = ("embedded", "cluster")
+SQS_SERVERS = ("moto", "fauxqs")
+TARGET_SQS_REQUESTS_PER_JOB = 1.0
+TARGET_GATEWAY_CPU_MS = 1.5
+# Standard queues, per million requests after the free tier (first 1M requests a month), us-east-1;
+# https://aws.amazon.com/sqs/pricing/ (a batch of up to 10 messages is one request).
+SQS_PRICE_PER_MILLION = 0.40
+SQS_COUNTER = Path(__file__).resolve().parent / "sqs_count"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # tests/support/stack.py shortens leases and pings for crash tests; a benchmark runs with the defaults
@@ -113,25 +126,58 @@ class Throughput:
     # CPU seconds used during the measurement, by the gateway process, all workers, this client.
     gateway_cpu_s: float
     workers_cpu_s: float
-    services_cpu_s: float
+    sqs_cpu_s: float
+    redis_cpu_s: float
     client_cpu_s: float
+    sqs_requests: dict[str, int] = field(default_factory=dict)  # per SQS action, during the run
 
     @property
     def jobs_per_s(self) -> float:
         return self.jobs / self.seconds
 
-    def cpu_ms_per_job(self) -> str:
+    @property
+    def gateway_cpu_ms(self) -> float:
+        return self.gateway_cpu_s * 1000.0 / self.jobs
+
+    @property
+    def requests_per_job(self) -> float:
+        return sum(self.sqs_requests.values()) / self.jobs
+
+    def cpu_ms_per_job(self, sqs_server: str) -> str:
         per = 1000.0 / self.jobs
-        services = f", moto+redis {self.services_cpu_s * per:.2f}" if self.services_cpu_s else ""
+        services = ""
+        if sqs_server:
+            services = f", {sqs_server} {self.sqs_cpu_s * per:.2f}, redis {self.redis_cpu_s * per:.2f}"
         return (
-            f"gateway {self.gateway_cpu_s * per:.2f}, workers {self.workers_cpu_s * per:.2f}{services}, "
-            f"client {self.client_cpu_s * per:.2f}"
+            f"skiff up (gateway+controller) {self.gateway_cpu_s * per:.2f}, workers {self.workers_cpu_s * per:.2f}"
+            f"{services}, client {self.client_cpu_s * per:.2f}"
         )
+
+    def requests_detail(self) -> str:
+        actions = ", ".join(f"{name} {n / self.jobs:.2f}" for name, n in sorted(self.sqs_requests.items()))
+        return f"SQS requests/job {self.requests_per_job:.2f} ({actions})"
+
+
+@dataclass(frozen=True)
+class Variant:
+    mode: str
+    sqs_server: str = ""  # cluster mode: moto or fauxqs
+    batching: bool = True
+
+    @property
+    def label(self) -> str:
+        if self.mode != "cluster":
+            return "embedded (SQLite)"
+        return f"cluster ({self.sqs_server} SQS + Redis), {'batched' if self.batching else 'unbatched (before)'}"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.mode[0]}{self.sqs_server[:1]}{'b' if self.batching else 'u'}"
 
 
 @dataclass
 class ModeResult:
-    mode: str
+    variant: Variant
     run: dict[int, Throughput] = field(default_factory=dict)
     runsync: dict[int, Throughput] = field(default_factory=dict)
     latency: Latency | None = None
@@ -150,40 +196,50 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of `pid`, from /proc/<pid>/task/*/children (proc(5))."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+def _sqs_counts(folder: Path | None) -> dict[str, int]:
+    """SQS requests per action so far, summed over every process counting into `folder`."""
+    total: dict[str, int] = {}
+    for path in folder.glob("*.json") if folder is not None else ():
         try:
-            found.extend(int(c) for c in task.read_text().split())
-        except OSError:
+            counts = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue
-    return found
+        for action, n in counts.items():
+            total[action] = total.get(action, 0) + int(n)
+    return total
 
 
 class CpuMeter:
-    """CPU seconds spent by the gateway, its workers, the backing services (moto, redis-server:
-    every other child of this script) and this script, over one measurement."""
+    """CPU seconds spent by the gateway, its workers, the SQS server, redis-server and this script,
+    and SQS requests made (benchmarks/sqs_count), over one measurement."""
 
-    def __init__(self, gateway_pid: int, worker_pids: Sequence[int]) -> None:
+    def __init__(
+        self, gateway_pid: int, worker_pids: Sequence[int], services: Services | None, counts: Path | None
+    ) -> None:
         self.gateway_pid, self.worker_pids = gateway_pid, list(worker_pids)
-        self.service_pids = [p for p in _children(os.getpid()) if p != gateway_pid]
+        self.sqs_pid = services.sqs.pid if services else 0
+        self.redis_pid = services.redis_pid if services else 0
+        self.counts = counts
 
-    def _sample(self) -> tuple[float, float, float, float]:
+    def _sample(self) -> tuple[float, float, float, float, float]:
         return (
             _cpu_seconds(self.gateway_pid),
             sum(_cpu_seconds(p) for p in self.worker_pids),
-            sum(_cpu_seconds(p) for p in self.service_pids),
+            _cpu_seconds(self.sqs_pid) if self.sqs_pid else 0.0,
+            _cpu_seconds(self.redis_pid) if self.redis_pid else 0.0,
             time.process_time(),
         )
 
     def measure(self) -> Callable[[int, float], Throughput]:
-        before = self._sample()
+        before, requests_before = self._sample(), _sqs_counts(self.counts)
 
         def done(jobs: int, seconds: float) -> Throughput:
-            after = self._sample()
-            gw, wk, sv, cl = (a - b for a, b in zip(after, before, strict=True))
-            return Throughput(jobs, seconds, gw, wk, sv, cl)
+            if self.counts is not None:
+                time.sleep(0.15)  # the counters are written every 50 ms
+            after, requests_after = self._sample(), _sqs_counts(self.counts)
+            gw, wk, sq, rd, cl = (a - b for a, b in zip(after, before, strict=True))
+            requests = {k: n - requests_before.get(k, 0) for k, n in requests_after.items()}
+            return Throughput(jobs, seconds, gw, wk, sq, rd, cl, {k: n for k, n in requests.items() if n})
 
         return done
 
@@ -315,21 +371,24 @@ def in_process_latency(samples: int) -> list[float]:
 
 
 @dataclass
-class Cluster:
+class Services:
     env: dict[str, str]
-    moto_call: Latency  # one SendMessage to moto, as boto3 sees it
+    sqs: MotoServer
+    redis_pid: int
+    sqs_call: Latency  # one SendMessage to the SQS server, as boto3 sees it
 
 
 @contextmanager
-def cluster_env(tmp: Path, samples: int) -> Iterator[Cluster]:
-    """moto (SQS) and redis-server as processes; the environment that points Skiff at them."""
-    with moto_server() as moto, redis_server(tmp / "redis") as redis:
-        env = {**moto.env, "SKIFF_QUEUE": "sqs", "SKIFF_STORE": "redis", "SKIFF_REDIS_URL": redis.url(0)}
-        yield Cluster(env, Latency.of(moto_call_latency(moto.url, samples)))
+def cluster_env(tmp: Path, sqs_server: str, samples: int) -> Iterator[Services]:
+    """The SQS server and redis-server as processes; the environment that points Skiff at them."""
+    start = moto_server if sqs_server == "moto" else fauxqs_server
+    with start() as sqs, redis_server(tmp / f"redis-{sqs_server}") as redis:
+        env = {**sqs.env, "SKIFF_QUEUE": "sqs", "SKIFF_STORE": "redis", "SKIFF_REDIS_URL": redis.url(0)}
+        yield Services(env, sqs, redis.pid, Latency.of(sqs_call_latency(sqs.url, samples)))
 
 
-def moto_call_latency(url: str, samples: int) -> list[float]:
-    """Seconds per SendMessage to moto: what every SQS call of the cluster column costs at least."""
+def sqs_call_latency(url: str, samples: int) -> list[float]:
+    """Seconds per SendMessage: what every SQS call of a cluster column costs at least."""
     import boto3  # a cluster extra: only this mode needs it
 
     sqs = boto3.client("sqs", endpoint_url=url, region_name=AWS_TEST_ENV["AWS_DEFAULT_REGION"])
@@ -358,9 +417,12 @@ def skiff_up(tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag
     )
     # Fresh SQS queue names and Redis keys per run: nothing left over from the previous one.
     run_env = {**PRODUCTION_ENV, **env, "SKIFF_SQS_QUEUE_PREFIX": f"b{tag}-", "SKIFF_REDIS_PREFIX": f"b{tag}:"}
+    if "SKIFF_BENCH_SQS_COUNTS" in env:
+        # benchmarks/sqs_count/sitecustomize.py counts the SQS requests of `skiff up`.
+        run_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SQS_COUNTER), os.environ.get("PYTHONPATH")]))
     proc = SkiffProcess(endpoints, tmp / f"state-{tag}", extra_env=run_env)
     try:
-        proc.start(timeout=60)
+        proc.start(timeout=180)
         proc.wait_ready_workers(ENDPOINT, workers, timeout=120)
         yield proc
     except BaseException:
@@ -429,6 +491,8 @@ def runpod_api_server() -> Iterator[str]:
 @dataclass(frozen=True)
 class Options:
     modes: tuple[str, ...]
+    sqs_servers: tuple[str, ...]
+    batching: tuple[bool, ...]
     jobs: int
     cluster_jobs: int
     clients: int
@@ -437,14 +501,24 @@ class Options:
     warmup: int
 
 
-def measure_mode(mode: str, env: dict[str, str], tmp: Path, opts: Options) -> ModeResult:
-    result = ModeResult(mode)
-    jobs = opts.cluster_jobs if mode == "cluster" else opts.jobs
+def measure_mode(variant: Variant, services: Services | None, tmp: Path, opts: Options) -> ModeResult:
+    result = ModeResult(variant)
+    mode = variant.label
+    jobs = opts.cluster_jobs if variant.mode == "cluster" else opts.jobs
+    env: dict[str, str] = {}
+    if services is not None:
+        env = {**services.env, "SKIFF_SQS_BATCHING": "true" if variant.batching else "false"}
     for workers in WORKER_COUNTS:
+        tag = f"{variant.tag}{workers}"
+        counts: Path | None = None
+        if services is not None:
+            counts = tmp / f"sqs-counts-{tag}"
+            counts.mkdir()
+            env["SKIFF_BENCH_SQS_COUNTS"] = str(counts)
         print(f"[{mode}] {workers} worker(s): starting skiff up", file=sys.stderr, flush=True)
-        with skiff_up(tmp, env, workers, opts.concurrency, f"{mode[0]}{workers}") as proc:
+        with skiff_up(tmp, env, workers, opts.concurrency, tag) as proc:
             assert proc.proc is not None
-            meter = CpuMeter(proc.proc.pid, proc.worker_pids())
+            meter = CpuMeter(proc.proc.pid, proc.worker_pids(), services, counts)
             headers = {"Authorization": f"Bearer {proc.key}"}
             base = f"{proc.url}/v2/{ENDPOINT}"
             if workers == 1:
@@ -464,7 +538,7 @@ class Results:
     modes: list[ModeResult]
     in_process: Latency
     runpod: Latency
-    moto_call: Latency | None
+    sqs_calls: dict[str, Latency]  # per SQS server: one SendMessage p50/p95/p99
 
 
 def run_all(opts: Options) -> Results:
@@ -476,15 +550,19 @@ def run_all(opts: Options) -> Results:
         with runpod_api_server() as rp_url:
             runpod = Latency.of(sequential_latency(rp_url, {}, opts.warmup, opts.samples))
         results = []
-        moto_call: Latency | None = None
+        sqs_calls: dict[str, Latency] = {}
         for mode in opts.modes:
-            if mode == "cluster":
-                with cluster_env(tmp, min(opts.samples, 100)) as cluster:
-                    moto_call = cluster.moto_call
-                    results.append(measure_mode(mode, cluster.env, tmp, opts))
-            else:
-                results.append(measure_mode(mode, {}, tmp, opts))
-        return Results(results, in_process, runpod, moto_call)
+            if mode != "cluster":
+                results.append(measure_mode(Variant(mode), None, tmp, opts))
+                continue
+            for server in opts.sqs_servers:
+                with cluster_env(tmp, server, min(opts.samples, 100)) as services:
+                    sqs_calls[server] = services.sqs_call
+                    for batching in opts.batching:
+                        results.append(measure_mode(Variant(mode, server, batching), services, tmp, opts))
+                        # The table so far, so a long run that fails later still leaves its numbers.
+                        print(render(Results(results, in_process, runpod, sqs_calls), opts), file=sys.stderr)
+        return Results(results, in_process, runpod, sqs_calls)
 
 
 # --------------------------------------------------------------------------- the table
@@ -497,7 +575,7 @@ def _rate(route: str, workers: int, result: ModeResult) -> str:
 
 def render(outcome: Results, opts: Options) -> str:
     results, in_process, runpod = outcome.modes, outcome.in_process, outcome.runpod
-    headers = ["", *(f"{r.mode} ({'moto SQS + Redis' if r.mode == 'cluster' else 'SQLite'})" for r in results)]
+    headers = ["", *(r.variant.label for r in results)]
     rows: list[list[str]] = []
 
     def row(label: str, cell: Callable[[ModeResult], str]) -> None:
@@ -523,6 +601,30 @@ def render(outcome: Results, opts: Options) -> str:
     row(f"overhead p50 vs in-process (target <= {TARGET_OVERHEAD_MS:g} ms)", overhead)
     row(f"best jobs/s, one gateway (target >= {TARGET_JOBS_S:,.0f})", best)
 
+    loaded = max(WORKER_COUNTS)  # "under load": the runs with the most workers
+
+    def cluster_only(cell: Callable[[ModeResult], str]) -> Callable[[ModeResult], str]:
+        return lambda r: cell(r) if r.variant.mode == "cluster" else "-"
+
+    def requests(r: ModeResult) -> str:
+        worst = max(r.run[loaded].requests_per_job, r.runsync[loaded].requests_per_job)
+        verdict = "MET" if worst <= TARGET_SQS_REQUESTS_PER_JOB else "NOT MET"
+        return f"{r.run[loaded].requests_per_job:.2f} / {r.runsync[loaded].requests_per_job:.2f} {verdict}"
+
+    def gateway_cpu(r: ModeResult) -> str:
+        worst = max(r.run[loaded].gateway_cpu_ms, r.runsync[loaded].gateway_cpu_ms)
+        verdict = "MET" if worst <= TARGET_GATEWAY_CPU_MS else "NOT MET"
+        return f"{r.run[loaded].gateway_cpu_ms:.2f} / {r.runsync[loaded].gateway_cpu_ms:.2f} {verdict}"
+
+    def cost(r: ModeResult) -> str:
+        worst = max(r.run[loaded].requests_per_job, r.runsync[loaded].requests_per_job)
+        return f"${worst * SQS_PRICE_PER_MILLION:.2f}"
+
+    under_load = f"/run / /runsync, {loaded} workers"
+    row(f"SQS requests/job, {under_load} (target <= {TARGET_SQS_REQUESTS_PER_JOB:g})", cluster_only(requests))
+    row(f"skiff up CPU ms/job, {under_load} (target <= {TARGET_GATEWAY_CPU_MS:g})", cluster_only(gateway_cpu))
+    row("SQS cost per 1M jobs (worse of the two)", cluster_only(cost))
+
     widths = [max(len(line[i]) for line in [headers, *rows]) for i in range(len(headers))]
     rule = "-+-".join("-" * w for w in widths)
 
@@ -536,18 +638,33 @@ def render(outcome: Results, opts: Options) -> str:
         f"clients, worker concurrency {opts.concurrency} (concurrency_modifier), latency over {opts.samples} "
         f"sequential calls after {opts.warmup} warm-up calls."
     )
-    if outcome.moto_call is not None:
+    if "moto" in outcome.sqs_calls:
         lines.append(
-            "Note: in cluster mode every SQS call goes to moto's Python server, which costs ~5-7 ms a call here "
-            f"(measured in this run: one SendMessage p50/p95/p99 {outcome.moto_call.cell()} ms) and each job "
-            "needs SendMessage, ReceiveMessage and DeleteMessage: the cluster column measures moto as much as Skiff."
+            "Note: moto's Python server costs ~5-7 ms a call here (measured in this run: one SendMessage "
+            f"p50/p95/p99 {outcome.sqs_calls['moto'].cell()} ms): its cluster columns measure moto as much as Skiff."
+        )
+    if "fauxqs" in outcome.sqs_calls:
+        lines.append(
+            "fauxqs (https://github.com/kibertoad/fauxqs, Node.js, installed by scripts/install-fauxqs.sh): one "
+            f"SendMessage p50/p95/p99 {outcome.sqs_calls['fauxqs'].cell()} ms in this run."
+        )
+    if outcome.sqs_calls:
+        lines.append(
+            "Unbatched (before): SKIFF_SQS_BATCHING=false, one SQS request per send, receive and delete. Batched: the "
+            "default (SendMessageBatch / DeleteMessageBatch with a short linger, receives of up to 10 shared by the "
+            "job-takes). SQS requests are every request `skiff up` made during the run, background polls included. "
+            f"Cost assumes ${SQS_PRICE_PER_MILLION:.2f} per million requests (standard queue, us-east-1, after the "
+            "free tier's first million a month; one batch is one request)."
         )
     lines.append("CPU ms per job of each process during each run (one machine, every process shares its cores):")
     for r in results:
         for kind, table in (("/run", r.run), ("/runsync", r.runsync)):
             for workers, t in table.items():
-                what = f"{r.mode:8} {kind:8} {workers} worker(s)"
-                lines.append(f"  {what}: {t.jobs} jobs in {t.seconds:.2f} s; {t.cpu_ms_per_job()}")
+                what = f"{r.variant.label}: {kind} {workers} worker(s)"
+                line = f"  {what}: {t.jobs} jobs in {t.seconds:.2f} s; {t.cpu_ms_per_job(r.variant.sqs_server)}"
+                if r.variant.mode == "cluster":
+                    line += f"; {t.requests_detail()}"
+                lines.append(line)
     return "\n".join(lines)
 
 
@@ -560,6 +677,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--jobs", type=int, default=None, help="jobs per throughput run (default 2000)")
     parser.add_argument("--cluster-jobs", type=int, default=None, help="jobs per cluster-mode run (default 400)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: embedded,cluster")
+    parser.add_argument(
+        "--sqs-servers", default=",".join(SQS_SERVERS), help="cluster mode's SQS servers, comma-separated: moto,fauxqs"
+    )
+    parser.add_argument(
+        "--sqs-batching",
+        default="off,on",
+        help="cluster mode: SQS batching off (one request per message, the baseline), on (the default), or both",
+    )
     parser.add_argument("--clients", type=int, default=64, help="requests in flight for the throughput runs")
     parser.add_argument("--worker-concurrency", type=int, default=16, help="jobs each worker holds at once")
     parser.add_argument("--samples", type=int, default=None, help="sequential latency samples (default 500)")
@@ -568,6 +693,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     unknown = [m for m in modes if m not in MODES]
     if not modes or unknown:
         parser.error(f"--modes takes a comma-separated list of {', '.join(MODES)}; got {args.modes!r}")
+    servers = tuple(m.strip() for m in args.sqs_servers.split(",") if m.strip())
+    if not servers or any(m not in SQS_SERVERS for m in servers):
+        parser.error(
+            f"--sqs-servers takes a comma-separated list of {', '.join(SQS_SERVERS)}; got {args.sqs_servers!r}"
+        )
+    switch = {"off": False, "on": True}
+    batching_words = [m.strip() for m in args.sqs_batching.split(",") if m.strip()]
+    if not batching_words or any(m not in switch for m in batching_words):
+        parser.error(f"--sqs-batching takes off, on or off,on; got {args.sqs_batching!r}")
+    batching = tuple(dict.fromkeys(switch[m] for m in batching_words))
     jobs = args.jobs or (40 if args.quick else 2000)
     cluster_jobs = args.cluster_jobs or (20 if args.quick and not args.jobs else min(jobs, 400))
     samples = args.samples or (20 if args.quick else 500)
@@ -580,7 +715,17 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     ):
         if value < 1 or (name == "--samples" and value < 2):
             parser.error(f"{name} must be a positive number (samples at least 2); got {value}")
-    return Options(modes, jobs, cluster_jobs, args.clients, args.worker_concurrency, samples, 5 if args.quick else 50)
+    return Options(
+        modes,
+        servers,
+        batching,
+        jobs,
+        cluster_jobs,
+        args.clients,
+        args.worker_concurrency,
+        samples,
+        5 if args.quick else 50,
+    )
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

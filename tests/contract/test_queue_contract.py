@@ -239,3 +239,60 @@ async def test_long_poll_picks_up_expired_lease(queue: JobQueue, ep: str) -> Non
     deliveries = await queue.receive(ep, max_messages=1, lease=LONG, wait=15)
     assert [(d.job_id, d.receive_count) for d in deliveries] == [("job-1", 2)]
     assert time.monotonic() - started < 8, "the long poll did not notice the lease running out"
+
+
+# Batching (SqsQueue coalesces sends and deletes and shares receives between job-takes): the
+# contract must hold however calls are grouped.
+
+
+async def test_concurrent_enqueues_are_all_delivered_exactly_once(queue: JobQueue, ep: str) -> None:
+    ids = [f"job-{i}" for i in range(25)]  # more than one batch of 10
+    await asyncio.gather(*(queue.enqueue(ep, i) for i in ids))
+    got = await receive_n(queue, ep, len(ids))
+    assert sorted(d.job_id for d in got) == sorted(ids)
+    assert await nothing_visible(queue, ep)
+    await asyncio.gather(*(queue.delete(ep, d.receipt) for d in got))
+    stats = await queue.stats(ep)
+    assert (stats.queued, stats.in_flight) == (0, 0)
+
+
+async def test_parked_takers_share_what_one_receive_brings(queue: JobQueue, ep: str) -> None:
+    takers = [asyncio.ensure_future(queue.receive(ep, max_messages=1, lease=LONG, wait=5)) for _ in range(3)]
+    await asyncio.sleep(0.3)  # all three parked
+    await asyncio.gather(*(queue.enqueue(ep, f"job-{i}") for i in range(3)))
+    got = await asyncio.gather(*takers)
+    assert [len(g) for g in got] == [1, 1, 1]
+    assert sorted(d.job_id for g in got for d in g) == ["job-0", "job-1", "job-2"]
+
+
+async def test_a_surplus_message_reaches_the_next_taker(queue: JobQueue, ep: str) -> None:
+    await asyncio.gather(*(queue.enqueue(ep, f"job-{i}") for i in range(4)))
+    first = await queue.receive(ep, max_messages=1, lease=LONG, wait=2)
+    assert len(first) == 1  # the queue may have received more than one: the rest wait for a taker
+    rest = await receive_n(queue, ep, 3)
+    assert sorted(d.job_id for d in first + rest) == [f"job-{i}" for i in range(4)]
+    assert all(d.receive_count == 1 for d in first + rest)
+
+
+async def test_a_taker_that_leaves_strands_no_message(queue: JobQueue, ep: str) -> None:
+    taker = asyncio.ensure_future(queue.receive(ep, max_messages=1, lease=LONG, wait=5))
+    await asyncio.sleep(0.3)
+    taker.cancel()  # a worker that hung up its job-take
+    await queue.enqueue(ep, "job-1")
+    # Nobody asks for a while: whatever was received for the gone taker is let go of, long
+    # before the 30 s lease it was received under.
+    await asyncio.sleep(2.5)
+    (delivery,) = await receive_n(queue, ep, 1)
+    assert delivery.job_id == "job-1"
+
+
+async def test_deleting_stale_and_repeated_receipts_in_one_go(queue: JobQueue, ep: str) -> None:
+    await queue.enqueue(ep, "job-a")
+    await queue.enqueue(ep, "job-b")
+    a, b = sorted(await receive_n(queue, ep, 2), key=lambda d: d.job_id)
+    # Deletes that share a batch: one receipt twice, another once; none may fail the others.
+    await asyncio.gather(queue.delete(ep, a.receipt), queue.delete(ep, a.receipt), queue.delete(ep, b.receipt))
+    await queue.delete(ep, a.receipt)  # already deleted: still no error
+    assert await nothing_visible(queue, ep)
+    stats = await queue.stats(ep)
+    assert (stats.queued, stats.in_flight) == (0, 0)

@@ -1,4 +1,5 @@
-"""benchmarks/gateway.py in its --quick mode: one table, every row, both modes, nothing left running.
+"""benchmarks/gateway.py in its --quick mode: one table, every row, both modes (cluster mode on moto
+and on fauxqs, SQS batching off and on), nothing left running.
 
 Speed is not asserted (the numbers depend on the machine); what is asserted is that the benchmark
 really drove jobs through both stacks and reported each measurement with its verdict.
@@ -27,6 +28,21 @@ ROWS = {
     "overhead p50 vs in-process (target <= 5 ms)": rf"{NUMBER} ms (?:MET|NOT MET)",
     "best jobs/s, one gateway (target >= 1,000)": rf"{NUMBER} (?:MET|NOT MET)",
 }
+# Rows with a number for the cluster columns only ("-" for embedded).
+CLUSTER_ROWS = {
+    "SQS requests/job, /run / /runsync, 8 workers (target <= 1)": rf"{NUMBER} / {NUMBER} (?:MET|NOT MET)",
+    "skiff up CPU ms/job, /run / /runsync, 8 workers (target <= 1.5)": rf"{NUMBER} / {NUMBER} (?:MET|NOT MET)",
+    "SQS cost per 1M jobs (worse of the two)": rf"\${NUMBER}",
+}
+COLUMNS = [
+    "embedded (SQLite)",
+    "cluster (moto SQS + Redis), unbatched (before)",
+    "cluster (moto SQS + Redis), batched",
+    "cluster (fauxqs SQS + Redis), unbatched (before)",
+    "cluster (fauxqs SQS + Redis), batched",
+]
+# Ten `skiff up` runs (two per column), each slow to start on a loaded machine.
+pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +52,7 @@ def run() -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1100,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
@@ -50,29 +66,53 @@ def _cells(table: str, label: str) -> list[str]:
     raise AssertionError(f"row {label!r} missing from:\n{table}")
 
 
-def test_table_has_both_modes_and_every_row(run: subprocess.CompletedProcess[str]) -> None:
-    header = run.stdout.splitlines()[0]
-    assert "embedded (SQLite)" in header and "cluster (moto SQS + Redis)" in header
+def test_table_has_every_column_and_row(run: subprocess.CompletedProcess[str]) -> None:
+    header = [c.strip() for c in run.stdout.splitlines()[0].split("|")][1:]
+    assert header == COLUMNS
     for label, pattern in ROWS.items():
         cells = _cells(run.stdout, label)
-        assert len(cells) == 2, (label, cells)
+        assert len(cells) == len(COLUMNS), (label, cells)
         for cell in cells:
+            assert re.fullmatch(pattern, cell), f"{label}: {cell!r} is not {pattern}"
+    for label, pattern in CLUSTER_ROWS.items():
+        embedded, *cluster = _cells(run.stdout, label)
+        assert embedded == "-"
+        for cell in cluster:
             assert re.fullmatch(pattern, cell), f"{label}: {cell!r} is not {pattern}"
 
 
 def test_throughput_rows_count_completed_jobs(run: subprocess.CompletedProcess[str]) -> None:
     # The detail lines name how many jobs each run completed (every /run job is checked COMPLETED).
-    pattern = r"^\s+(embedded|cluster)\s+(/run|/runsync)\s+(\d) worker\(s\): (\d+) jobs in"
+    pattern = r"^  (.+?): (/run|/runsync) (\d) worker\(s\): (\d+) jobs in"
     details = re.findall(pattern, run.stdout, re.M)
     assert sorted((m, r, w) for m, r, w, _ in details) == sorted(
-        (m, r, w) for m in ("embedded", "cluster") for r in ("/run", "/runsync") for w in ("1", "8")
+        (m, r, w) for m in COLUMNS for r in ("/run", "/runsync") for w in ("1", "8")
     )
     assert all(int(jobs) > 0 for *_, jobs in details)
 
 
-def test_moto_cost_is_stated_and_measured(run: subprocess.CompletedProcess[str]) -> None:
+def test_cluster_runs_count_sqs_requests_per_action(run: subprocess.CompletedProcess[str]) -> None:
+    lines = [line for line in run.stdout.splitlines() if line.startswith("  cluster (")]
+    assert len(lines) == 16
+    for line in lines:
+        match = re.search(rf"SQS requests/job ({NUMBER}) \((.+)\)$", line)
+        assert match is not None, line
+        actions = dict(a.rsplit(" ", 1) for a in match.group(2).split(", "))
+        # Every job was sent and received; batched runs send and delete in batches only.
+        assert "ReceiveMessage" in actions, line
+        if "batched:" in line:
+            assert {"SendMessageBatch", "DeleteMessageBatch"} <= set(actions), line
+            assert "SendMessage" not in actions and "DeleteMessage" not in actions, line
+        else:
+            assert {"SendMessage", "DeleteMessage"} <= set(actions), line
+        assert re.search(r"skiff up \(gateway\+controller\) [\d.]+, workers [\d.]+, (moto|fauxqs) [\d.]+", line)
+
+
+def test_sqs_servers_and_price_are_stated(run: subprocess.CompletedProcess[str]) -> None:
     note = re.search(r"moto.*?~5-7 ms a call.*?SendMessage p50/p95/p99 (" + LATENCY + ") ms", run.stdout)
     assert note is not None, run.stdout
+    assert re.search(r"fauxqs \(https://github.com/kibertoad/fauxqs.*?p50/p95/p99 " + LATENCY, run.stdout)
+    assert "$0.40 per million requests" in run.stdout
 
 
 def test_no_process_is_left_running(run: subprocess.CompletedProcess[str]) -> None:

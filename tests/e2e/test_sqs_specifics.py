@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from skiff_core.outages import QueueMissing
-from skiff_core.queue.sqs import SqsQueue, visibility_timeout
+from skiff_core.queue.sqs import STATS_MAX_AGE_S, SqsQueue, visibility_timeout
 from tests.support.services import MotoServer
 
 
@@ -142,6 +142,9 @@ async def test_oldest_age_seen_from_another_process(queue: SqsQueue, moto: MotoS
         assert first.queued == later.queued == 1
         assert later.oldest_age_s >= 1.0 > first.oldest_age_s
         await queue.purge("ep")
+        # Another process's changes show once this one reads SQS's counts again (with batching,
+        # at most STATS_MAX_AGE_S after the last reading).
+        await asyncio.sleep(STATS_MAX_AGE_S)
         assert (await controller.stats("ep")).oldest_age_s == 0.0
     finally:
         await controller.close()
@@ -178,3 +181,51 @@ async def test_a_queue_never_ensured_is_named_missing(moto: MotoServer, prefix: 
             await other.enqueue("nowhere", "x")
     finally:
         await other.close()
+
+
+async def test_a_batch_entry_failure_reaches_only_its_caller(moto: MotoServer, prefix: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from skiff_core.queue.sqs_batch import BatchEntryError, Batcher
+
+    sqs = _sqs(moto)
+    url = sqs.create_queue(QueueName=f"{prefix}batch")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    (message,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"]
+
+    async def change_visibility(queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        reply: dict[str, Any] = await asyncio.to_thread(
+            sqs.change_message_visibility_batch, QueueUrl=queue_url, Entries=entries
+        )
+        return reply
+
+    batcher = Batcher(change_visibility, linger_s=0.05)
+    good = {"ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
+    bad = {"ReceiptHandle": "not-a-receipt", "VisibilityTimeout": 0}
+    outcomes = await asyncio.gather(batcher.submit(url, good), batcher.submit(url, bad), return_exceptions=True)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], BatchEntryError) and outcomes[1].code == "ReceiptHandleIsInvalid"
+    # The good entry did take effect: the message is visible again.
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"][0]["Body"] == "m"
+    # A failure of the whole request (no such queue) reaches every caller of the batch.
+    gone = url + "-missing"
+    outcomes = await asyncio.gather(batcher.submit(gone, good), batcher.submit(gone, bad), return_exceptions=True)
+    assert all(isinstance(o, ClientError) for o in outcomes), outcomes
+
+
+async def test_a_full_batch_goes_out_without_waiting_for_the_linger(moto: MotoServer, prefix: str) -> None:
+    queue = SqsQueue(moto.url, "us-east-1", prefix, batch_linger_s=30.0)
+    try:
+        await queue.ensure("ep", max_receives=3)
+        # Ten sends fill a batch: it goes out at once, not after the 30 s linger.
+        await asyncio.wait_for(asyncio.gather(*(queue.enqueue("ep", f"job-{i}") for i in range(10))), 20)
+    finally:
+        await queue.close()
+    queue = SqsQueue(moto.url, "us-east-1", prefix, batch_linger_s=0.05)
+    try:
+        await asyncio.wait_for(queue.enqueue("ep", "lone"), 20)
+        got = await queue.receive("ep", max_messages=10, lease=30, wait=2)
+        got += await queue.receive("ep", max_messages=10, lease=30, wait=2)
+        assert "lone" in {d.job_id for d in got}
+    finally:
+        await queue.close()

@@ -58,6 +58,7 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 @dataclass(frozen=True)
 class MotoServer:
     url: str
+    pid: int = 0
 
     @property
     def env(self) -> dict[str, str]:
@@ -84,7 +85,36 @@ def moto_server() -> Iterator[MotoServer]:
     )
     try:
         wait_for_port(port, proc, "moto server")
-        yield MotoServer(url=f"http://127.0.0.1:{port}")
+        yield MotoServer(url=f"http://127.0.0.1:{port}", pid=proc.pid)
+    finally:
+        stop_process(proc)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def fauxqs_server() -> Iterator[MotoServer]:
+    """fauxqs (https://github.com/kibertoad/fauxqs), an SQS-compatible server in Node.js, as a
+    subprocess on 127.0.0.1: much faster than moto, so Skiff's own cost shows. Installed on first
+    use by scripts/install-fauxqs.sh (pinned by benchmarks/fauxqs/package-lock.json)."""
+    for key, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(key, value)
+    installed = subprocess.run(
+        ["bash", str(REPO / "scripts" / "install-fauxqs.sh")], cwd=REPO, capture_output=True, text=True
+    )
+    if installed.returncode != 0:
+        raise RuntimeError(f"scripts/install-fauxqs.sh failed: {installed.stderr.strip()[-2000:]}")
+    package = (REPO / installed.stdout.strip()).parent.parent
+    port = free_port()
+    proc = subprocess.Popen(
+        ["node", str(REPO / "benchmarks" / "fauxqs" / "serve.mjs"), str(package), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc, "fauxqs")
+        yield MotoServer(url=f"http://127.0.0.1:{port}", pid=proc.pid)
     finally:
         stop_process(proc)
 
@@ -92,6 +122,7 @@ def moto_server() -> Iterator[MotoServer]:
 @dataclass(frozen=True)
 class RedisServer:
     port: int
+    pid: int = 0
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -126,6 +157,6 @@ def redis_server(tmp_dir: Path) -> Iterator[RedisServer]:
     )
     try:
         wait_for_port(port, proc, "redis-server")
-        yield RedisServer(port=port)
+        yield RedisServer(port=port, pid=proc.pid)
     finally:
         stop_process(proc)

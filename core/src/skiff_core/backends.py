@@ -49,6 +49,7 @@ def build_queue(settings: Settings) -> JobQueue:
             endpoint_url=settings.sqs_endpoint_url,
             region=settings.aws_region,
             prefix=settings.sqs_queue_prefix,
+            batch_linger_s=settings.sqs_batch_linger_ms / 1000.0 if settings.sqs_batching else None,
         )
     from skiff_core.queue.sqlite import SqliteQueue
 

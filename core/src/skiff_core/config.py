@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     # Cluster backends.
     sqs_endpoint_url: str | None = None
     sqs_queue_prefix: str = "skiff-"
+    # SQS bills per request: sends and deletes are coalesced into batch requests of up to 10,
+    # a lone one waiting at most this long for company; job-takes share receives of up to 10.
+    # sqs_batching = false makes one request per message (the behaviour before batching).
+    sqs_batching: bool = True
+    sqs_batch_linger_ms: float = Field(default=5.0, ge=0, le=1000)
     aws_region: str = "us-east-1"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "skiff:"

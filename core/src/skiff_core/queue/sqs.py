@@ -20,6 +20,15 @@ MaxNumberOfMessages 1-10, VisibilityTimeout, MessageSystemAttributeNames Approxi
 and SentTimestamp in epoch ms), API_ChangeMessageVisibility.html (counts from the call, 12 h cap),
 API_DeleteMessage.html (ReceiptHandleIsInvalid), API_DeleteMessageBatch.html,
 API_GetQueueAttributes.html (ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible).
+
+Batching (on unless `batch_linger_s` is None; SQS bills per request): sends and deletes go out
+as SendMessageBatch / DeleteMessageBatch (skiff_core.queue.sqs_batch), each caller still waiting
+for its own entry, so an enqueue returns only once SQS holds its message and a delete only once
+SQS has dropped it. Job-takes of an endpoint park in an `_Inbox`: a few pollers per endpoint
+receive up to 10 messages a call for all of them, and what a call brings beyond the parked
+takers' wants is held for the next taker. A held message is on lease to this process: it is
+handed out within `hold_s` (at most a tenth of the lease, so a worker's lease is never more than
+10% short) or made visible again with ChangeMessageVisibilityBatch 0.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,13 +50,19 @@ from botocore.exceptions import ClientError
 
 from skiff_core.outages import QueueMissing
 from skiff_core.queue.base import Delivery, QueueStats
+from skiff_core.queue.sqs_batch import MAX_BATCH, Batcher
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 MAX_WAIT_S = 20  # ReceiveMessage WaitTimeSeconds upper bound
-MAX_BATCH = 10  # ReceiveMessage MaxNumberOfMessages / DeleteMessageBatch entries upper bound
+MAX_POLLERS = 4  # concurrent ReceiveMessage calls per endpoint while job-takes are parked
+MAX_HOLD_S = 1.0  # longest a received message waits here for a taker before it is released
+# With batching, `stats` reads the queues' counts at most this often and adjusts the last reading
+# by this process's own sends, receives and deletes in between: the controller asks on every
+# enqueue, and each reading is two GetQueueAttributes requests.
+STATS_MAX_AGE_S = 1.0
 MAX_VISIBILITY_S = 12 * 3600  # VisibilityTimeout upper bound
 MAX_RETENTION_S = 14 * 24 * 3600  # MessageRetentionPeriod upper bound: keep jobs as long as SQS can
 MAX_NAME_LEN = 80  # queue names: 1-80 alphanumerics, hyphens, underscores
@@ -94,6 +110,47 @@ class _AgeTracker:
         return max(0.0, now - min(oldest, self.nonempty_since))
 
 
+@dataclass
+class _Counts:
+    """This process's own traffic on an endpoint's work queues, and the last counts SQS gave."""
+
+    sent: int = 0
+    received: int = 0
+    deleted: int = 0
+    returned: int = 0  # made visible again (extend to 0, a held message released)
+    read_at: float = -math.inf  # monotonic
+    queued: int = 0
+    in_flight: int = 0
+    base: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        return (self.sent, self.received, self.deleted, self.returned)
+
+
+@dataclass
+class _Taker:
+    want: int
+    deadline: float  # monotonic
+    future: asyncio.Future[list[Delivery]]
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Inbox:
+    """One endpoint's parked job-takes and the messages received for them but not handed out."""
+
+    takers: deque[_Taker] = field(default_factory=deque)
+    held: deque[tuple[Delivery, float]] = field(default_factory=deque)  # (delivery, monotonic received)
+    pollers: int = 0
+    asked: int = 0  # messages asked for by receive calls in flight
+    backlog: bool = False  # the last receive came back full: more pollers may help
+    lease: float = 30.0
+    release_timer: asyncio.TimerHandle | None = None
+
+    def demand(self) -> int:
+        return sum(t.want for t in self.takers if not t.future.done())
+
+
 class SqsQueue:
     def __init__(
         self,
@@ -103,8 +160,18 @@ class SqsQueue:
         *,
         max_connections: int = 128,
         low_check_interval_s: float = 2.0,
+        batch_linger_s: float | None = 0.005,
     ) -> None:
         self._prefix = prefix
+        self._batching = batch_linger_s is not None
+        linger = self._linger_s = batch_linger_s or 0.0
+        self._sends = Batcher(self._send_batch, linger)
+        self._deletes = Batcher(
+            self._delete_batch, linger, frozenset({"ReceiptHandleIsInvalid"}), dedupe="ReceiptHandle"
+        )
+        self._inboxes: dict[str, _Inbox] = {}
+        self._counts: dict[str, _Counts] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._low_check_interval_s = max(1.0, low_check_interval_s)
         self._pool = ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="skiff-sqs")
         self._client: Any = boto3.session.Session().client(
@@ -116,6 +183,9 @@ class SqsQueue:
                 max_pool_connections=max_connections,
                 read_timeout=MAX_WAIT_S + 10,
                 retries={"mode": "standard", "max_attempts": 3},
+                # Every call's parameters are built here, not taken from users: checking them
+                # against the service model on each call is CPU spent for nothing.
+                parameter_validation=False,
             ),
         )
         self._urls: dict[tuple[str, str], str] = {}
@@ -123,6 +193,7 @@ class SqsQueue:
         self._recreating: dict[str, asyncio.Lock] = {}
         self._ages: dict[str, _AgeTracker] = {}
         self._closed = False
+        self._closing = False
 
     # Plumbing.
 
@@ -177,6 +248,136 @@ class SqsQueue:
             log.warning("the SQS queues of endpoint %r are gone; making them again", endpoint)
             await self.ensure(endpoint, max_receives=max_receives)
 
+    async def _send_batch(self, url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self._call(self._client.send_message_batch, QueueUrl=url, Entries=entries)
+
+    async def _delete_batch(self, url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self._call(self._client.delete_message_batch, QueueUrl=url, Entries=entries)
+
+    def _count(self, endpoint: str) -> _Counts:
+        counts = self._counts.get(endpoint)
+        if counts is None:
+            counts = self._counts[endpoint] = _Counts()
+        return counts
+
+    # The inbox: parked job-takes, the pollers that feed them, messages held for the next taker.
+
+    def _start_pollers(self, endpoint: str, inbox: _Inbox) -> None:
+        # One poller unless messages are backed up: parallel receives of a trickle would each
+        # bring one message, a request per job.
+        needed = min(MAX_POLLERS if inbox.backlog else 1, math.ceil(inbox.demand() / MAX_BATCH))
+        while inbox.pollers < needed:
+            inbox.pollers += 1
+            self._spawn(self._poll(endpoint, inbox))
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _poll(self, endpoint: str, inbox: _Inbox) -> None:
+        """Receive for the parked takers until none is left wanting more than other pollers ask."""
+        idle = False  # the last long poll came back empty: skip the quick look at the normal queue
+        try:
+            while True:
+                want = min(MAX_BATCH, inbox.demand() - inbox.asked)
+                if want <= 0 or (inbox.pollers > 1 and not inbox.backlog):
+                    return
+                inbox.asked += want
+                try:
+                    got = [] if idle else await self._receive_lane(endpoint, NORMAL, want, inbox.lease, 0)
+                    if not got:
+                        got = await self._receive_lane(endpoint, LOW, want, inbox.lease, 0)
+                    if not got:
+                        remaining = max((t.deadline for t in inbox.takers), default=0.0) - time.monotonic()
+                        if remaining <= 0:
+                            await asyncio.sleep(0)  # the takers' own timers answer them
+                            continue
+                        slice_s = min(math.ceil(remaining), math.ceil(self._low_check_interval_s), MAX_WAIT_S)
+                        got = await self._receive_lane(endpoint, NORMAL, want, inbox.lease, slice_s)
+                        idle = not got
+                finally:
+                    inbox.asked -= want
+                inbox.backlog = len(got) >= MAX_BATCH
+                self._hold(endpoint, inbox, got)
+                if inbox.backlog:
+                    self._start_pollers(endpoint, inbox)
+                elif got and self._linger_s:
+                    # A part batch: let the next messages gather for a linger before asking again.
+                    await asyncio.sleep(self._linger_s)
+        except Exception:
+            log.exception("receiving from the SQS queues of endpoint %s failed; retrying", endpoint)
+            await asyncio.sleep(1.0)
+        finally:
+            inbox.pollers -= 1
+            if not self._closing and inbox.demand() > 0:
+                self._start_pollers(endpoint, inbox)
+
+    def _take_held(self, inbox: _Inbox, n: int) -> list[Delivery]:
+        got: list[Delivery] = []
+        while inbox.held and len(got) < n:
+            got.append(inbox.held.popleft()[0])
+        return got
+
+    def _hold(self, endpoint: str, inbox: _Inbox, deliveries: list[Delivery]) -> None:
+        """Give `deliveries` to parked takers in arrival order; keep the rest for the next taker."""
+        pending = deque(deliveries)
+        for taker in list(inbox.takers):
+            if not pending:
+                break
+            if taker.future.done():
+                continue
+            _settle_taker(taker, [pending.popleft() for _ in range(min(taker.want, len(pending)))])
+        if not pending:
+            return
+        now = time.monotonic()
+        inbox.held.extend((d, now) for d in pending)
+        if inbox.release_timer is None:
+            inbox.release_timer = asyncio.get_running_loop().call_later(
+                self._hold_s(inbox), lambda: self._spawn(self._release(endpoint, inbox))
+            )
+
+    @staticmethod
+    def _hold_s(inbox: _Inbox) -> float:
+        return min(MAX_HOLD_S, inbox.lease / 10)
+
+    async def _release(self, endpoint: str, inbox: _Inbox, *, everything: bool = False) -> None:
+        """Make held messages nobody took within the hold time visible again.
+
+        Their receive count has gone up by one all the same (SQS counts receives, not hand-outs);
+        pollers ask only for what parked takers want, so this happens only when takers leave.
+        """
+        if inbox.release_timer is not None:
+            inbox.release_timer.cancel()
+            inbox.release_timer = None
+        cutoff = time.monotonic() - (0.0 if everything else self._hold_s(inbox))
+        stale: dict[str, list[str]] = {}
+        while inbox.held and (everything or inbox.held[0][1] <= cutoff):
+            delivery = inbox.held.popleft()[0]
+            lane, handle = _split_receipt(delivery.receipt)
+            stale.setdefault(lane, []).append(handle)
+        for lane, handles in stale.items():
+            self._count(endpoint).returned += len(handles)
+            url = await self._url(endpoint, lane)
+            for start in range(0, len(handles), MAX_BATCH):
+                chunk = handles[start : start + MAX_BATCH]
+                try:
+                    await self._call(
+                        self._client.change_message_visibility_batch,
+                        QueueUrl=url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)
+                        ],
+                    )
+                except Exception:
+                    # They come back at the end of their lease instead.
+                    log.exception("could not release %d held messages of endpoint %s", len(chunk), endpoint)
+        if inbox.held and not self._closing:
+            age = time.monotonic() - inbox.held[0][1]
+            inbox.release_timer = asyncio.get_running_loop().call_later(
+                max(0.0, self._hold_s(inbox) - age), lambda: self._spawn(self._release(endpoint, inbox))
+            )
+
     # JobQueue.
 
     async def ensure(self, endpoint: str, *, max_receives: int) -> None:
@@ -212,9 +413,13 @@ class SqsQueue:
         # Only the id travels: the job (and any big input, via the payload store) lives elsewhere,
         # so the 256 KiB / 1 MiB message size limit is never approached.
         body = json.dumps({"job_id": job_id})
-        await self._on_queue(
-            endpoint, lane, lambda url: self._call(self._client.send_message, QueueUrl=url, MessageBody=body)
-        )
+        if self._batching:
+            await self._on_queue(endpoint, lane, lambda url: self._sends.submit(url, {"MessageBody": body}))
+        else:
+            await self._on_queue(
+                endpoint, lane, lambda url: self._call(self._client.send_message, QueueUrl=url, MessageBody=body)
+            )
+        self._count(endpoint).sent += 1
         tracker = self._ages.setdefault(endpoint, _AgeTracker())
         tracker.sent[job_id] = time.time()
 
@@ -229,6 +434,31 @@ class SqsQueue:
         counts towards the dead-letter queue.
         """
         _check_receive(max_messages, lease)
+        if not self._batching:
+            return await self._receive_direct(endpoint, max_messages, lease, wait)
+        inbox = self._inboxes.setdefault(endpoint, _Inbox())
+        inbox.lease = lease
+        held = self._take_held(inbox, max_messages)
+        if held or wait <= 0:
+            return held or await self._receive_direct(endpoint, max_messages, lease, 0)
+        loop = asyncio.get_running_loop()
+        taker = _Taker(max_messages, time.monotonic() + wait, loop.create_future())
+        taker.timer = loop.call_later(wait, _settle_taker, taker, [])
+        inbox.takers.append(taker)
+        self._start_pollers(endpoint, inbox)
+        try:
+            return await taker.future
+        except asyncio.CancelledError:
+            # The job-take went away: what it was just given goes to the next taker.
+            if taker.future.done() and not taker.future.cancelled():
+                self._hold(endpoint, inbox, taker.future.result())
+            raise
+        finally:
+            taker.timer.cancel()
+            if taker in inbox.takers:
+                inbox.takers.remove(taker)
+
+    async def _receive_direct(self, endpoint: str, max_messages: int, lease: float, wait: float) -> list[Delivery]:
         deadline = time.monotonic() + max(0.0, wait)
         got = await self._receive_lane(endpoint, NORMAL, max_messages, lease, 0)
         while True:
@@ -281,6 +511,7 @@ class SqsQueue:
                 continue
             deliveries.append(delivery)
         if lane != DEAD and deliveries:
+            self._count(endpoint).received += len(deliveries)
             sent = self._ages.setdefault(endpoint, _AgeTracker()).sent
             for delivery in deliveries:
                 sent.pop(delivery.job_id, None)
@@ -300,8 +531,12 @@ class SqsQueue:
     async def delete(self, endpoint: str, receipt: str) -> None:
         lane, handle = _split_receipt(receipt)
         await self._delete(endpoint, lane, handle)
+        self._count(endpoint).deleted += 1
 
     async def _delete(self, endpoint: str, lane: str, handle: str) -> None:
+        if self._batching:
+            await self._on_queue(endpoint, lane, lambda url: self._deletes.submit(url, {"ReceiptHandle": handle}))
+            return
         try:
             await self._on_queue(
                 endpoint, lane, lambda url: self._call(self._client.delete_message, QueueUrl=url, ReceiptHandle=handle)
@@ -328,23 +563,33 @@ class SqsQueue:
                     VisibilityTimeout=timeout,
                 ),
             )
+            if lease <= 0 and lane != DEAD:
+                self._count(endpoint).returned += 1
         except ClientError as exc:
             # A stale receipt: the delivery is gone, there is no lease left to extend.
             if _code(exc) not in {"ReceiptHandleIsInvalid", "MessageNotInflight"}:
                 raise
 
     async def stats(self, endpoint: str) -> QueueStats:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        queued = in_flight = 0
-        for lane in (NORMAL, LOW):
-            reply = await self._on_queue(
-                endpoint,
-                lane,
-                lambda url: self._call(self._client.get_queue_attributes, QueueUrl=url, AttributeNames=names),
-            )
-            attrs = reply["Attributes"]
-            queued += int(attrs.get("ApproximateNumberOfMessages", 0))
-            in_flight += int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+        counts = self._count(endpoint)
+        if not self._batching or time.monotonic() - counts.read_at >= STATS_MAX_AGE_S:
+            base = counts.snapshot()
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            queued = in_flight = 0
+            for lane in (NORMAL, LOW):
+                reply = await self._on_queue(
+                    endpoint,
+                    lane,
+                    lambda url: self._call(self._client.get_queue_attributes, QueueUrl=url, AttributeNames=names),
+                )
+                attrs = reply["Attributes"]
+                queued += int(attrs.get("ApproximateNumberOfMessages", 0))
+                in_flight += int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+            counts.queued, counts.in_flight, counts.base, counts.read_at = queued, in_flight, base, time.monotonic()
+        else:
+            sent, received, deleted, returned = (a - b for a, b in zip(counts.snapshot(), counts.base, strict=True))
+            queued = max(0, counts.queued + sent + returned - received)
+            in_flight = max(0, counts.in_flight + received - deleted - returned)
         age = self._ages.setdefault(endpoint, _AgeTracker()).observe(queued, time.time())
         return QueueStats(queued=queued, in_flight=in_flight, oldest_age_s=age)
 
@@ -352,6 +597,12 @@ class SqsQueue:
         # Not PurgeQueue: it may run once per 60 s per queue and does not say which jobs it dropped.
         # Receiving takes only visible messages, so in-flight work is left alone as the contract asks.
         job_ids: list[str] = []
+        inbox = self._inboxes.get(endpoint)
+        if inbox is not None:
+            # Received but not handed out: still queued as far as clients can tell.
+            for delivery in self._take_held(inbox, len(inbox.held)):
+                await self.delete(endpoint, delivery.receipt)
+                job_ids.append(delivery.job_id)
         for lane in (NORMAL, LOW):
             url = await self._url(endpoint, lane)
             while True:
@@ -365,6 +616,7 @@ class SqsQueue:
                         {"Id": str(i), "ReceiptHandle": _split_receipt(d.receipt)[1]} for i, d in enumerate(batch)
                     ],
                 )
+                self._count(endpoint).deleted += len(batch)
                 job_ids.extend(d.job_id for d in batch)
         tracker = self._ages.get(endpoint)
         if tracker is not None:
@@ -383,11 +635,29 @@ class SqsQueue:
         await self._delete(endpoint, DEAD, handle)
 
     async def close(self) -> None:
-        if self._closed:
+        if self._closed or self._closing:
             return
+        self._closing = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for endpoint, inbox in self._inboxes.items():
+            for taker in inbox.takers:
+                _settle_taker(taker, [])
+            await self._release(endpoint, inbox, everything=True)
+        await self._sends.drain()
+        await self._deletes.drain()
         self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+def _settle_taker(taker: _Taker, deliveries: list[Delivery]) -> None:
+    if not taker.future.done():
+        taker.future.set_result(deliveries)
+    if taker.timer is not None:
+        taker.timer.cancel()
 
 
 def _check_receive(max_messages: int, lease: float) -> None:
