@@ -502,8 +502,9 @@ class Controller:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("orchestrator call failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log_failure(log, error, "orchestrator call failed")
 
     # ------------------------------------------------------------------ observing
     async def _records(self, endpoint: str) -> dict[str, WorkerRecord]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.worker_env import worker_environment
+from skiff_core.outages import log_failure
 from skiff_core.secrets_file import secret_env
 from skiff_core.spec import EndpointSpec, EndpointType, volume_env
 
@@ -441,5 +442,6 @@ def _free_port() -> int:
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("orchestrator task failed", exc_info=task.exception())
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        log_failure(log, error, "orchestrator task failed")

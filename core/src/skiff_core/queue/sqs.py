@@ -48,7 +48,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from skiff_core.outages import QueueMissing
+from skiff_core.outages import QueueMissing, log_failure
 from skiff_core.queue.base import Delivery, QueueStats
 from skiff_core.queue.sqs_batch import MAX_BATCH, Batcher
 
@@ -305,8 +305,8 @@ class SqsQueue:
                 elif got and self._linger_s:
                     # A part batch: let the next messages gather for a linger before asking again.
                     await asyncio.sleep(self._linger_s)
-        except Exception:
-            log.exception("receiving from the SQS queues of endpoint %s failed; retrying", endpoint)
+        except Exception as exc:
+            log_failure(log, exc, "receiving from the SQS queues of endpoint %s failed; retrying", endpoint)
             await asyncio.sleep(1.0)
         finally:
             inbox.pollers -= 1
@@ -369,9 +369,9 @@ class SqsQueue:
                             {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)
                         ],
                     )
-                except Exception:
+                except Exception as exc:
                     # They come back at the end of their lease instead.
-                    log.exception("could not release %d held messages of endpoint %s", len(chunk), endpoint)
+                    log_failure(log, exc, "could not release %d held messages of endpoint %s", len(chunk), endpoint)
         if inbox.held and not self._closing:
             age = time.monotonic() - inbox.held[0][1]
             inbox.release_timer = asyncio.get_running_loop().call_later(
