@@ -50,6 +50,7 @@ _TERMINAL = frozenset({"complete", "failed", "lost"})
 _EVAL_DONE = frozenset({"complete", "failed", "blocked", "canceled"})
 OUTPUT_TAIL_LINES = 20  # lines of a crashed worker's stderr kept for `skiff status` and /status
 _OUTPUT_TAIL_BYTES = 8192
+_OUTPUT_TAIL_TIMEOUT_S = 5.0
 
 
 class PlacementFailed(NomadError):
@@ -288,12 +289,17 @@ class NomadOrchestrator:
         logs API (origin=end: only the tail travels)."""
         data = b""
         try:
-            async for chunk in self._client.stream_logs(
-                alloc_id, TASK_NAME, "stderr", follow=False, origin="end", offset=_OUTPUT_TAIL_BYTES
-            ):
-                data += chunk
+            # The servers forward the read to the allocation's client node: a control pass must
+            # not hang on a node that does not answer.
+            async with asyncio.timeout(_OUTPUT_TAIL_TIMEOUT_S):
+                async for chunk in self._client.stream_logs(
+                    alloc_id, TASK_NAME, "stderr", follow=False, origin="end", offset=_OUTPUT_TAIL_BYTES
+                ):
+                    data += chunk
         except NomadError as exc:
             return (f"(skiff: no stderr: {exc})",)
+        except TimeoutError:
+            return (f"(skiff: no stderr: its node did not answer within {_OUTPUT_TAIL_TIMEOUT_S:.0f}s)",)
         lines = data.decode(errors="replace").splitlines()
         if len(data) >= _OUTPUT_TAIL_BYTES and lines:
             lines = lines[1:]  # the first one is cut
