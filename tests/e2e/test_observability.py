@@ -153,10 +153,19 @@ def test_a_crash_loop_is_the_reason_with_the_exit_code_and_the_workers_last_line
         doc = client.get("/v1/status").json()
         trouble = doc["endpoints"][0]["trouble"]
         assert trouble["kind"] == "crash_loop" and trouble["exit_code"] == 3
+        # The crashed workers' records outlive them, with the exit code and their last lines.
+        exited = doc["endpoints"][0]["exited"]
+        assert exited and exited[0]["exit_code"] == 3 and exited[0]["id"].startswith("broken-"), exited
+        assert any("crash_on_start" in line for line in exited[0]["last_output"]), exited
+        page = client.get("/v1/console/endpoints/broken").json()
+        assert any(w["exit_code"] == 3 and w["last_output"] for w in page["exited"]), page["exited"]
         status = subprocess.run(
             [SKIFF, "status", "--url", stack.url], env=stack.env, capture_output=True, text=True, timeout=90
         )
         assert "crash-looping" in status.stdout and "code 3" in status.stdout, status.stdout
+        assert f"worker {exited[0]['id'][:12]}" in status.stdout and "exited with code 3" in status.stdout, (
+            status.stdout
+        )
 
         # The endpoint goes away with the job still queued: that is the reason now.
         (stack.endpoints_dir / "broken.hcl").unlink()

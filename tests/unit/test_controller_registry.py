@@ -15,8 +15,10 @@ from skiff_controller.service import ControllerService
 from skiff_core.backends import Backends
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
+from skiff_core.exited_workers import recent_exits
 from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord
 from skiff_core.keys import KeyRing
+from skiff_core.orchestrator.base import WorkerExit
 from skiff_core.spec import EndpointSpec
 from tests.support.fakes import FakeClock
 
@@ -89,4 +91,27 @@ async def test_a_drain_no_gateway_ever_confirms_lapses(tmp_path: Path) -> None:
         await registry.mirror()
         assert registry.get("w1") is None
     finally:
+        await backends.close()
+
+
+async def test_a_crashed_workers_record_is_kept_with_its_exit_code_and_last_lines(tmp_path: Path) -> None:
+    """Gone from the live registry (nothing counts it), listed a while as exited."""
+    settings = Settings(state_dir=tmp_path)
+    backends = Backends.build(settings)
+    spec = EndpointSpec(name="ep", command=["true"])
+    service = ControllerService(
+        settings, backends, EndpointCatalog([spec]), KeyRing("sk_test", "secret"), project_dir=tmp_path
+    )
+    try:
+        await backends.store.upsert_worker(WorkerRecord(id="w1", endpoint="ep", launched_at=1000.0))
+        await service.worker_exited("w1", "ep", WorkerExit(3, ("loading", "FileNotFoundError: /models/x")))
+        assert await backends.store.get_worker("w1") is None
+        [kept] = await recent_exits(backends.store, "ep")
+        assert (kept.id, kept.exit_code, kept.launched_at) == ("w1", 3, 1000.0)
+        assert kept.last_output == ["loading", "FileNotFoundError: /models/x"] and kept.exited_at is not None
+        assert await recent_exits(backends.store, "other") == []
+        [entry] = (await service.controller.status())["endpoints"]
+        assert entry["exited"][0]["exit_code"] == 3 and entry["exited"][0]["last_output"][-1].startswith("FileNot")
+    finally:
+        await service.close()
         await backends.close()

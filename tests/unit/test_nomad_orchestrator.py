@@ -29,6 +29,7 @@ from skiff_core.nomad.client import (
 from skiff_core.nomad.render import ImageReferenceError, RenderOptions, render_job
 from skiff_core.orchestrator.base import Orchestrator, WorkerPhase
 from skiff_core.orchestrator.nomad import DrainMismatch, NomadOrchestrator, PlacementFailed
+from skiff_core.orchestrator.nomad_crashes import HEALTHY_RUN_S, latest_crash
 from skiff_core.spec import EndpointSpec
 from tests.support.doubles.nomad import FakeNode, NomadDouble
 from tests.support.wait import eventually_async
@@ -53,6 +54,9 @@ def nomad() -> Iterator[NomadDouble]:
 
 def key_of(endpoint: str) -> str:
     return f"skw_{endpoint}_test"
+
+
+S = 1_000_000_000
 
 
 def orchestrator(address: str, token: str | None = None, **kw: Any) -> NomadOrchestrator:
@@ -604,3 +608,92 @@ async def test_replace_without_alloc_lifecycle_is_a_clear_error() -> None:
             await orch.replace("echo", alloc["ID"])
         assert nomad.allocs[alloc["ID"]]["DesiredStatus"] == "run"
         await orch.close()
+
+
+CRASHER = """import sys
+print("loading weights", flush=True)
+print("FileNotFoundError: /models/missing", file=sys.stderr, flush=True)
+sys.exit(3)
+"""
+
+
+def crash_spec(tmp_path: Path) -> EndpointSpec:
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHER)
+    return EndpointSpec.model_validate(
+        {"name": "broken", "command": [sys.executable, str(script)], "scaling": {"max_workers": 1}}
+    )
+
+
+async def test_a_task_that_exits_non_zero_is_a_crash_loop_with_its_exit_code_backoff_and_stderr(
+    tmp_path: Path,
+) -> None:
+    """Nomad restarts the task in place (RestartPolicy Delay 5s, mode "delay"): the allocation's
+    TaskState shows "Terminated" with ExitCode 3, then "Restarting" with the StartDelay."""
+    with NomadDouble(run_tasks=True) as nomad:
+        orch = orchestrator(nomad.address, render_options=RenderOptions(driver="raw_exec"))
+        await orch.apply(crash_spec(tmp_path))
+        await orch.scale("broken", 1)
+
+        for _ in range(150):  # the controller lists the workers on each pass
+            await orch.workers("broken")
+            if orch.trouble("broken") is not None:
+                break
+            await asyncio.sleep(0.1)
+        trouble = orch.trouble("broken")
+        assert trouble is not None and trouble.kind == "crash_loop" and trouble.exit_code == 3
+        (alloc,) = nomad.live_allocs("skiff-broken")
+        assert trouble.worker_id == alloc["ID"] and "exited with code 3" in trouble.message
+        assert trouble.output == ("FileNotFoundError: /models/missing",)
+        assert trouble.restart_at is not None and 5.0 <= trouble.restart_at - trouble.at <= 6.3
+        events = alloc["TaskStates"]["worker"]["Events"]
+        assert [e["Type"] for e in events][:3] == ["Started", "Terminated", "Restarting"]
+        assert events[2]["RestartReason"] == "Restart within policy" and alloc["TaskStates"]["worker"]["Restarts"] >= 1
+        # The same allocation runs the task again after the delay (its stderr appended).
+        await eventually_async(lambda: nomad.log_text(alloc["ID"]).count("FileNotFoundError") >= 2, timeout=15)
+        assert [a["ID"] for a in nomad.live_allocs("skiff-broken")] == [alloc["ID"]]
+        await orch.close()
+
+
+async def test_a_restart_policy_without_attempts_fails_the_allocation_with_not_restarting(tmp_path: Path) -> None:
+    """restarts.go: Attempts 0 -> "Not Restarting" ("Policy allows no restarts"), the task fails."""
+    with NomadDouble(run_tasks=True) as nomad:
+        client = NomadClient(nomad.address, retries=0)
+        payload = render_job(crash_spec(tmp_path), Settings(), RenderOptions(driver="raw_exec"))
+        payload["Job"]["TaskGroups"][0]["RestartPolicy"]["Attempts"] = 0
+        payload["Job"]["TaskGroups"][0]["Count"] = 1
+        payload["Job"]["TaskGroups"][0]["Tasks"][0]["Templates"] = []
+        await client.register(payload)
+        await eventually_async(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()), timeout=15)
+        alloc = next(a for a in nomad.allocs.values() if a["ClientStatus"] == "failed")
+        events = alloc["TaskStates"]["worker"]["Events"]
+        assert [e["Type"] for e in events] == ["Started", "Terminated", "Not Restarting"]
+        assert events[1]["ExitCode"] == 3 and events[2]["RestartReason"] == "Policy allows no restarts"
+        assert alloc["TaskStates"]["worker"]["Restarts"] == 0
+        await client.close()
+
+
+def test_a_crash_loop_ends_once_the_task_has_run_healthy_and_a_stopped_allocation_is_no_crash() -> None:
+    def event(kind: str, at_s: float, **fields: Any) -> dict[str, Any]:
+        return {"Type": kind, "Time": int(at_s * S), **fields}
+
+    def alloc(desired: str, *events: dict[str, Any]) -> dict[str, Any]:
+        return {"ID": "a1", "DesiredStatus": desired, "TaskStates": {"worker": {"Restarts": 1, "Events": list(events)}}}
+
+    crashed = [
+        event("Started", 1000.0),
+        event("Terminated", 1001.0, ExitCode=2),
+        event("Restarting", 1001.0, StartDelay=5 * S, DisplayMessage="Task restarting in 5s"),
+        event("Started", 1006.0),
+    ]
+    crash = latest_crash([alloc("run", *crashed)], "worker", now=1030.0)
+    assert crash is not None and crash.exit_code == 2 and crash.restart_at == 1006.0
+    assert "Task restarting in 5s" in crash.message()
+    assert latest_crash([alloc("run", *crashed)], "worker", now=1006.0 + HEALTHY_RUN_S + 1) is None
+    assert latest_crash([alloc("stop", *crashed)], "worker", now=1030.0) is None
+    assert (
+        latest_crash(
+            [alloc("run", event("Started", 1000.0), event("Terminated", 1001.0, ExitCode=0))], "worker", now=1002.0
+        )
+        is None
+    )

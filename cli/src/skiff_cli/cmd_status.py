@@ -68,6 +68,14 @@ def _print_waiting(endpoints: list[dict[str, Any]]) -> None:
         waiting = endpoint.get("waiting")
         if queue.get("queued") and waiting:
             console.print(f"{endpoint['name']}: {queue['queued']} job(s) wait: {waiting['message']}", markup=False)
+        for gone in (endpoint.get("exited") or [])[:3]:
+            console.print(
+                f"{endpoint['name']}: worker {gone['id']} exited with code {gone['exit_code']} "
+                f"{_seconds(gone.get('exited_s_ago'))} ago (after {_seconds(gone.get('ran_s'))})",
+                markup=False,
+            )
+            for line in gone.get("last_output", [])[-5:]:
+                console.print(f"  | {line}", markup=False)
         trouble = endpoint.get("trouble")
         if trouble and trouble.get("output"):
             console.print(f"{endpoint['name']}: last output of {trouble.get('worker_id')}:", markup=False)

@@ -39,6 +39,7 @@ from skiff_controller.observe import PassObserver
 from skiff_controller.reconcile import Reconciler
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
+from skiff_core.exited_workers import exit_view, recent_exits
 from skiff_core.jobs import WorkerRecord, WorkerState
 from skiff_core.leader import LeaderLock
 from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
@@ -257,6 +258,7 @@ class Controller:
                 },
                 "workers": [w for w in workers if w is not None],
                 "decision": loop.decision.reason if loop and loop.decision else None,
+                "exited": [exit_view(r, now) for r in await recent_exits(self.store, spec.name)],
                 **self.observer.status_of(spec.name),
             }
             if spec.type is EndpointType.QUEUE:

@@ -21,7 +21,10 @@ from skiff_core.backends import Backends, LocalHooks, build_discovery, build_lea
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.discovery.base import Discovery
+from skiff_core.exited_workers import keep_exited
+from skiff_core.jobs import WorkerRecord
 from skiff_core.keys import KeyRing
+from skiff_core.orchestrator.base import WorkerExit
 from skiff_core.requeue import requeue_worker_jobs
 
 log = logging.getLogger("skiff")
@@ -90,14 +93,21 @@ class ControllerService:
         if self._on_launch is not None:
             self._on_launch(worker_id, endpoint, launched_at)
 
-    async def worker_exited(self, worker_id: str, endpoint: str) -> None:
+    async def worker_exited(self, worker_id: str, endpoint: str, exit: WorkerExit | None = None) -> None:
         """A worker process ended (the local orchestrator tells): its jobs go back to the queue
-        now, and every registry forgets it."""
+        now, every registry forgets it, and its record is kept a while with how it ended."""
         store, queue = self.backends.store, self.backends.queue
         self.controller.observer.worker_exited(endpoint, worker_id)
+        record = self.registry.get(worker_id) or await store.get_worker(worker_id)
         requeued = await requeue_worker_jobs(store, queue, worker_id, self.catalog.get)
         self.registry.forget(worker_id)
         await store.delete_worker(worker_id)
+        if exit is not None:
+            record = record or WorkerRecord(id=worker_id, endpoint=endpoint)
+            try:
+                await keep_exited(store, record, exit.code, exit.output)
+            except Exception as exc:  # only for status pages: never fail the exit handling
+                log.warning("keeping the record of exited worker %s failed: %s", worker_id, exc)
         if requeued:
             log.warning("worker %s of %s died holding %d job(s); re-queued them", worker_id, endpoint, len(requeued))
             self.controller.wake(endpoint)

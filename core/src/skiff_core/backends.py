@@ -90,7 +90,7 @@ def build_payloads(settings: Settings) -> PayloadStore:
 if TYPE_CHECKING:
     from skiff_core.discovery.base import Discovery
     from skiff_core.leader.base import LeaderLock
-    from skiff_core.orchestrator.base import Orchestrator
+    from skiff_core.orchestrator.base import Orchestrator, WorkerExit
     from skiff_core.spec import EndpointSpec
 
 
@@ -102,7 +102,7 @@ class LocalHooks:
 
     project_dir: Path
     on_launch: Callable[[str, str, float], None] | None = None
-    on_exit: Callable[[str, str], Awaitable[None]] | None = None
+    on_exit: Callable[[str, str, WorkerExit], Awaitable[None]] | None = None
     on_stopping: Callable[[str, str], None] | None = None
 
 

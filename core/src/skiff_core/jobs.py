@@ -109,6 +109,11 @@ class WorkerRecord(BaseModel):
     # the drain may still hand out a job, so a drained worker is stopped only after a later take.
     draining_since: float | None = None
     last_take_at: float | None = None
+    # Set once its process ended on its own (skiff_core.exited_workers keeps such records a while):
+    # when, its exit code, and the last lines it printed.
+    exited_at: float | None = None
+    exit_code: int | None = None
+    last_output: list[str] = Field(default_factory=list)
 
     @property
     def cold_start_s(self) -> float | None:

@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from skiff_core.exited_workers import exit_view, recent_exits
 from skiff_core.jobs import JobRecord, JobStatus, WorkerState
 from skiff_gateway.auth import require_client
 from skiff_gateway.context import GatewayContext
@@ -142,6 +143,7 @@ async def endpoint_detail(request: Request, endpoint: str) -> Response:
             "in_flight": stats.in_flight,
             "oldest_wait_s": stats.oldest_age_s,
             "workers": await _workers(ctx, endpoint),
+            "exited": [exit_view(r, time.time()) for r in await recent_exits(ctx.store, endpoint)],
             "waiting": await waiting_reason(ctx.store, endpoint) if stats.queued else None,
             "trouble": control.get("trouble"),
             "history": control.get("history", []),

@@ -559,7 +559,7 @@ class NomadDouble:
         time.sleep(0.02)  # the client picks the allocation up a moment later
         with self.lock:
             alloc = self.allocs.get(alloc_id)
-            if alloc is None or alloc["DesiredStatus"] != "run":
+            if alloc is None or alloc["DesiredStatus"] != "run" or self._closed:
                 return
             if not self.run_tasks:
                 self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
@@ -581,6 +581,21 @@ class NomadDouble:
                 kill_timeout = min(kill_timeout, self.kill_timeout_cap_s)
             sig = getattr(signal, str(task.get("KillSignal") or "SIGINT"), signal.SIGINT)
             self.tasks[alloc_id] = _Task(proc, sig, kill_timeout)
+            # task_runner.go runDriver: a TaskStarted event once the driver runs the task.
+            alloc["TaskStates"][task["Name"]]["Events"].append(
+                {
+                    "Type": "Started",
+                    "Time": _now_ns(),
+                    "DisplayMessage": "Task started by client",
+                    "Message": "",
+                    "Details": {},
+                    "FailsTask": False,
+                    "RestartReason": "",
+                    "ExitCode": 0,
+                    "Signal": 0,
+                    "StartDelay": 0,
+                }
+            )
             self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
             self._register_services(alloc, job)
         threading.Thread(target=self._reap, args=(alloc_id, proc), daemon=True).start()
@@ -771,8 +786,9 @@ class NomadDouble:
         argv = [str(config["command"]), *[str(a) for a in config.get("args") or []]]
         env = self.task_env(alloc, job, task, task_dir, template_env)
         with (
-            (logs / f"{task['Name']}.stdout.0").open("wb") as out,
-            (logs / f"{task['Name']}.stderr.0").open("wb") as err,
+            # A restarted task appends to the same files, as Nomad's logmon keeps them.
+            (logs / f"{task['Name']}.stdout.0").open("ab") as out,
+            (logs / f"{task['Name']}.stderr.0").open("ab") as err,
         ):
             return subprocess.Popen(argv, cwd=task_dir, env=env, stdout=out, stderr=err, start_new_session=True)
 
@@ -869,9 +885,102 @@ class NomadDouble:
             alloc = self.allocs.get(alloc_id)
             self.tasks.pop(alloc_id, None)
             self._deregister_services(alloc_id)
-            if alloc is not None and alloc["ClientStatus"] in ("pending", "running"):
-                status = "complete" if code == 0 or alloc["DesiredStatus"] != "run" else "failed"
-                self._set_alloc(alloc, ClientStatus=status, ClientDescription=f"Task exited with code {code}")
+            if alloc is None or alloc["ClientStatus"] not in ("pending", "running"):
+                return
+            if code != 0 and alloc["DesiredStatus"] == "run" and self._restart_failed_task(alloc, code):
+                return
+            status = "complete" if code == 0 or alloc["DesiredStatus"] != "run" else "failed"
+            self._set_alloc(alloc, ClientStatus=status, ClientDescription=f"Task exited with code {code}")
+
+    def _restart_failed_task(self, alloc: dict[str, Any], code: int) -> bool:
+        """A task that exited non-zero, as Nomad's task runner handles it: a "Terminated" event
+        with the ExitCode (task_runner.go emitExitResultEvent), then the group's RestartPolicy
+        (client/allocrunner/taskrunner/restarts/restarts.go RestartTracker.GetState): within
+        Attempts per Interval a "Restarting" event ("Restart within policy") after Delay plus up
+        to 25% jitter; past them, mode "delay" waits for the interval's end ("Exceeded allowed
+        attempts, applying a delay") and mode "fail" (or Attempts 0) emits "Not Restarting" and
+        fails the task (task_runner.go shouldRestart). A "Restarting" event counts in
+        TaskState.Restarts and LastRestart (task_runner.go appendEvent). Returns False when the
+        allocation fails. Not modelled: a service task that exits 0 is restarted too in Nomad
+        (onSuccess); here it completes."""
+        job = self.jobs.get(alloc["JobID"]) or {}
+        group = next((g for g in job.get("TaskGroups", []) if g["Name"] == alloc["TaskGroup"]), {})
+        task = group["Tasks"][0]
+        state = alloc["TaskStates"][task["Name"]]
+        now = _now_ns()
+        state["Events"].append(
+            {
+                "Type": "Terminated",
+                "Time": now,
+                "DisplayMessage": f"Exit Code: {code}",
+                "Message": "",
+                "Details": {"exit_code": str(code), "signal": "0", "oom_killed": "false"},
+                "FailsTask": False,
+                "RestartReason": "",
+                "ExitCode": code,
+                "Signal": 0,
+                "StartDelay": 0,
+            }
+        )
+        policy = group.get("RestartPolicy") or {}
+        attempts = int(policy.get("Attempts") or 0)
+        interval = int(policy.get("Interval") or 0)
+        delay = int(policy.get("Delay") or 0)
+        if now > alloc.get("_restart_window", 0) + interval:
+            alloc["_restart_window"], alloc["_restart_count"] = now, 0
+        alloc["_restart_count"] = alloc.get("_restart_count", 0) + 1
+        if attempts == 0 or (alloc["_restart_count"] > attempts and policy.get("Mode") == "fail"):
+            reason = (
+                "Policy allows no restarts"
+                if attempts == 0
+                else f'Exceeded allowed attempts {attempts} in interval {go_duration(interval)} and mode is "fail"'
+            )
+            state["Events"].append(
+                {
+                    "Type": "Not Restarting",
+                    "Time": _now_ns(),
+                    "DisplayMessage": reason,
+                    "Message": "",
+                    "Details": {"restart_reason": reason, "fails_task": "true"},
+                    "FailsTask": True,
+                    "RestartReason": reason,
+                    "ExitCode": 0,
+                    "Signal": 0,
+                    "StartDelay": 0,
+                }
+            )
+            return False
+        if alloc["_restart_count"] > attempts:
+            reason = "Exceeded allowed attempts, applying a delay"
+            wait_ns = alloc["_restart_window"] + interval - now
+        else:
+            reason = "Restart within policy"
+            wait_ns = max(delay, 1) + int(random.randrange(max(delay, 1)) * 0.25)
+        event_time = _now_ns()
+        state["Events"].append(
+            {
+                "Type": "Restarting",
+                "Time": event_time,
+                # nomad/structs/structs.go TaskEvent.PopulateEventDisplayMessage
+                "DisplayMessage": f"Task restarting in {go_duration(wait_ns)}"
+                if reason == "Restart within policy"
+                else f"{reason} - Task restarting in {go_duration(wait_ns)}",
+                "Message": "",
+                "Details": {"restart_reason": reason, "start_delay": str(wait_ns)},
+                "FailsTask": False,
+                "RestartReason": reason,
+                "ExitCode": 0,
+                "Signal": 0,
+                "StartDelay": wait_ns,
+            }
+        )
+        state["Restarts"] = int(state.get("Restarts") or 0) + 1
+        state["LastRestart"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event_time / _S))
+        self._set_alloc(alloc, ClientStatus="pending", ClientDescription="No tasks have started")
+        timer = threading.Timer(wait_ns / _S, self._start_alloc, args=(alloc["ID"], job, task))
+        timer.daemon = True
+        timer.start()
+        return True
 
     def _stop_alloc(self, alloc: dict[str, Any], why: str) -> None:
         self._set_alloc(alloc, DesiredStatus="stop", DesiredDescription=why)

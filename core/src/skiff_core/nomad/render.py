@@ -303,8 +303,9 @@ def render_job(spec: EndpointSpec, settings: Settings, options: RenderOptions | 
         "Count": spec.scaling.min_workers,
         # Min is explicit: Nomad defaults it to Count, which would forbid scaling to zero.
         "Scaling": {"Enabled": True, "Min": 0, "Max": spec.scaling.max_workers},
-        # A worker that crashes is restarted in place a few times, then the allocation fails and
-        # is rescheduled (elsewhere if possible) with exponential backoff, without limit.
+        # A worker that crashes is restarted in place, 5s apart (plus jitter) 3 times in 5 minutes,
+        # then (mode "delay") again once the 5 minutes are over, so the allocation stays put; the
+        # reschedule policy applies to allocations that fail otherwise (a lost node, a failed template).
         "RestartPolicy": {"Attempts": 3, "Interval": _ns(300), "Delay": _ns(5), "Mode": "delay"},
         "ReschedulePolicy": {
             "Unlimited": True,

@@ -63,6 +63,14 @@ class Orchestrator(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerExit:
+    """How a worker's process ended on its own (the local orchestrator's exit hook)."""
+
+    code: int
+    output: tuple[str, ...] = ()  # the last lines it printed
+
+
+@dataclass(frozen=True, slots=True)
 class Trouble:
     """Why an orchestrator cannot keep an endpoint's workers up (shown as a queued job's reason)."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPhase
+from skiff_core.orchestrator.base import LogLine, Trouble, WorkerExit, WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.worker_env import worker_environment
 from skiff_core.outages import log_failure
 from skiff_core.secrets_file import secret_env
@@ -40,7 +40,7 @@ OUTPUT_TAIL_LINES = 20  # lines of a crashed worker's output kept for `skiff sta
 _PR_SET_PDEATHSIG = 1
 
 LaunchHook = Callable[[str, str, float], None]
-ExitHook = Callable[[str, str], Awaitable[None]]
+ExitHook = Callable[[str, str, WorkerExit], Awaitable[None]]
 StoppingHook = Callable[[str, str], None]
 
 
@@ -362,6 +362,7 @@ class LocalOrchestrator:
         if worker.stopping:
             return
         ran = time.time() - worker.launched_at
+        output = _tail(worker.log_path, OUTPUT_TAIL_LINES)
         if code == 0:
             log.info("worker %s of %s exited after its job asked to be replaced", worker.id, state.spec.name)
         else:
@@ -372,11 +373,11 @@ class LocalOrchestrator:
                 time.time(),
                 exit_code=code,
                 worker_id=worker.id,
-                output=_tail(worker.log_path, OUTPUT_TAIL_LINES),
+                output=output,
             )
             log.warning("worker %s of %s exited with code %s; replacing it", worker.id, state.spec.name, code)
         if self._on_exit is not None:
-            await self._on_exit(worker.id, state.spec.name)
+            await self._on_exit(worker.id, state.spec.name, WorkerExit(code, output))
         self._schedule_restart(state)
 
     def _schedule_restart(self, state: _Endpoint) -> None:

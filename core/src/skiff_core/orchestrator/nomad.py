@@ -42,11 +42,15 @@ from skiff_core.nomad.render import (
     worker_key_variable,
 )
 from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPhase
+from skiff_core.orchestrator.nomad_crashes import latest_crash
 from skiff_core.orchestrator.nomad_stops import alloc_index, could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
 
 _TERMINAL = frozenset({"complete", "failed", "lost"})
 _EVAL_DONE = frozenset({"complete", "failed", "blocked", "canceled"})
+OUTPUT_TAIL_LINES = 20  # lines of a crashed worker's stderr kept for `skiff status` and /status
+_OUTPUT_TAIL_BYTES = 8192
+_OUTPUT_TAIL_TIMEOUT_S = 5.0
 
 
 class PlacementFailed(NomadError):
@@ -120,6 +124,7 @@ class NomadOrchestrator:
         self._retiring: dict[str, set[str]] = {}
         self._scale_lock = asyncio.Lock()
         self._placement: dict[str, Trouble] = {}
+        self._crashes: dict[str, Trouble] = {}  # each endpoint's crash loop, as its allocations last showed
 
     @property
     def client(self) -> NomadClient:
@@ -145,6 +150,7 @@ class NomadOrchestrator:
         await self._client.remove_variable_item(worker_key_variable(endpoint), WORKER_KEY_ITEM)
         self._specs.pop(endpoint, None)
         self._retiring.pop(endpoint, None)
+        self._crashes.pop(endpoint, None)
 
     async def _group_allocs(self, endpoint: str) -> list[dict[str, Any]]:
         """The group's allocations, the live ones read in full: only the full Allocation says
@@ -253,8 +259,51 @@ class NomadOrchestrator:
             self._placement.pop(endpoint, None)
 
     def trouble(self, endpoint: str) -> Trouble | None:
-        """The last evaluation's placement failure for the endpoint, until one places everything."""
-        return self._placement.get(endpoint)
+        """The last evaluation's placement failure for the endpoint, until one places everything;
+        else its crash loop as the last listing of its workers showed it."""
+        return self._placement.get(endpoint) or self._crashes.get(endpoint)
+
+    async def _note_crashes(self, endpoint: str, allocs: list[dict[str, Any]]) -> None:
+        crash = latest_crash(allocs, TASK_NAME, time.time())
+        if crash is None:
+            self._crashes.pop(endpoint, None)
+            return
+        known = self._crashes.get(endpoint)
+        output = (
+            known.output if known is not None and (known.worker_id, known.at) == (crash.alloc_id, crash.at) else None
+        )
+        if output is None:
+            output = await self._stderr_tail(crash.alloc_id)
+        self._crashes[endpoint] = Trouble(
+            "crash_loop",
+            crash.message(),
+            crash.at,
+            exit_code=crash.exit_code,
+            restart_at=crash.restart_at,
+            worker_id=crash.alloc_id,
+            output=output,
+        )
+
+    async def _stderr_tail(self, alloc_id: str) -> tuple[str, ...]:
+        """The last lines the task wrote to stderr, read once per crash through the allocation
+        logs API (origin=end: only the tail travels)."""
+        data = b""
+        try:
+            # The servers forward the read to the allocation's client node: a control pass must
+            # not hang on a node that does not answer.
+            async with asyncio.timeout(_OUTPUT_TAIL_TIMEOUT_S):
+                async for chunk in self._client.stream_logs(
+                    alloc_id, TASK_NAME, "stderr", follow=False, origin="end", offset=_OUTPUT_TAIL_BYTES
+                ):
+                    data += chunk
+        except NomadError as exc:
+            return (f"(skiff: no stderr: {exc})",)
+        except TimeoutError:
+            return (f"(skiff: no stderr: its node did not answer within {_OUTPUT_TAIL_TIMEOUT_S:.0f}s)",)
+        lines = data.decode(errors="replace").splitlines()
+        if len(data) >= _OUTPUT_TAIL_BYTES and lines:
+            lines = lines[1:]  # the first one is cut
+        return tuple(lines[-OUTPUT_TAIL_LINES:])
 
     def _to_worker(self, endpoint: str, alloc: dict[str, Any], current: tuple[int, str] | None) -> WorkerInfo:
         client_status = alloc.get("ClientStatus")
@@ -296,6 +345,7 @@ class NomadOrchestrator:
     async def workers(self, endpoint: str) -> list[WorkerInfo]:
         current = await self._current_version(endpoint)
         allocs = await self._client.allocations(job_id(endpoint))
+        await self._note_crashes(endpoint, allocs)
         return [self._to_worker(endpoint, a, current) for a in allocs if self._visible(a)]
 
     async def watch_workers(
@@ -305,6 +355,7 @@ class NomadOrchestrator:
         with the index to pass next time."""
         allocs, new_index = await self._client.watch_allocations(job_id(endpoint), index=index, wait_s=wait_s)
         current = await self._current_version(endpoint)
+        await self._note_crashes(endpoint, allocs)
         return [self._to_worker(endpoint, a, current) for a in allocs if self._visible(a)], new_index
 
     async def worker_logs(

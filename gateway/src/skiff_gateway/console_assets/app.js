@@ -81,6 +81,9 @@ async function endpointView(name) {
   crumbs([["Endpoints", "#/"], [name]]);
   const workers = e.workers.map((w) => `<tr><td>${esc(w.id)}</td><td>${esc(w.state)}</td><td class="num">${seconds(w.idle_s)}</td>
     <td class="num">${seconds(w.cold_start_s)}</td><td class="num">${w.jobs_done}</td><td class="num">${seconds(w.uptime_s)}</td></tr>`);
+  const exited = (e.exited || []).map((w) => `<tr><td>${esc(w.id)}</td><td class="num">${w.exit_code}</td>
+    <td class="num">${seconds(w.exited_s_ago)}</td><td class="num">${seconds(w.ran_s)}</td>
+    <td><pre>${esc((w.last_output || []).join("\n"))}</pre></td></tr>`);
   const trouble = e.trouble
     ? `<div class="reason">Last exit: ${esc(e.trouble.message)}${e.trouble.exit_code != null ? ` (exit code ${e.trouble.exit_code})` : ""}</div>`
     : "";
@@ -97,6 +100,8 @@ async function endpointView(name) {
     ${reasonBox(e.waiting)}${trouble}
     <h2>Workers</h2><table id="workers"><thead><tr><th>worker</th><th>state</th><th>idle</th><th>cold start</th><th>jobs done</th>
       <th>up</th></tr></thead><tbody>${workers.join("") || '<tr><td colspan="6" class="muted">no workers (scaled to zero)</td></tr>'}</tbody></table>
+    ${exited.length ? `<h2>Exited workers</h2><table id="exited"><thead><tr><th>worker</th><th>exit code</th><th>ago</th>
+      <th>ran</th><th>last output</th></tr></thead><tbody>${exited.join("")}</tbody></table>` : ""}
     <h2>Recent jobs</h2><table id="jobs"><thead><tr><th>job</th><th>status</th><th>delay</th><th>execution</th><th>retries</th>
       <th>waiting because</th></tr></thead><tbody>${jobs.join("") || '<tr><td colspan="6" class="muted">none yet</td></tr>'}</tbody></table>`;
 }
