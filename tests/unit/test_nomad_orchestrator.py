@@ -604,3 +604,65 @@ async def test_replace_without_alloc_lifecycle_is_a_clear_error() -> None:
             await orch.replace("echo", alloc["ID"])
         assert nomad.allocs[alloc["ID"]]["DesiredStatus"] == "run"
         await orch.close()
+
+
+def prepull_registrations(nomad: NomadDouble) -> list[dict[str, Any]]:
+    return [
+        b["Job"]
+        for m, p, b in nomad.requests
+        if p == "/v1/jobs" and b is not None and b["Job"]["ID"] == "skiff-prepull.echo"
+    ]
+
+
+async def test_with_prepull_a_new_or_changed_image_is_pulled_on_every_node_and_an_unchanged_one_is_not() -> None:
+    nodes = [
+        FakeNode("gpu-1", {("nvidia", "gpu", "NVIDIA L4"): 1}),
+        FakeNode("gpu-2", {("nvidia", "gpu", "NVIDIA L4"): 1}),
+    ]
+    with NomadDouble(nodes=nodes) as nomad:
+        settings = Settings(nomad_addr=nomad.address, prepull=True)
+        client = NomadClient(nomad.address, retries=1, backoff_s=0.05)
+        orch = NomadOrchestrator(settings, client=client, worker_key=key_of)
+        await orch.apply(spec())
+        job = nomad.jobs["skiff-prepull.echo"]
+        assert job["Type"] == "sysbatch" and job["Meta"]["image"] == "ghcr.io/acme/echo:1"
+
+        def pulls(version: int) -> list[dict[str, Any]]:
+            with nomad.lock:
+                return [
+                    a
+                    for a in nomad.allocs.values()
+                    if a["JobID"] == "skiff-prepull.echo" and a["JobVersion"] == version
+                ]
+
+        # One allocation per node (the sysbatch scheduler ignores Count), each run to completion.
+        await eventually_async(lambda: sorted(a["ClientStatus"] for a in pulls(0)) == ["complete", "complete"])
+        assert sorted(a["NodeName"] for a in pulls(0)) == ["gpu-1", "gpu-2"]
+        # A change that keeps the image (and a controller restart re-applying it) pulls nothing again.
+        await orch.apply(spec(env={"NEW": "1"}))
+        await NomadOrchestrator(settings, client=NomadClient(nomad.address), worker_key=key_of).apply(spec())
+        assert len(prepull_registrations(nomad)) == 1 and len(pulls(0)) == 2
+        # A new image re-registers it: a new version, pulled again on both nodes.
+        await orch.apply(spec(image="ghcr.io/acme/echo:2"))
+        assert len(prepull_registrations(nomad)) == 2
+        assert nomad.jobs["skiff-prepull.echo"]["Version"] == 1
+        await eventually_async(lambda: sorted(a["ClientStatus"] for a in pulls(1)) == ["complete", "complete"])
+        assert len(pulls(0)) == 2  # the finished pulls of the old image are not run again
+        await orch.remove("echo")
+        assert "skiff-prepull.echo" not in nomad.jobs and "skiff-echo" not in nomad.jobs
+        await orch.close()
+
+
+async def test_without_prepull_or_without_docker_no_pull_job_is_registered(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    raw = NomadOrchestrator(
+        Settings(nomad_addr=nomad.address, prepull=True),
+        client=NomadClient(nomad.address),
+        worker_key=key_of,
+        render_options=RenderOptions(driver="raw_exec"),
+    )
+    await raw.apply(spec(name="raw"))
+    assert not prepull_registrations(nomad) and not [j for j in nomad.jobs if j.startswith("skiff-prepull.")]
+    await orch.close()
+    await raw.close()

@@ -346,6 +346,9 @@ class NomadDouble:
     def _deployments_enabled(self, job: dict[str, Any]) -> bool:
         # Job.Canonicalize gives a service job the default update strategy when it has none;
         # MaxParallel 0 makes it empty, and an empty strategy creates no deployment.
+        if job.get("Type", "service") != "service":
+            # scheduler/generic_sched.go reads a deployment only `if !s.batch`; the sysbatch scheduler has none.
+            return False
         update = job.get("Update")
         return update is None or int(update.get("MaxParallel", 1) or 0) > 0
 
@@ -353,6 +356,11 @@ class NomadDouble:
         ev = self._new_eval(job, triggered_by)
         failed: dict[str, Any] = {}
         job["_placed"] = 0
+        if job["Type"] == "sysbatch":
+            self._reconcile_sysbatch(job, ev)
+            job["_queued"] = {}
+            self._bump("evals")
+            return ev
         for group in job["TaskGroups"]:
             gname = group["Name"]
             allocs = [a for a in self.allocs.values() if a["JobID"] == job["ID"] and a["TaskGroup"] == gname]
@@ -431,6 +439,32 @@ class NomadDouble:
         job["_queued"] = {g: m["CoalescedFailures"] + 1 for g, m in failed.items()}
         self._bump("evals")
         return ev
+
+    def _reconcile_sysbatch(self, job: dict[str, Any], ev: dict[str, Any]) -> None:
+        """scheduler/scheduler_sysbatch.go (the system scheduler in sysbatch mode): one allocation
+        per eligible node and group, whatever Count says, named `<job>.<group>[0]`; an allocation
+        of the current job version, finished or not, is not placed again (a completed sysbatch
+        allocation stays complete until the job changes), and one of an older version is replaced.
+        Every node of the double is eligible (it models no node attributes or pools)."""
+        for group in job["TaskGroups"]:
+            for node in self.nodes:
+                here = [
+                    a
+                    for a in self.allocs.values()
+                    if a["JobID"] == job["ID"] and a["TaskGroup"] == group["Name"] and a["NodeID"] == node.id
+                ]
+                if job.get("Stop"):
+                    for alloc in here:
+                        if alloc["DesiredStatus"] == "run":
+                            self._stop_alloc(alloc, "alloc not needed due to job update")
+                    continue
+                if any(a["JobVersion"] == job["Version"] and a["DesiredStatus"] == "run" for a in here):
+                    continue
+                for alloc in here:
+                    if alloc["DesiredStatus"] == "run":
+                        self._stop_alloc(alloc, "alloc is being updated due to job update")
+                self._place(job, group, 0, node, ev["ID"])
+                job["_placed"] += 1
 
     def _device_fits(self, node: FakeNode, request: dict[str, Any], used: dict[tuple[str, str, str], int]) -> bool:
         want = int(request.get("Count", 1))
@@ -560,6 +594,11 @@ class NomadDouble:
         with self.lock:
             alloc = self.allocs.get(alloc_id)
             if alloc is None or alloc["DesiredStatus"] != "run":
+                return
+            if job["Type"] == "sysbatch":
+                # The double runs no image: the pre-pull task (entry point `true`) runs and exits 0.
+                self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
+                self._set_alloc(alloc, ClientStatus="complete", ClientDescription="All tasks have completed")
                 return
             if not self.run_tasks:
                 self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
@@ -1383,8 +1422,15 @@ def validate_job(job: dict[str, Any]) -> None:
     for group in job.get("TaskGroups") or []:
         group_errors = []
         update = canonical_group_update(job, group)
+        job_type = job.get("Type", "service")
+        # structs.go TaskGroup.Validate; api/tasks.go TaskGroup.Canonicalize gives system and
+        # sysbatch groups no default reschedule policy, so only a submitted one is refused.
+        if job_type in ("system", "sysbatch") and group.get("ReschedulePolicy") is not None:
+            group_errors.append("System or sysbatch jobs should not have a reschedule policy")
         # structs.go TaskGroup.Validate: "Validate the update strategy".
         if update is not None:
+            if job_type not in ("service", "system"):
+                group_errors.append(f'Job type "{job_type}" does not allow update block')
             group_errors += update_strategy_problems(update)
         scaling = group.get("Scaling")
         count = int(group.get("Count", 1))

@@ -26,24 +26,29 @@ exists, and only when it differs; `remove` deletes it after the job is gone.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from skiff_core.config import Settings
 from skiff_core.nomad.client import NomadClient, NomadError
+from skiff_core.nomad.prepull import PREPULL_META_KEY, prepull_job_id, render_prepull_job
 from skiff_core.nomad.render import (
     GROUP_NAME,
     TASK_NAME,
     WORKER_KEY_ITEM,
     RenderOptions,
     job_id,
+    pick_driver,
     render_job,
     worker_key_variable,
 )
 from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPhase
 from skiff_core.orchestrator.nomad_stops import alloc_index, could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
+
+log = logging.getLogger(__name__)
 
 _TERMINAL = frozenset({"complete", "failed", "lost"})
 _EVAL_DONE = frozenset({"complete", "failed", "blocked", "canceled"})
@@ -137,10 +142,39 @@ class NomadOrchestrator:
         # PreserveCounts: re-rendering must not reset the count the autoscaler set.
         response = await self._client.register(body, preserve_counts=True)
         self._specs[spec.name] = spec
+        if self._settings.prepull and pick_driver(spec, self._options) == "docker":
+            await self._prepull(spec)
         await self._check_placement(spec.name, str(response.get("EvalID") or ""))
+
+    async def _prepull(self, spec: EndpointSpec) -> None:
+        """Register the endpoint's pre-pull job when what it pulls, or where, changed: an unchanged
+        job would pull nothing new, and re-registering it would re-run it on every node."""
+        body = render_prepull_job(spec, self._settings)
+        wanted = body["Job"]
+        try:
+            current = await self._client.get_job(prepull_job_id(spec.name))
+            if current is not None and not current.get("Stop"):
+                meta = current.get("Meta") or {}
+                if (
+                    meta.get(PREPULL_META_KEY),
+                    meta.get("image"),
+                    current.get("Datacenters"),
+                    current.get("NodePool"),
+                ) == (
+                    spec.name,
+                    wanted["Meta"]["image"],
+                    wanted["Datacenters"],
+                    wanted.get("NodePool", current.get("NodePool")),
+                ):
+                    return
+            await self._client.register(body, preserve_counts=False)
+        except NomadError as exc:  # the endpoint itself is registered; a missed pull only costs time
+            log.warning("endpoint %s: could not register its image pre-pull job: %s", spec.name, exc)
 
     async def remove(self, endpoint: str) -> None:
         await self._client.deregister(job_id(endpoint), purge=True)
+        # Whether this controller or `skiff deploy --prepull` made it; absent: nothing to do.
+        await self._client.deregister(prepull_job_id(endpoint), purge=True)
         # After the job: its running tasks keep their environment while they stop.
         await self._client.remove_variable_item(worker_key_variable(endpoint), WORKER_KEY_ITEM)
         self._specs.pop(endpoint, None)
