@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from skiff_core.config import Settings
+from skiff_core.jobs import cold_start_parts
 from skiff_core.nomad.client import (
     NomadBadRequest,
     NomadClient,
@@ -485,7 +486,8 @@ async def test_a_task_whose_template_cannot_render_fails_with_nomads_message(tmp
             lambda: all(a["ClientStatus"] == "failed" for a in nomad.allocs.values()) and nomad.allocs
         )
         (alloc,) = nomad.allocs.values()
-        (event,) = alloc["TaskStates"]["worker"]["Events"]
+        *before, event = alloc["TaskStates"]["worker"]["Events"]
+        assert [e["Type"] for e in before] == ["Received", "Task Setup"]  # never "Started"
         assert (
             event["DisplayMessage"] == "Template failed: Missing: nomad.var.block(nomad/jobs/skiff-web@default.global)"
         )
@@ -505,7 +507,7 @@ async def test_a_task_whose_template_cannot_render_fails_with_nomads_message(tmp
             )
         )
         failed = next(a for a in nomad.allocs.values() if a["JobID"] == "skiff-web2")
-        assert failed["TaskStates"]["worker"]["Events"][0]["DisplayMessage"].endswith(
+        assert failed["TaskStates"]["worker"]["Events"][-1]["DisplayMessage"].endswith(
             "nomad.var.block(nomad/jobs/skiff-web@default.global): Permission denied"
         )
         assert not list(tmp_path.glob("env.*"))  # no worker process ever started
@@ -530,7 +532,7 @@ async def test_the_double_refuses_templates_it_does_not_understand(tmp_path: Pat
         await client.register(body)
         await eventually_async(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()))
         (alloc,) = nomad.allocs.values()
-        message = alloc["TaskStates"]["worker"]["Events"][0]["DisplayMessage"]
+        message = alloc["TaskStates"]["worker"]["Events"][-1]["DisplayMessage"]
         assert (
             message.startswith("Template failed: the Nomad double renders only env templates") and template in message
         )
@@ -666,3 +668,42 @@ async def test_without_prepull_or_without_docker_no_pull_job_is_registered(nomad
     assert not prepull_registrations(nomad) and not [j for j in nomad.jobs if j.startswith("skiff-prepull.")]
     await orch.close()
     await raw.close()
+
+
+async def test_a_workers_start_and_image_pull_come_from_its_task_events() -> None:
+    with NomadDouble(image_pull_s=0.3) as nomad:
+        orch = orchestrator(nomad.address)
+        await orch.apply(spec())
+        await orch.scale("echo", 1)
+        await eventually_async(lambda: [a["ClientStatus"] for a in nomad.live_allocs("skiff-echo")] == ["running"])
+        [alloc] = nomad.live_allocs("skiff-echo")
+        events = nomad.allocs[alloc["ID"]]["TaskStates"]["worker"]["Events"]
+        assert [e["Type"] for e in events] == ["Received", "Task Setup", "Driver", "Started"]
+        assert events[2]["DriverMessage"] == "Downloading image"
+        assert events[2]["Details"] == {"image": "ghcr.io/acme/echo:1"}
+        [worker] = await orch.workers("echo")
+        assert worker.started_at == events[3]["Time"] / 1e9 and worker.launched_at <= worker.started_at
+        assert worker.pull_s == pytest.approx((events[3]["Time"] - events[2]["Time"]) / 1e9) and worker.pull_s >= 0.3
+        # The parts add up to the cold start: placement is what precedes the pull.
+        ready_at = worker.started_at + 2.0
+        parts = cold_start_parts(worker.launched_at, worker.started_at, worker.pull_s, ready_at)
+        assert parts.pull_s == worker.pull_s and parts.start_to_take_s == 2.0
+        assert parts.placement_s is not None
+        assert abs(parts.placement_s + worker.pull_s + 2.0 - (ready_at - worker.launched_at)) < 1e-6
+        await orch.close()
+
+
+async def test_without_a_pull_event_the_pull_is_unknown_and_before_start_nothing_is_known(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 1)
+    await eventually_async(lambda: [a["ClientStatus"] for a in nomad.live_allocs("skiff-echo")] == ["running"])
+    [worker] = await orch.workers("echo")
+    assert worker.started_at is not None and worker.pull_s is None
+    # A pending allocation (no "Started" yet) has no parts.
+    assert cold_start_parts(worker.launched_at, None, None, None).model_dump() == {
+        "placement_s": None,
+        "pull_s": None,
+        "start_to_take_s": None,
+    }
+    await orch.close()

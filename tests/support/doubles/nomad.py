@@ -141,6 +141,29 @@ class HttpError(Exception):
         self.text = text
 
 
+def task_event(
+    kind: str, display: str, *, message: str = "", driver_message: str = "", details: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """api/tasks.go TaskEvent as the agent serves it: Time in Unix nanoseconds, DisplayMessage
+    filled by nomad/structs TaskEvent.PopulateEventDisplayMessage (Received: "Task received by
+    client", Started: "Task started by client", Task Setup and Driver: the message itself), and
+    Details as structs.NewTaskEvent and SetMessage set them; a driver's event carries its
+    annotations as Details (client/allocrunner/alloc_runner.go GetTaskEventHandler). The
+    deprecated fields that stay zero are left out."""
+    details = dict(details or {})
+    if message:
+        details["message"] = message
+    return {
+        "Type": kind,
+        "Time": _now_ns(),
+        "DisplayMessage": display,
+        "Details": details,
+        "Message": message,
+        "DriverMessage": driver_message,
+        "FailsTask": False,
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,6 +201,7 @@ class NomadDouble:
         kill_timeout_cap_s: float | None = None,
         consul: Any = None,
         check_interval_cap_s: float | None = None,
+        image_pull_s: float = 0.0,
         tls: tuple[Path, Path] | None = None,
         verify_https_client: bool = False,
     ) -> None:
@@ -192,6 +216,8 @@ class NomadDouble:
         # A tests.support.doubles.consul.ConsulDouble to register allocations' services in (run_tasks only).
         self.consul = consul
         self.check_interval_cap_s = check_interval_cap_s
+        # > 0: a docker task's image is not on the node; its client "pulls" it for this long.
+        self.image_pull_s = image_pull_s
         self.services: dict[str, list[str]] = {}  # alloc id -> Consul service ids
         self.lock = threading.Condition()
         self.index = 10
@@ -595,12 +621,36 @@ class NomadDouble:
             alloc = self.allocs.get(alloc_id)
             if alloc is None or alloc["DesiredStatus"] != "run":
                 return
+            events = alloc["TaskStates"][task["Name"]]["Events"]
+            # client/allocrunner/taskrunner: task_runner.go Run appends Received, task_dir_hook.go
+            # emits Task Setup "Building Task Directory".
+            events.append(task_event("Received", "Task received by client"))
+            events.append(task_event("Task Setup", "Building Task Directory", message="Building Task Directory"))
+            pull = task["Driver"] == "docker" and self.image_pull_s > 0
+            if pull:
+                # drivers/docker/driver.go pullImage emits "Downloading image" before pulling (only
+                # when the image is not on the node); alloc_runner.go GetTaskEventHandler turns a
+                # driver's event into a "Driver" TaskEvent with DriverMessage and the annotations.
+                image = str((task.get("Config") or {}).get("image", ""))
+                events.append(
+                    task_event(
+                        "Driver", "Downloading image", driver_message="Downloading image", details={"image": image}
+                    )
+                )
+                self._bump("allocs")
+        if pull:
+            time.sleep(self.image_pull_s)
+        with self.lock:
+            if alloc["DesiredStatus"] != "run":
+                return
             if job["Type"] == "sysbatch":
                 # The double runs no image: the pre-pull task (entry point `true`) runs and exits 0.
+                events.append(task_event("Started", "Task started by client"))
                 self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
                 self._set_alloc(alloc, ClientStatus="complete", ClientDescription="All tasks have completed")
                 return
             if not self.run_tasks:
+                events.append(task_event("Started", "Task started by client"))
                 self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
                 return
             task_dir = self._task_dir(alloc, task)
@@ -620,6 +670,8 @@ class NomadDouble:
                 kill_timeout = min(kill_timeout, self.kill_timeout_cap_s)
             sig = getattr(signal, str(task.get("KillSignal") or "SIGINT"), signal.SIGINT)
             self.tasks[alloc_id] = _Task(proc, sig, kill_timeout)
+            # task_runner.go runDriver: UpdateState(running, TaskStarted) once the driver started it.
+            events.append(task_event("Started", "Task started by client"))
             self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
             self._register_services(alloc, job)
         threading.Thread(target=self._reap, args=(alloc_id, proc), daemon=True).start()

@@ -95,6 +95,23 @@ def describe_placement_failure(endpoint: str, spec: EndpointSpec | None, failed:
     return "\n".join(lines)
 
 
+def task_start(task_state: dict[str, Any]) -> tuple[float | None, float | None]:
+    """When the task first started and how long its image pull took, from its TaskState's Events
+    (api/allocations.go: Type, Time in Unix ns, DriverMessage). Started: the "Started" event the
+    task runner records once the driver started it. Pull: from the docker driver's "Downloading
+    image" event (a "Driver" event, drivers/docker/driver.go pullImage; emitted only when the image
+    is not on the node) to that start, so it also holds creating the container."""
+    started = pulling = None
+    for event in task_state.get("Events") or []:
+        at = int(event.get("Time") or 0) / 1e9
+        if event.get("Type") == "Started" and started is None:
+            started = at
+        elif event.get("Type") == "Driver" and event.get("DriverMessage") == "Downloading image" and started is None:
+            pulling = pulling if pulling is not None else at
+    pull = None if started is None or pulling is None else max(0.0, started - pulling)
+    return started, pull
+
+
 class NomadOrchestrator:
     def __init__(
         self,
@@ -304,6 +321,7 @@ class NomadOrchestrator:
         if current is not None and alloc.get("JobVersion") == current[0]:
             spec_hash = current[1]
         task_state = (alloc.get("TaskStates") or {}).get(TASK_NAME) or {}
+        started_at, pull_s = task_start(task_state)
         return WorkerInfo(
             id=str(alloc["ID"]),
             endpoint=endpoint,
@@ -311,6 +329,8 @@ class NomadOrchestrator:
             launched_at=int(alloc.get("CreateTime") or 0) / 1e9,
             spec_hash=spec_hash,
             restarts=int(task_state.get("Restarts") or 0),
+            started_at=started_at,
+            pull_s=pull_s,
         )
 
     async def _current_version(self, endpoint: str) -> tuple[int, str] | None:
