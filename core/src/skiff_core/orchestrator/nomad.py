@@ -21,6 +21,10 @@ that a drained, idle worker can linger until Nomad's choice lands on it.
 The endpoint's worker key lives in the Nomad Variable `nomad/jobs/<job id>` (skiff_core.nomad.render
 explains why): `apply` writes it before registering the job, whose template blocks until it
 exists, and only when it differs; `remove` deletes it after the job is gone.
+
+With `settings.prepull`, `apply` also keeps a docker endpoint's image pre-pull job
+(skiff_core.nomad.prepull) in step: registered when its image, datacenters or node pool differ
+from the registered one's, so only a new image is pulled again; `remove` removes it.
 """
 
 from __future__ import annotations
@@ -190,10 +194,13 @@ class NomadOrchestrator:
 
     async def remove(self, endpoint: str) -> None:
         await self._client.deregister(job_id(endpoint), purge=True)
-        # Whether this controller or `skiff deploy --prepull` made it; absent: nothing to do.
-        await self._client.deregister(prepull_job_id(endpoint), purge=True)
         # After the job: its running tasks keep their environment while they stop.
         await self._client.remove_variable_item(worker_key_variable(endpoint), WORKER_KEY_ITEM)
+        # Whether this controller or `skiff deploy --prepull` made it; absent: nothing to do.
+        try:
+            await self._client.deregister(prepull_job_id(endpoint), purge=True)
+        except NomadError as exc:  # a leftover pre-pull job holds no worker: say so, go on
+            log.warning("endpoint %s: could not remove its image pre-pull job: %s", endpoint, exc)
         self._specs.pop(endpoint, None)
         self._retiring.pop(endpoint, None)
 
