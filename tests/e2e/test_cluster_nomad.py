@@ -331,6 +331,29 @@ def test_skiff_status_against_the_controller(cluster: Cluster) -> None:
     assert httpx.get(f"{cluster.controller_url}/v1/status", timeout=5, trust_env=False).status_code == 401
 
 
+def test_skiff_status_splits_a_nomad_workers_cold_start_from_its_task_events(cluster: Cluster) -> None:
+    """The controller reads the allocation's "Started" task event; raw_exec pulls no image."""
+    eventually_cluster("a fresh worker", lambda: len(_live(cluster, "fresh")) == 1, 60, cluster)
+    with cluster.client(timeout=60) as client:
+        assert client.post("/v2/fresh/runsync", json={"input": {"pid": True}}).json()["status"] == "COMPLETED"
+    auth = {"Authorization": f"Bearer {TEST_KEY}"}
+
+    def parts() -> dict[str, Any] | None:
+        doc = httpx.get(f"{cluster.controller_url}/v1/status", headers=auth, timeout=5, trust_env=False).json()
+        fresh = next(e for e in doc["endpoints"] if e["name"] == "fresh")["workers"]
+        split = [
+            w["cold_start_parts"] for w in fresh if (w["cold_start_parts"] or {}).get("start_to_take_s") is not None
+        ]
+        return split[0] if split else None
+
+    eventually_cluster(
+        "the fresh worker's first take in the controller's view", lambda: parts() is not None, 20, cluster
+    )
+    split = parts()
+    assert split is not None and split["pull_s"] is None
+    assert split["placement_s"] >= 0 and split["start_to_take_s"] >= 0
+
+
 CONTROLLER_CAPS = {
     "submit-job",
     "read-job",

@@ -13,6 +13,7 @@ import pytest
 from skiff_core.config import Settings
 from skiff_core.endpoints import load_endpoints
 from skiff_core.nomad.client import NomadBadRequest, NomadClient
+from skiff_core.nomad.prepull import render_prepull_job
 from skiff_core.nomad.render import render_job
 from skiff_core.orchestrator.base import WorkerPhase
 from skiff_core.orchestrator.nomad import NomadOrchestrator
@@ -87,6 +88,18 @@ def test_a_kill_timeout_over_the_progress_deadline_is_refused_with_500() -> None
     )
     job["Update"] = {"MaxParallel": 0, "ProgressDeadline": 0}
     assert refusal(job) is None
+
+
+def test_a_sysbatch_job_takes_no_reschedule_policy_and_no_update_block() -> None:
+    """nomad/structs/structs.go TaskGroup.Validate for the pre-pull job Skiff renders."""
+    job = render_prepull_job(endpoint(), SETTINGS)["Job"]
+    assert refusal(copy.deepcopy(job)) is None
+    job["TaskGroups"][0]["ReschedulePolicy"] = {"Attempts": 0}
+    job["TaskGroups"][0]["Update"] = {"MaxParallel": 1}
+    err = refusal(job)
+    assert err is not None and err.status == 500
+    assert "System or sysbatch jobs should not have a reschedule policy" in err.text
+    assert 'Job type "sysbatch" does not allow update block' in err.text
 
 
 def test_update_strategy_validation() -> None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from skiff_core.config import Settings
+from skiff_core.jobs import cold_start_parts
 from skiff_core.nomad.client import (
     NomadBadRequest,
     NomadClient,
@@ -489,7 +490,8 @@ async def test_a_task_whose_template_cannot_render_fails_with_nomads_message(tmp
             lambda: all(a["ClientStatus"] == "failed" for a in nomad.allocs.values()) and nomad.allocs
         )
         (alloc,) = nomad.allocs.values()
-        (event,) = alloc["TaskStates"]["worker"]["Events"]
+        *before, event = alloc["TaskStates"]["worker"]["Events"]
+        assert [e["Type"] for e in before] == ["Received", "Task Setup"]  # never "Started"
         assert (
             event["DisplayMessage"] == "Template failed: Missing: nomad.var.block(nomad/jobs/skiff-web@default.global)"
         )
@@ -509,7 +511,7 @@ async def test_a_task_whose_template_cannot_render_fails_with_nomads_message(tmp
             )
         )
         failed = next(a for a in nomad.allocs.values() if a["JobID"] == "skiff-web2")
-        assert failed["TaskStates"]["worker"]["Events"][0]["DisplayMessage"].endswith(
+        assert failed["TaskStates"]["worker"]["Events"][-1]["DisplayMessage"].endswith(
             "nomad.var.block(nomad/jobs/skiff-web@default.global): Permission denied"
         )
         assert not list(tmp_path.glob("env.*"))  # no worker process ever started
@@ -534,7 +536,7 @@ async def test_the_double_refuses_templates_it_does_not_understand(tmp_path: Pat
         await client.register(body)
         await eventually_async(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()))
         (alloc,) = nomad.allocs.values()
-        message = alloc["TaskStates"]["worker"]["Events"][0]["DisplayMessage"]
+        message = alloc["TaskStates"]["worker"]["Events"][-1]["DisplayMessage"]
         assert (
             message.startswith("Template failed: the Nomad double renders only env templates") and template in message
         )
@@ -610,6 +612,8 @@ async def test_replace_without_alloc_lifecycle_is_a_clear_error() -> None:
         await orch.close()
 
 
+# What the client records before the task runs (task_runner.go Run, task_dir_hook.go).
+SETUP_EVENTS = {"Received", "Task Setup"}
 CRASHER = """import sys
 print("loading weights", flush=True)
 print("FileNotFoundError: /models/missing", file=sys.stderr, flush=True)
@@ -646,7 +650,7 @@ async def test_a_task_that_exits_non_zero_is_a_crash_loop_with_its_exit_code_bac
         assert trouble.worker_id == alloc["ID"] and "exited with code 3" in trouble.message
         assert trouble.output == ("FileNotFoundError: /models/missing",)
         assert trouble.restart_at is not None and 5.0 <= trouble.restart_at - trouble.at <= 6.3
-        events = alloc["TaskStates"]["worker"]["Events"]
+        events = [e for e in alloc["TaskStates"]["worker"]["Events"] if e["Type"] not in SETUP_EVENTS]
         assert [e["Type"] for e in events][:3] == ["Started", "Terminated", "Restarting"]
         assert events[2]["RestartReason"] == "Restart within policy" and alloc["TaskStates"]["worker"]["Restarts"] >= 1
         # The same allocation runs the task again after the delay (its stderr appended).
@@ -666,7 +670,7 @@ async def test_a_restart_policy_without_attempts_fails_the_allocation_with_not_r
         await client.register(payload)
         await eventually_async(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()), timeout=15)
         alloc = next(a for a in nomad.allocs.values() if a["ClientStatus"] == "failed")
-        events = alloc["TaskStates"]["worker"]["Events"]
+        events = [e for e in alloc["TaskStates"]["worker"]["Events"] if e["Type"] not in SETUP_EVENTS]
         assert [e["Type"] for e in events] == ["Started", "Terminated", "Not Restarting"]
         assert events[1]["ExitCode"] == 3 and events[2]["RestartReason"] == "Policy allows no restarts"
         assert alloc["TaskStates"]["worker"]["Restarts"] == 0
@@ -697,3 +701,104 @@ def test_a_crash_loop_ends_once_the_task_has_run_healthy_and_a_stopped_allocatio
         )
         is None
     )
+
+
+def prepull_registrations(nomad: NomadDouble) -> list[dict[str, Any]]:
+    return [
+        b["Job"]
+        for m, p, b in nomad.requests
+        if p == "/v1/jobs" and b is not None and b["Job"]["ID"] == "skiff-prepull.echo"
+    ]
+
+
+async def test_with_prepull_a_new_or_changed_image_is_pulled_on_every_node_and_an_unchanged_one_is_not() -> None:
+    nodes = [
+        FakeNode("gpu-1", {("nvidia", "gpu", "NVIDIA L4"): 1}),
+        FakeNode("gpu-2", {("nvidia", "gpu", "NVIDIA L4"): 1}),
+    ]
+    with NomadDouble(nodes=nodes) as nomad:
+        settings = Settings(nomad_addr=nomad.address, prepull=True)
+        client = NomadClient(nomad.address, retries=1, backoff_s=0.05)
+        orch = NomadOrchestrator(settings, client=client, worker_key=key_of)
+        await orch.apply(spec())
+        job = nomad.jobs["skiff-prepull.echo"]
+        assert job["Type"] == "sysbatch" and job["Meta"]["image"] == "ghcr.io/acme/echo:1"
+
+        def pulls(version: int) -> list[dict[str, Any]]:
+            with nomad.lock:
+                return [
+                    a
+                    for a in nomad.allocs.values()
+                    if a["JobID"] == "skiff-prepull.echo" and a["JobVersion"] == version
+                ]
+
+        # One allocation per node (the sysbatch scheduler ignores Count), each run to completion.
+        await eventually_async(lambda: sorted(a["ClientStatus"] for a in pulls(0)) == ["complete", "complete"])
+        assert sorted(a["NodeName"] for a in pulls(0)) == ["gpu-1", "gpu-2"]
+        # A change that keeps the image (and a controller restart re-applying it) pulls nothing again.
+        await orch.apply(spec(env={"NEW": "1"}))
+        await NomadOrchestrator(settings, client=NomadClient(nomad.address), worker_key=key_of).apply(spec())
+        assert len(prepull_registrations(nomad)) == 1 and len(pulls(0)) == 2
+        # A new image re-registers it: a new version, pulled again on both nodes.
+        await orch.apply(spec(image="ghcr.io/acme/echo:2"))
+        assert len(prepull_registrations(nomad)) == 2
+        assert nomad.jobs["skiff-prepull.echo"]["Version"] == 1
+        await eventually_async(lambda: sorted(a["ClientStatus"] for a in pulls(1)) == ["complete", "complete"])
+        assert len(pulls(0)) == 2  # the finished pulls of the old image are not run again
+        await orch.remove("echo")
+        assert "skiff-prepull.echo" not in nomad.jobs and "skiff-echo" not in nomad.jobs
+        await orch.close()
+
+
+async def test_without_prepull_or_without_docker_no_pull_job_is_registered(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    raw = NomadOrchestrator(
+        Settings(nomad_addr=nomad.address, prepull=True),
+        client=NomadClient(nomad.address),
+        worker_key=key_of,
+        render_options=RenderOptions(driver="raw_exec"),
+    )
+    await raw.apply(spec(name="raw"))
+    assert not prepull_registrations(nomad) and not [j for j in nomad.jobs if j.startswith("skiff-prepull.")]
+    await orch.close()
+    await raw.close()
+
+
+async def test_a_workers_start_and_image_pull_come_from_its_task_events() -> None:
+    with NomadDouble(image_pull_s=0.3) as nomad:
+        orch = orchestrator(nomad.address)
+        await orch.apply(spec())
+        await orch.scale("echo", 1)
+        await eventually_async(lambda: [a["ClientStatus"] for a in nomad.live_allocs("skiff-echo")] == ["running"])
+        [alloc] = nomad.live_allocs("skiff-echo")
+        events = nomad.allocs[alloc["ID"]]["TaskStates"]["worker"]["Events"]
+        assert [e["Type"] for e in events] == ["Received", "Task Setup", "Driver", "Started"]
+        assert events[2]["DriverMessage"] == "Downloading image"
+        assert events[2]["Details"] == {"image": "ghcr.io/acme/echo:1"}
+        [worker] = await orch.workers("echo")
+        assert worker.started_at == events[3]["Time"] / 1e9 and worker.launched_at <= worker.started_at
+        assert worker.pull_s == pytest.approx((events[3]["Time"] - events[2]["Time"]) / 1e9) and worker.pull_s >= 0.3
+        # The parts add up to the cold start: placement is what precedes the pull.
+        ready_at = worker.started_at + 2.0
+        parts = cold_start_parts(worker.launched_at, worker.started_at, worker.pull_s, ready_at)
+        assert parts.pull_s == worker.pull_s and parts.start_to_take_s == 2.0
+        assert parts.placement_s is not None
+        assert abs(parts.placement_s + worker.pull_s + 2.0 - (ready_at - worker.launched_at)) < 1e-6
+        await orch.close()
+
+
+async def test_without_a_pull_event_the_pull_is_unknown_and_before_start_nothing_is_known(nomad: NomadDouble) -> None:
+    orch = orchestrator(nomad.address)
+    await orch.apply(spec())
+    await orch.scale("echo", 1)
+    await eventually_async(lambda: [a["ClientStatus"] for a in nomad.live_allocs("skiff-echo")] == ["running"])
+    [worker] = await orch.workers("echo")
+    assert worker.started_at is not None and worker.pull_s is None
+    # A pending allocation (no "Started" yet) has no parts.
+    assert cold_start_parts(worker.launched_at, None, None, None).model_dump() == {
+        "placement_s": None,
+        "pull_s": None,
+        "start_to_take_s": None,
+    }
+    await orch.close()

@@ -70,7 +70,7 @@ async def test_an_unset_secret_fails_the_task_with_consul_templates_message(tmp_
         await _register(client, _spec(tmp_path, ["HF_TOKEN", "OTHER"]))
         await eventually_async(lambda: any(a["ClientStatus"] == "failed" for a in nomad.allocs.values()), timeout=15)
         (alloc,) = nomad.allocs.values()
-        message = alloc["TaskStates"]["worker"]["Events"][0]["DisplayMessage"]
+        message = alloc["TaskStates"]["worker"]["Events"][-1]["DisplayMessage"]
         assert message.endswith('executing "" at <.OTHER>: map has no entry for key "OTHER"'), message
         assert not (tmp_path / "env.json").exists()
         await client.close()

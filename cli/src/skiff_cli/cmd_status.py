@@ -61,6 +61,19 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
 
+def _cold_start(worker: dict[str, Any]) -> str:
+    """The cold start and, where the orchestrator saw them, its parts: placement, image pull,
+    process start to first job-take."""
+    total = _seconds(worker.get("cold_start_s"))
+    parts = worker.get("cold_start_parts") or {}
+    named = [
+        f"{label} {_seconds(parts.get(key))}"
+        for key, label in (("placement_s", "place"), ("pull_s", "pull"), ("start_to_take_s", "start→take"))
+        if parts.get(key) is not None
+    ]
+    return f"{total} ({', '.join(named)})" if named and total != "-" else total
+
+
 def _print_waiting(endpoints: list[dict[str, Any]]) -> None:
     """Why queued jobs wait, and the last crash of a crash-looping endpoint with its output."""
     for endpoint in endpoints:
@@ -122,7 +135,7 @@ def status(
                 endpoint["name"],
                 worker["state"],
                 _seconds(worker.get("idle_s")),
-                _seconds(worker.get("cold_start_s")),
+                _cold_start(worker),
                 str(len(worker.get("jobs", []))),
                 "current" if worker.get("current", True) else f"old ({worker.get('version')})",
             )

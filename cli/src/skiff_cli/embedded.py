@@ -88,8 +88,8 @@ class Stack:
         self._server: uvicorn.Server | None = None
         self.app = self.gateway.app
 
-    def _launched(self, worker_id: str, endpoint: str, launched_at: float) -> None:
-        self.ctx.workers.register(worker_id, endpoint, launched_at)
+    def _launched(self, worker_id: str, endpoint: str, launched_at: float, started_at: float) -> None:
+        self.ctx.workers.register(worker_id, endpoint, launched_at, started_at)
         for hook in self.launch_hooks:
             hook(worker_id, endpoint, launched_at)
 

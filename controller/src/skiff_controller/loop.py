@@ -40,7 +40,7 @@ from skiff_controller.reconcile import Reconciler
 from skiff_core.catalog import EndpointCatalog
 from skiff_core.config import Settings
 from skiff_core.exited_workers import exit_view, recent_exits
-from skiff_core.jobs import WorkerRecord, WorkerState
+from skiff_core.jobs import WorkerRecord, WorkerState, cold_start_parts
 from skiff_core.leader import LeaderLock
 from skiff_core.orchestrator.base import Orchestrator, WorkerInfo, WorkerPhase
 from skiff_core.outages import log_failure
@@ -285,11 +285,13 @@ class Controller:
             return None
         state = record.state.value if record is not None else "initializing"
         cold = record.cold_start_s if record is not None else None
+        ready_at = record.first_take_at if record is not None else None
         idle_since = record.idle_since if record is not None and record.state is WorkerState.IDLE else None
         if spec.type is EndpointType.LOAD_BALANCER and self.balancer is not None and info is not None:
             load = self.balancer.load_of(worker_id)
             if load is not None and load.ready_at is not None:
                 cold = load.ready_at - info.launched_at
+                ready_at = load.ready_at
                 state = "running" if load.inflight else "idle"
                 idle_since = load.idle_since if not load.inflight else None
         if info is not None and info.phase is WorkerPhase.STOPPING:
@@ -306,6 +308,14 @@ class Controller:
             "cold_start_s": cold,
             "jobs": list(record.jobs_in_progress) if record is not None else [],
             "uptime_s": now - (info.launched_at if info is not None else record.launched_at if record else now),
+            # The orchestrator's view of the start (Nomad: task events), the registry's first take.
+            "cold_start_parts": (
+                cold_start_parts(info.launched_at, info.started_at, info.pull_s, ready_at).model_dump()
+                if info is not None
+                else record.cold_start_parts().model_dump()
+                if record is not None
+                else None
+            ),
         }
 
     # ------------------------------------------------------------------ the loops

@@ -44,10 +44,12 @@ class StoreRegistry:
                 stored[worker_id] = drained  # drained before any gateway flushed it
         self._records = stored
 
-    def register(self, worker_id: str, endpoint: str, launched_at: float) -> None:
+    def register(self, worker_id: str, endpoint: str, launched_at: float, started_at: float | None = None) -> None:
         """A worker this process launched (the local orchestrator): known before its first flush."""
         if worker_id not in self._records:
-            self._records[worker_id] = WorkerRecord(id=worker_id, endpoint=endpoint, launched_at=launched_at)
+            self._records[worker_id] = WorkerRecord(
+                id=worker_id, endpoint=endpoint, launched_at=launched_at, started_at=started_at
+            )
 
     def get(self, worker_id: str) -> WorkerRecord | None:
         return self._records.get(worker_id)

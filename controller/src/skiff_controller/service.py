@@ -44,7 +44,7 @@ class ControllerService:
         *,
         project_dir: Path,
         registry: WorkerRegistry | None = None,
-        on_launch: Callable[[str, str, float], None] | None = None,
+        on_launch: Callable[[str, str, float, float], None] | None = None,
         on_stopping: Callable[[str, str], None] | None = None,
     ) -> None:
         """`registry`, `on_launch`, `on_stopping`: a gateway in this process (`skiff up`): its
@@ -87,11 +87,11 @@ class ControllerService:
             self.loads.local = balancer
             self.loads.replica = replica
 
-    def _launched(self, worker_id: str, endpoint: str, launched_at: float) -> None:
+    def _launched(self, worker_id: str, endpoint: str, launched_at: float, started_at: float) -> None:
         if self.mirror is not None:
-            self.mirror.register(worker_id, endpoint, launched_at)
+            self.mirror.register(worker_id, endpoint, launched_at, started_at)
         if self._on_launch is not None:
-            self._on_launch(worker_id, endpoint, launched_at)
+            self._on_launch(worker_id, endpoint, launched_at, started_at)
 
     async def worker_exited(self, worker_id: str, endpoint: str, exit: WorkerExit | None = None) -> None:
         """A worker process ended (the local orchestrator tells): its jobs go back to the queue

@@ -101,7 +101,7 @@ class LocalHooks:
     stopping worker's long polls and re-queues a dead one's jobs)."""
 
     project_dir: Path
-    on_launch: Callable[[str, str, float], None] | None = None
+    on_launch: Callable[[str, str, float, float], None] | None = None
     on_exit: Callable[[str, str, WorkerExit], Awaitable[None]] | None = None
     on_stopping: Callable[[str, str], None] | None = None
 

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     nomad_region: str | None = Field(default=None, validation_alias=_also("nomad_region", "NOMAD_REGION"))
     nomad_datacenters: list[str] = Field(default_factory=lambda: ["dc1"])
     nomad_node_pool: str | None = None
+    # The controller keeps each docker endpoint's pre-pull job (skiff_core.nomad.prepull) in step
+    # with its image. Off by default: it pulls on every eligible node of the pool, wanted or not.
+    prepull: bool = False
     # CA bundle for a TLS-only Nomad API, and a client certificate where it verifies clients.
     nomad_cacert: str | None = Field(default=None, validation_alias=_also("nomad_cacert", "NOMAD_CACERT"))
     nomad_client_cert: str | None = Field(

@@ -114,7 +114,39 @@ class WorkerRecord(BaseModel):
     exited_at: float | None = None
     exit_code: int | None = None
     last_output: list[str] = Field(default_factory=list)
+    # What the orchestrator saw of its start (WorkerInfo.started_at / pull_s): None where unknown.
+    started_at: float | None = None
+    pull_s: float | None = None
 
     @property
     def cold_start_s(self) -> float | None:
         return None if self.first_take_at is None else self.first_take_at - self.launched_at
+
+    def cold_start_parts(self) -> ColdStartParts:
+        return cold_start_parts(self.launched_at, self.started_at, self.pull_s, self.first_take_at)
+
+
+class ColdStartParts(BaseModel):
+    """A cold start (launch to first job-take) in the parts Skiff can see; they add up to it.
+
+    placement_s: launch to the start of the process, less the pull (local: spawning it; Nomad:
+    the allocation's creation to its task's "Started" event: client pickup, task directory,
+    templates, container creation). pull_s: Nomad's docker driver "Downloading image" event to
+    "Started" (None: no pull seen, the image was on the node or nothing is pulled).
+    start_to_take_s: the process started to its first job-take (SDK import, model load)."""
+
+    placement_s: float | None = None
+    pull_s: float | None = None
+    start_to_take_s: float | None = None
+
+
+def cold_start_parts(
+    launched_at: float, started_at: float | None, pull_s: float | None, ready_at: float | None
+) -> ColdStartParts:
+    if started_at is None:
+        return ColdStartParts()
+    return ColdStartParts(
+        placement_s=max(0.0, started_at - launched_at - (pull_s or 0.0)),
+        pull_s=pull_s,
+        start_to_take_s=None if ready_at is None else max(0.0, ready_at - started_at),
+    )

@@ -383,7 +383,24 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "jobs": {"type": "object"},
             "workers": {"type": "object"},
-            "coldStartMs": {"type": "object"},
+            "coldStartMs": {
+                "type": "object",
+                "properties": {
+                    "count": {"type": "integer"},
+                    "last": {"type": ["integer", "null"]},
+                    "p50": {"type": ["integer", "null"]},
+                    "max": {"type": ["integer", "null"]},
+                    "parts": {
+                        "type": "object",
+                        "description": "The last worker's cold start in parts (milliseconds; null where not seen)",
+                        "properties": {
+                            "placement": {"type": ["integer", "null"]},
+                            "pull": {"type": ["integer", "null"]},
+                            "startToTake": {"type": ["integer", "null"]},
+                        },
+                    },
+                },
+            },
             "webhooks": {"type": "object"},
         },
     },

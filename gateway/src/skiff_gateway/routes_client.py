@@ -137,6 +137,8 @@ async def health(request: Request, endpoint: str) -> Response:
     for worker in workers:
         by_state[worker.state.value] += 1
     cold = sorted(w.cold_start_s for w in workers if w.cold_start_s is not None)
+    last = max(workers, key=lambda w: w.launched_at) if workers else None
+    parts = last.cold_start_parts() if last is not None else None
     return json_response(
         {
             "jobs": {
@@ -156,9 +158,15 @@ async def health(request: Request, endpoint: str) -> Response:
             "webhooks": {"givenUp": ctx.webhooks.given_up[spec.name]},
             "coldStartMs": {
                 "count": len(cold),
-                "last": _ms(max(workers, key=lambda w: w.launched_at).cold_start_s) if workers else None,
+                "last": _ms(last.cold_start_s) if last is not None else None,
                 "p50": _ms(cold[len(cold) // 2]) if cold else None,
                 "max": _ms(cold[-1]) if cold else None,
+                # Skiff's own: `last` in parts (skiff_core.jobs.ColdStartParts), null where unseen.
+                "parts": {
+                    "placement": _ms(parts.placement_s) if parts else None,
+                    "pull": _ms(parts.pull_s) if parts else None,
+                    "startToTake": _ms(parts.start_to_take_s) if parts else None,
+                },
             },
         }
     )

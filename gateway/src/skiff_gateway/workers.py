@@ -49,10 +49,12 @@ class WorkerTracker:
             self._dirty.add(worker_id)
         return worker
 
-    def register(self, worker_id: str, endpoint: str, launched_at: float) -> None:
-        """Called by an orchestrator at launch, so cold start counts from the real start."""
+    def register(self, worker_id: str, endpoint: str, launched_at: float, started_at: float | None = None) -> None:
+        """Called by an orchestrator at launch, so cold start counts from the real start (and
+        splits at the process start)."""
         worker = self._get(worker_id, endpoint)
         worker.launched_at = launched_at
+        worker.started_at = started_at
         self._dirty.add(worker_id)
 
     def seen(self, worker_id: str, endpoint: str, jobs: list[str] | None = None) -> WorkerRecord:

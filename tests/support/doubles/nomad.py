@@ -141,6 +141,29 @@ class HttpError(Exception):
         self.text = text
 
 
+def task_event(
+    kind: str, display: str, *, message: str = "", driver_message: str = "", details: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """api/tasks.go TaskEvent as the agent serves it: Time in Unix nanoseconds, DisplayMessage
+    filled by nomad/structs TaskEvent.PopulateEventDisplayMessage (Received: "Task received by
+    client", Started: "Task started by client", Task Setup and Driver: the message itself), and
+    Details as structs.NewTaskEvent and SetMessage set them; a driver's event carries its
+    annotations as Details (client/allocrunner/alloc_runner.go GetTaskEventHandler). The
+    deprecated fields that stay zero are left out."""
+    details = dict(details or {})
+    if message:
+        details["message"] = message
+    return {
+        "Type": kind,
+        "Time": _now_ns(),
+        "DisplayMessage": display,
+        "Details": details,
+        "Message": message,
+        "DriverMessage": driver_message,
+        "FailsTask": False,
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,6 +201,7 @@ class NomadDouble:
         kill_timeout_cap_s: float | None = None,
         consul: Any = None,
         check_interval_cap_s: float | None = None,
+        image_pull_s: float = 0.0,
         tls: tuple[Path, Path] | None = None,
         verify_https_client: bool = False,
     ) -> None:
@@ -192,6 +216,8 @@ class NomadDouble:
         # A tests.support.doubles.consul.ConsulDouble to register allocations' services in (run_tasks only).
         self.consul = consul
         self.check_interval_cap_s = check_interval_cap_s
+        # > 0: a docker task's image is not on the node; its client "pulls" it for this long.
+        self.image_pull_s = image_pull_s
         self.services: dict[str, list[str]] = {}  # alloc id -> Consul service ids
         self.lock = threading.Condition()
         self.index = 10
@@ -346,6 +372,9 @@ class NomadDouble:
     def _deployments_enabled(self, job: dict[str, Any]) -> bool:
         # Job.Canonicalize gives a service job the default update strategy when it has none;
         # MaxParallel 0 makes it empty, and an empty strategy creates no deployment.
+        if job.get("Type", "service") != "service":
+            # scheduler/generic_sched.go reads a deployment only `if !s.batch`; the sysbatch scheduler has none.
+            return False
         update = job.get("Update")
         return update is None or int(update.get("MaxParallel", 1) or 0) > 0
 
@@ -353,6 +382,11 @@ class NomadDouble:
         ev = self._new_eval(job, triggered_by)
         failed: dict[str, Any] = {}
         job["_placed"] = 0
+        if job["Type"] == "sysbatch":
+            self._reconcile_sysbatch(job, ev)
+            job["_queued"] = {}
+            self._bump("evals")
+            return ev
         for group in job["TaskGroups"]:
             gname = group["Name"]
             allocs = [a for a in self.allocs.values() if a["JobID"] == job["ID"] and a["TaskGroup"] == gname]
@@ -431,6 +465,32 @@ class NomadDouble:
         job["_queued"] = {g: m["CoalescedFailures"] + 1 for g, m in failed.items()}
         self._bump("evals")
         return ev
+
+    def _reconcile_sysbatch(self, job: dict[str, Any], ev: dict[str, Any]) -> None:
+        """scheduler/scheduler_sysbatch.go (the system scheduler in sysbatch mode): one allocation
+        per eligible node and group, whatever Count says, named `<job>.<group>[0]`; an allocation
+        of the current job version, finished or not, is not placed again (a completed sysbatch
+        allocation stays complete until the job changes), and one of an older version is replaced.
+        Every node of the double is eligible (it models no node attributes or pools)."""
+        for group in job["TaskGroups"]:
+            for node in self.nodes:
+                here = [
+                    a
+                    for a in self.allocs.values()
+                    if a["JobID"] == job["ID"] and a["TaskGroup"] == group["Name"] and a["NodeID"] == node.id
+                ]
+                if job.get("Stop"):
+                    for alloc in here:
+                        if alloc["DesiredStatus"] == "run":
+                            self._stop_alloc(alloc, "alloc not needed due to job update")
+                    continue
+                if any(a["JobVersion"] == job["Version"] and a["DesiredStatus"] == "run" for a in here):
+                    continue
+                for alloc in here:
+                    if alloc["DesiredStatus"] == "run":
+                        self._stop_alloc(alloc, "alloc is being updated due to job update")
+                self._place(job, group, 0, node, ev["ID"])
+                job["_placed"] += 1
 
     def _device_fits(self, node: FakeNode, request: dict[str, Any], used: dict[tuple[str, str, str], int]) -> bool:
         want = int(request.get("Count", 1))
@@ -561,7 +621,36 @@ class NomadDouble:
             alloc = self.allocs.get(alloc_id)
             if alloc is None or alloc["DesiredStatus"] != "run" or self._closed:
                 return
+            events = alloc["TaskStates"][task["Name"]]["Events"]
+            # client/allocrunner/taskrunner: task_runner.go Run appends Received, task_dir_hook.go
+            # emits Task Setup "Building Task Directory".
+            events.append(task_event("Received", "Task received by client"))
+            events.append(task_event("Task Setup", "Building Task Directory", message="Building Task Directory"))
+            pull = task["Driver"] == "docker" and self.image_pull_s > 0
+            if pull:
+                # drivers/docker/driver.go pullImage emits "Downloading image" before pulling (only
+                # when the image is not on the node); alloc_runner.go GetTaskEventHandler turns a
+                # driver's event into a "Driver" TaskEvent with DriverMessage and the annotations.
+                image = str((task.get("Config") or {}).get("image", ""))
+                events.append(
+                    task_event(
+                        "Driver", "Downloading image", driver_message="Downloading image", details={"image": image}
+                    )
+                )
+                self._bump("allocs")
+        if pull:
+            time.sleep(self.image_pull_s)
+        with self.lock:
+            if alloc["DesiredStatus"] != "run":
+                return
+            if job["Type"] == "sysbatch":
+                # The double runs no image: the pre-pull task (entry point `true`) runs and exits 0.
+                events.append(task_event("Started", "Task started by client"))
+                self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
+                self._set_alloc(alloc, ClientStatus="complete", ClientDescription="All tasks have completed")
+                return
             if not self.run_tasks:
+                events.append(task_event("Started", "Task started by client"))
                 self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
                 return
             task_dir = self._task_dir(alloc, task)
@@ -581,21 +670,8 @@ class NomadDouble:
                 kill_timeout = min(kill_timeout, self.kill_timeout_cap_s)
             sig = getattr(signal, str(task.get("KillSignal") or "SIGINT"), signal.SIGINT)
             self.tasks[alloc_id] = _Task(proc, sig, kill_timeout)
-            # task_runner.go runDriver: a TaskStarted event once the driver runs the task.
-            alloc["TaskStates"][task["Name"]]["Events"].append(
-                {
-                    "Type": "Started",
-                    "Time": _now_ns(),
-                    "DisplayMessage": "Task started by client",
-                    "Message": "",
-                    "Details": {},
-                    "FailsTask": False,
-                    "RestartReason": "",
-                    "ExitCode": 0,
-                    "Signal": 0,
-                    "StartDelay": 0,
-                }
-            )
+            # task_runner.go runDriver: UpdateState(running, TaskStarted) once the driver started it.
+            events.append(task_event("Started", "Task started by client"))
             self._set_alloc(alloc, ClientStatus="running", ClientDescription="Tasks are running")
             self._register_services(alloc, job)
         threading.Thread(target=self._reap, args=(alloc_id, proc), daemon=True).start()
@@ -1492,8 +1568,15 @@ def validate_job(job: dict[str, Any]) -> None:
     for group in job.get("TaskGroups") or []:
         group_errors = []
         update = canonical_group_update(job, group)
+        job_type = job.get("Type", "service")
+        # structs.go TaskGroup.Validate; api/tasks.go TaskGroup.Canonicalize gives system and
+        # sysbatch groups no default reschedule policy, so only a submitted one is refused.
+        if job_type in ("system", "sysbatch") and group.get("ReschedulePolicy") is not None:
+            group_errors.append("System or sysbatch jobs should not have a reschedule policy")
         # structs.go TaskGroup.Validate: "Validate the update strategy".
         if update is not None:
+            if job_type not in ("service", "system"):
+                group_errors.append(f'Job type "{job_type}" does not allow update block')
             group_errors += update_strategy_problems(update)
         scaling = group.get("Scaling")
         count = int(group.get("Count", 1))

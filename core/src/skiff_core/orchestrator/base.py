@@ -28,6 +28,11 @@ class WorkerInfo:
     address: str | None = None  # "host:port" of a load_balancer worker's HTTP server
     health_address: str | None = None  # "host:port" that answers GET /ping
     restarts: int = 0
+    # Its process started (local: spawned; Nomad: the task's "Started" event), and how long the
+    # image pull before it took (Nomad's docker driver; None: no pull seen). skiff_core.jobs
+    # cold_start_parts splits a cold start with them.
+    started_at: float | None = None
+    pull_s: float | None = None
 
 
 @runtime_checkable

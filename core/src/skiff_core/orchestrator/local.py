@@ -39,7 +39,7 @@ HEALTHY_RUN_S = 60.0  # a worker that ran this long resets its endpoint's crash 
 OUTPUT_TAIL_LINES = 20  # lines of a crashed worker's output kept for `skiff status` and /status
 _PR_SET_PDEATHSIG = 1
 
-LaunchHook = Callable[[str, str, float], None]
+LaunchHook = Callable[[str, str, float, float], None]  # worker, endpoint, launched_at, started_at
 ExitHook = Callable[[str, str, WorkerExit], Awaitable[None]]
 StoppingHook = Callable[[str, str], None]
 
@@ -55,6 +55,7 @@ class _Worker:
     spec: EndpointSpec
     process: asyncio.subprocess.Process
     launched_at: float
+    started_at: float
     log_path: Path
     port: int | None = None
     health_port: int | None = None
@@ -177,6 +178,7 @@ class LocalOrchestrator:
                 spec_hash=w.spec.spec_hash(),
                 address=f"127.0.0.1:{w.port}" if w.port else None,
                 health_address=f"127.0.0.1:{w.health_port}" if w.health_port else None,
+                started_at=w.started_at,
             )
             for w in state.workers.values()
         ]
@@ -327,10 +329,10 @@ class LocalOrchestrator:
             # iteration later): in between, alive() would count the new worker twice and a
             # scale() landing there would launch one too few.
             state.pending -= 1
-        worker = _Worker(worker_id, spec, process, launched_at, log_path, port, health_port)
+        worker = _Worker(worker_id, spec, process, launched_at, time.time(), log_path, port, health_port)
         state.workers[worker_id] = worker
         if self._on_launch is not None:
-            self._on_launch(worker_id, spec.name, launched_at)
+            self._on_launch(worker_id, spec.name, launched_at, worker.started_at)
         worker.monitor = asyncio.get_running_loop().create_task(self._watch(state, worker))
 
     async def _start_process(self, spec: EndpointSpec, env: dict[str, str], log_path: Path) -> Process:

@@ -21,23 +21,30 @@ that a drained, idle worker can linger until Nomad's choice lands on it.
 The endpoint's worker key lives in the Nomad Variable `nomad/jobs/<job id>` (skiff_core.nomad.render
 explains why): `apply` writes it before registering the job, whose template blocks until it
 exists, and only when it differs; `remove` deletes it after the job is gone.
+
+With `settings.prepull`, `apply` also keeps a docker endpoint's image pre-pull job
+(skiff_core.nomad.prepull) in step: registered when its image, datacenters or node pool differ
+from the registered one's, so only a new image is pulled again; `remove` removes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from skiff_core.config import Settings
 from skiff_core.nomad.client import NomadClient, NomadError
+from skiff_core.nomad.prepull import PREPULL_META_KEY, prepull_job_id, render_prepull_job
 from skiff_core.nomad.render import (
     GROUP_NAME,
     TASK_NAME,
     WORKER_KEY_ITEM,
     RenderOptions,
     job_id,
+    pick_driver,
     render_job,
     worker_key_variable,
 )
@@ -45,6 +52,8 @@ from skiff_core.orchestrator.base import LogLine, Trouble, WorkerInfo, WorkerPha
 from skiff_core.orchestrator.nomad_crashes import latest_crash
 from skiff_core.orchestrator.nomad_stops import alloc_index, could_stop, possible_stops, surely_stopped
 from skiff_core.spec import EndpointSpec
+
+log = logging.getLogger(__name__)
 
 _TERMINAL = frozenset({"complete", "failed", "lost"})
 _EVAL_DONE = frozenset({"complete", "failed", "blocked", "canceled"})
@@ -92,6 +101,23 @@ def describe_placement_failure(endpoint: str, spec: EndpointSpec | None, failed:
             "(`nomad node status -verbose <node>` lists device names)."
         )
     return "\n".join(lines)
+
+
+def task_start(task_state: dict[str, Any]) -> tuple[float | None, float | None]:
+    """When the task first started and how long its image pull took, from its TaskState's Events
+    (api/allocations.go: Type, Time in Unix ns, DriverMessage). Started: the "Started" event the
+    task runner records once the driver started it. Pull: from the docker driver's "Downloading
+    image" event (a "Driver" event, drivers/docker/driver.go pullImage; emitted only when the image
+    is not on the node) to that start, so it also holds creating the container."""
+    started = pulling = None
+    for event in task_state.get("Events") or []:
+        at = int(event.get("Time") or 0) / 1e9
+        if event.get("Type") == "Started" and started is None:
+            started = at
+        elif event.get("Type") == "Driver" and event.get("DriverMessage") == "Downloading image" and started is None:
+            pulling = pulling if pulling is not None else at
+    pull = None if started is None or pulling is None else max(0.0, started - pulling)
+    return started, pull
 
 
 class NomadOrchestrator:
@@ -142,12 +168,44 @@ class NomadOrchestrator:
         # PreserveCounts: re-rendering must not reset the count the autoscaler set.
         response = await self._client.register(body, preserve_counts=True)
         self._specs[spec.name] = spec
+        if self._settings.prepull and pick_driver(spec, self._options) == "docker":
+            await self._prepull(spec)
         await self._check_placement(spec.name, str(response.get("EvalID") or ""))
+
+    async def _prepull(self, spec: EndpointSpec) -> None:
+        """Register the endpoint's pre-pull job when what it pulls, or where, changed: an unchanged
+        job would pull nothing new, and re-registering it would re-run it on every node."""
+        body = render_prepull_job(spec, self._settings)
+        wanted = body["Job"]
+        try:
+            current = await self._client.get_job(prepull_job_id(spec.name))
+            if current is not None and not current.get("Stop"):
+                meta = current.get("Meta") or {}
+                if (
+                    meta.get(PREPULL_META_KEY),
+                    meta.get("image"),
+                    current.get("Datacenters"),
+                    current.get("NodePool"),
+                ) == (
+                    spec.name,
+                    wanted["Meta"]["image"],
+                    wanted["Datacenters"],
+                    wanted.get("NodePool", current.get("NodePool")),
+                ):
+                    return
+            await self._client.register(body, preserve_counts=False)
+        except NomadError as exc:  # the endpoint itself is registered; a missed pull only costs time
+            log.warning("endpoint %s: could not register its image pre-pull job: %s", spec.name, exc)
 
     async def remove(self, endpoint: str) -> None:
         await self._client.deregister(job_id(endpoint), purge=True)
         # After the job: its running tasks keep their environment while they stop.
         await self._client.remove_variable_item(worker_key_variable(endpoint), WORKER_KEY_ITEM)
+        # Whether this controller or `skiff deploy --prepull` made it; absent: nothing to do.
+        try:
+            await self._client.deregister(prepull_job_id(endpoint), purge=True)
+        except NomadError as exc:  # a leftover pre-pull job holds no worker: say so, go on
+            log.warning("endpoint %s: could not remove its image pre-pull job: %s", endpoint, exc)
         self._specs.pop(endpoint, None)
         self._retiring.pop(endpoint, None)
         self._crashes.pop(endpoint, None)
@@ -319,6 +377,7 @@ class NomadOrchestrator:
         if current is not None and alloc.get("JobVersion") == current[0]:
             spec_hash = current[1]
         task_state = (alloc.get("TaskStates") or {}).get(TASK_NAME) or {}
+        started_at, pull_s = task_start(task_state)
         return WorkerInfo(
             id=str(alloc["ID"]),
             endpoint=endpoint,
@@ -326,6 +385,8 @@ class NomadOrchestrator:
             launched_at=int(alloc.get("CreateTime") or 0) / 1e9,
             spec_hash=spec_hash,
             restarts=int(task_state.get("Restarts") or 0),
+            started_at=started_at,
+            pull_s=pull_s,
         )
 
     async def _current_version(self, endpoint: str) -> tuple[int, str] | None:
