@@ -18,4 +18,6 @@ else
   echo "terraform not installed: the Terraform tests report it"
 fi
 echo "==> pytest"
-exec .venv/bin/pytest -q -p no:cacheprovider "$@"
+# Files run on several processes (pytest-xdist, one file per process at a time): most of an e2e
+# test's time is waiting for processes, so three fit on two cores. SKIFF_TEST_PROCS=0 runs serially.
+exec .venv/bin/pytest -q -p no:cacheprovider -n "${SKIFF_TEST_PROCS:-3}" --dist loadfile "$@"
