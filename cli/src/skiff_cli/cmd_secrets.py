@@ -71,15 +71,9 @@ def _settings(nomad: bool | None, state_dir: StateDir) -> tuple[Settings, bool]:
 
 
 def _client(settings: Settings) -> NomadClient:
-    return NomadClient(
-        settings.nomad_addr,
-        token=settings.nomad_token,
-        namespace=settings.nomad_namespace,
-        region=settings.nomad_region,
-        ca_cert=settings.nomad_cacert,
-        client_cert=settings.nomad_client_cert,
-        client_key=settings.nomad_client_key,
-    )
+    from skiff_core.orchestrator.nomad import nomad_client
+
+    return nomad_client(settings)
 
 
 async def _on_nomad(settings: Settings, action: str, endpoint: str, name: str = "", value: str = "") -> object:

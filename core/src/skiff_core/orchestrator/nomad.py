@@ -120,6 +120,20 @@ def task_start(task_state: dict[str, Any]) -> tuple[float | None, float | None]:
     return started, pull
 
 
+def nomad_client(settings: Settings) -> NomadClient:
+    """A client for the Nomad the settings name, with their token, namespace, region and TLS."""
+    return NomadClient(
+        settings.nomad_addr,
+        token=settings.nomad_token,
+        namespace=settings.nomad_namespace,
+        region=settings.nomad_region,
+        ca_cert=settings.nomad_cacert,
+        client_cert=settings.nomad_client_cert,
+        client_key=settings.nomad_client_key,
+        tls_server_name=settings.nomad_tls_server_name,
+    )
+
+
 class NomadOrchestrator:
     def __init__(
         self,
@@ -132,16 +146,7 @@ class NomadOrchestrator:
         deferred_stops: bool = False,
     ) -> None:
         self._settings = settings
-        self._client = client or NomadClient(
-            settings.nomad_addr,
-            token=settings.nomad_token,
-            namespace=settings.nomad_namespace,
-            region=settings.nomad_region,
-            ca_cert=settings.nomad_cacert,
-            client_cert=settings.nomad_client_cert,
-            client_key=settings.nomad_client_key,
-            tls_server_name=settings.nomad_tls_server_name,
-        )
+        self._client = client or nomad_client(settings)
         self._options = render_options or RenderOptions()
         self._worker_key = worker_key
         self._eval_wait_s = eval_wait_s
