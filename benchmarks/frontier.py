@@ -94,16 +94,7 @@ class Kpa(Policy):
         desired = max(stable, panic, current) if now < self.panic_until else stable
         if desired == 0 and now - self.last_load < self.stable_s + KPA_SCALE_TO_ZERO_GRACE_S:
             desired = min(1, current)
-        desired = min(desired, MAX_WORKERS)
-        if desired > current:
-            sim.launch(desired - current)
-        elif desired < current:
-            idle = sorted(
-                (w for w in sim.workers.values() if w.state is WorkerState.IDLE),
-                key=lambda w: (w.idle_since or 0.0, w.id),
-            )
-            for w in idle[: current - desired]:
-                sim.stop(w, reason="kpa scale-down")
+        sim.scale_to(min(desired, MAX_WORKERS), "kpa scale-down")
         sim.at(now + KPA_TICK_S, lambda: self._tick(sim))
 
 

@@ -180,6 +180,20 @@ class Simulation:
             w.state, w.idle_since, w.busy_since = WorkerState.RUNNING, None, self.now
             self.at(self.now + duration, partial(self._done, w))
 
+    def scale_to(self, target: int, reason: str) -> None:
+        """What a replica-count scaler does: launch up to `target`, or stop idle workers down to it,
+        longest idle first (busy and starting ones are not its to stop)."""
+        current = len(self.workers)
+        if target > current:
+            self.launch(target - current)
+        elif target < current:
+            idle = sorted(
+                (w for w in self.workers.values() if w.state is WorkerState.IDLE),
+                key=lambda w: (w.idle_since or 0.0, w.id),
+            )
+            for w in idle[: current - target]:
+                self.stop(w, reason=reason)
+
     def stop(self, w: SimWorker, reason: str) -> None:
         """Stop a worker; scaling may only stop idle ones (a busy or starting one is a violation)."""
         if w.state is not WorkerState.IDLE and reason != "end":
@@ -255,16 +269,7 @@ class KedaSqs(Policy):
         target = max(r for _, r in self.recommendations)
         if metric == 0 and (self.last_active is None or sim.now - self.last_active >= self.cooldown_s):
             target = 0
-        current = len(sim.workers)
-        if target > current:
-            sim.launch(target - current)
-        elif target < current:
-            idle = sorted(
-                (w for w in sim.workers.values() if w.state is WorkerState.IDLE),
-                key=lambda w: (w.idle_since or 0.0, w.id),
-            )
-            for w in idle[: current - target]:
-                sim.stop(w, reason="keda scale-down")
+        sim.scale_to(target, "keda scale-down")
         sim.at(sim.now + self.polling_s, lambda: self._poll(sim))
 
 
