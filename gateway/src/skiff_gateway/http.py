@@ -77,20 +77,10 @@ def parse_duration_ms(value: Any, field: str) -> float | None:
     return float(value) / 1000.0
 
 
-async def unless_disconnected(
-    request: Request, work: Awaitable[T], enders: set[Callable[[], None]] | None = None
-) -> T | None:
-    """Await a long poll, or give it up (None) as soon as the caller hangs up, or when someone
-    calls the ender this adds to `enders` while the poll is parked.
-
-    uvicorn keeps a handler running after its client is gone, so without this a dead worker's
-    job-take could still lease a job to nobody, and a stopping server would wait for every such
-    poll to time out. Giving up is never worse than letting the poll run: either way a job leased
-    to a closed connection comes back when its lease runs out or its worker is declared lost.
-
-    One watcher task cancels this handler's task on hang-up (the way asyncio.timeout does), which
-    costs less on the hot path than running the poll as a task of its own.
-    """
+async def interruptible(work: Awaitable[T], *enders: set[Callable[[], None]]) -> T | None:
+    """Await `work`, or give it up (None) as soon as someone calls the ender this adds to each of
+    `enders` while it is parked. The ender cancels this handler's task (the way asyncio.timeout
+    does), which costs less on the hot path than running the work as a task of its own."""
     handler = asyncio.current_task()
     assert handler is not None
     ended = False
@@ -101,15 +91,8 @@ async def unless_disconnected(
             ended = True
             handler.cancel()
 
-    async def watch() -> None:
-        # The request's body (empty for GET) comes first; the next message is the disconnect.
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        end()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    if enders is not None:
-        enders.add(end)
+    for group in enders:
+        group.add(end)
     try:
         return await work
     except asyncio.CancelledError:
@@ -117,6 +100,32 @@ async def unless_disconnected(
             return None
         raise
     finally:
+        for group in enders:
+            group.discard(end)
+
+
+async def unless_disconnected(
+    request: Request, work: Awaitable[T], enders: set[Callable[[], None]] | None = None
+) -> T | None:
+    """Await a long poll, or give it up (None) as soon as the caller hangs up, or when someone
+    calls the ender this adds to `enders` while the poll is parked.
+
+    uvicorn keeps a handler running after its client is gone, so without this a dead worker's
+    job-take could still lease a job to nobody, and a stopping server would wait for every such
+    poll to time out. Giving up is never worse than letting the poll run: either way a job leased
+    to a closed connection comes back when its lease runs out or its worker is declared lost.
+    """
+    hang_up: set[Callable[[], None]] = set()
+
+    async def watch() -> None:
+        # The request's body (empty for GET) comes first; the next message is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        for end in list(hang_up):
+            end()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await interruptible(work, hang_up, *(() if enders is None else (enders,)))
+    finally:
         watcher.cancel()
-        if enders is not None:
-            enders.discard(end)

@@ -37,7 +37,7 @@ from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
 from skiff_core.store.base import JobRecords, JobStreams, StopSignals
 from skiff_gateway import job_log
-from skiff_gateway.http import ApiError, parse_duration_ms
+from skiff_gateway.http import ApiError, interruptible, parse_duration_ms
 from skiff_gateway.webhooks import WebhookSender, webhook_problem
 from skiff_gateway.workers import WorkerTracker
 
@@ -297,26 +297,11 @@ class JobService:
         Only the wait on the queue is interruptible: once messages are in hand they are handed out.
         A receive interrupted just as it returned loses its messages to their lease, as one whose
         worker hung up does; they are delivered again when it runs out."""
-        handler = asyncio.current_task()
-        assert handler is not None
-        interrupted = False
-
-        def interrupt() -> None:
-            nonlocal interrupted
-            if not interrupted:
-                interrupted = True
-                handler.cancel()
-
-        interrupters = self.workers.takes(worker_id)
-        interrupters.add(interrupt)
-        try:
-            return await self.queue.receive(spec.name, max_messages=max_jobs, lease=self._lease(spec), wait=wait)
-        except asyncio.CancelledError:
-            if interrupted and handler.uncancel() == 0:
-                return []
-            raise
-        finally:
-            interrupters.discard(interrupt)
+        got = await interruptible(
+            self.queue.receive(spec.name, max_messages=max_jobs, lease=self._lease(spec), wait=wait),
+            self.workers.takes(worker_id),
+        )
+        return [] if got is None else got
 
     async def finish(self, spec: EndpointSpec, worker_id: str, job_id: str, body: Any) -> None:
         if not isinstance(body, dict):
