@@ -65,7 +65,10 @@ def test_kill9_gateway_with_200_queued_jobs_loses_none(
         # between takes at concurrency 1), so 200 jobs drain in seconds after the restart.
         "slow": endpoint_hcl("slow", "tests/workers/skiff_async_echo.py", scaling={"min_workers": 2, "max_workers": 2})
     }
-    first = skiff_stack(files)
+    # This test polls 200 jobs' status several times a second: more than Runpod's default limit
+    # of 2000 status reads per 10 s allows (a 429 then reads as a job without output).
+    unlimited_status = {"SKIFF_RATE_LIMITS": '{"status": {"requests": 0}}'}
+    first = skiff_stack(files, extra_env=unlimited_status)
     first.wait_ready_workers("slow", 2)
     with first.client() as client:
         ids = [client.post("/v2/slow/run", json={"input": {"sleep": 0.05, "i": i}}).json()["id"] for i in range(JOBS)]
@@ -75,7 +78,7 @@ def test_kill9_gateway_with_200_queued_jobs_loses_none(
     first.kill9()
     assert not _wait_gone(workers), "workers outlived a kill -9 of skiff up"
 
-    second = SkiffProcess(first.endpoints_dir, first.state_dir)
+    second = SkiffProcess(first.endpoints_dir, first.state_dir, extra_env=unlimited_status)
     second.start()
     try:
         with second.client() as client:
@@ -83,14 +86,17 @@ def test_kill9_gateway_with_200_queued_jobs_loses_none(
             pending = set(ids)
             while pending and time.monotonic() < deadline:
                 for job_id in list(pending):
-                    body = client.get(f"/v2/slow/status/{job_id}").json()
+                    response = client.get(f"/v2/slow/status/{job_id}")
+                    assert response.status_code == 200, response.text
+                    body = response.json()
                     assert body["status"] in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"), body
                     if body["status"] == "COMPLETED":
                         pending.discard(job_id)
                 time.sleep(0.2)
             assert not pending, f"{len(pending)} accepted jobs never completed after the restart"
-            outputs = {client.get(f"/v2/slow/status/{j}").json()["output"]["i"] for j in ids}
-            assert outputs == set(range(JOBS))
+            finals = [client.get(f"/v2/slow/status/{j}") for j in ids]
+            assert all(r.status_code == 200 for r in finals), [r.text for r in finals if r.status_code != 200][:3]
+            assert {r.json()["output"]["i"] for r in finals} == set(range(JOBS))
     finally:
         second.stop()
 
