@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord, WorkerState
+from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.store.base import JobStore
 
 Uid = Callable[[str], str]
@@ -53,6 +54,52 @@ async def test_transition_is_compare_and_set(store: JobStore, make_job: Callable
     assert again is None
     stored = await store.get(job.id)
     assert stored is not None and (stored.status, stored.output) == (JobStatus.COMPLETED, "first")
+
+
+async def test_transition_can_expect_the_holder(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    job = make_job(status=JobStatus.IN_PROGRESS, worker_id="w-new")
+    await store.create(job)
+    stale = await store.transition(
+        job.id, expect={JobStatus.IN_PROGRESS}, holder="w-old", status=JobStatus.IN_QUEUE, worker_id=None
+    )
+    assert stale is None
+    stored = await store.get(job.id)
+    assert stored is not None and (stored.status, stored.worker_id) == (JobStatus.IN_PROGRESS, "w-new")
+    done = await store.transition(job.id, expect={JobStatus.IN_PROGRESS}, holder="w-new", status=JobStatus.COMPLETED)
+    assert done is not None and (done.status, done.worker_id) == (JobStatus.COMPLETED, "w-new")
+
+
+async def test_requeue_leaves_a_job_redelivered_since_the_dead_workers_list_was_read(
+    store: JobStore, make_job: Callable[..., JobRecord], uid: Uid
+) -> None:
+    """A new leader forgets a dead worker's jobs from a list read earlier; one of them already
+    re-delivered to a live worker must stay with it (else its result gets a 409 and it runs twice)."""
+    dead, live = uid("w"), uid("w")
+    job = make_job(status=JobStatus.IN_PROGRESS, worker_id=dead)
+    await store.create(job)
+    stale = await store.jobs_of_worker(dead)
+    await store.transition(job.id, expect={JobStatus.IN_PROGRESS}, worker_id=live)  # re-delivered
+
+    class StaleList:
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        async def jobs_of_worker(self, worker_id: str) -> list[JobRecord]:
+            return stale
+
+    queue = _NoQueue()
+    requeued = await requeue_worker_jobs(StaleList(), queue, dead, lambda name: None)  # type: ignore[arg-type]
+    assert requeued == [] and queue.extended == []
+    stored = await store.get(job.id)
+    assert stored is not None and (stored.status, stored.worker_id) == (JobStatus.IN_PROGRESS, live)
+
+
+class _NoQueue:
+    def __init__(self) -> None:
+        self.extended: list[str] = []
+
+    async def extend(self, endpoint: str, receipt: str, seconds: float) -> None:
+        self.extended.append(receipt)
 
 
 async def test_cancelled_job_cannot_complete(store: JobStore, make_job: Callable[..., JobRecord]) -> None:

@@ -27,6 +27,8 @@ async def requeue_worker_jobs(
         updated = await store.transition(
             job.id,
             expect=(JobStatus.IN_PROGRESS,),
+            # The list above can be stale: a job re-delivered meanwhile belongs to its new holder.
+            holder=worker_id,
             status=JobStatus.IN_QUEUE,
             worker_id=None,
             deadline_at=job.created_at + job.ttl_s,

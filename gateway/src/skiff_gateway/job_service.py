@@ -261,17 +261,17 @@ class JobService:
             if job.status is JobStatus.IN_QUEUE and now > job.created_at + job.ttl_s:
                 await self._expire(spec, job, delivery.receipt)
                 continue
-            updated = await self.store.transition(
-                job.id,
-                expect=ACTIVE_STATUSES,
-                status=JobStatus.IN_PROGRESS,
-                worker_id=worker_id,
-                receipt=delivery.receipt,
-                started_at=now,
-                retries=delivery.receive_count - 1,
-                deadline_at=now + job.execution_timeout_s,
-                **({"trace": trace} if (trace := tracing.taken(job)) else {}),
-            )
+            changes: dict[str, Any] = {
+                "status": JobStatus.IN_PROGRESS,
+                "worker_id": worker_id,
+                "receipt": delivery.receipt,
+                "started_at": now,
+                "retries": delivery.receive_count - 1,
+                "deadline_at": now + job.execution_timeout_s,
+            }
+            if trace := tracing.taken(job):
+                changes["trace"] = trace
+            updated = await self.store.transition(job.id, expect=ACTIVE_STATUSES, **changes)
             if updated is None:
                 await self.queue.delete(spec.name, delivery.receipt)
                 continue
@@ -315,7 +315,7 @@ class JobService:
             self._require_holder(job, worker_id, "progress")
             if job.status is JobStatus.IN_PROGRESS:
                 stored = await self._by_reference(job_id, "output", output, self._output_expiry(job))
-                await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), output=stored)
+                await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), holder=worker_id, output=stored)
             await self._extend_lease(spec, job)
             return
         self._require_holder(job, worker_id, "result")
@@ -336,9 +336,8 @@ class JobService:
         changes = self._final_changes(job, status)
         changes["output"] = await self._by_reference(job_id, "output", output, self._output_expiry(job))
         changes["error"] = error
-        # Should the job be re-queued and re-taken between the check and this write, the result
-        # stored is still one its holder computed; the new holder's later one gets a 409.
-        updated = await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), **changes)
+        # Re-checks the holder: the job may have been re-queued and re-taken since the read above.
+        updated = await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), holder=worker_id, **changes)
         if updated is None:
             self._ignore_result(job, worker_id)
             return

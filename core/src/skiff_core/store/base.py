@@ -36,10 +36,13 @@ class JobRecords(Protocol):
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
-    async def transition(self, job_id: str, *, expect: Collection[JobStatus], **changes: Any) -> JobRecord | None:
+    async def transition(
+        self, job_id: str, *, expect: Collection[JobStatus], holder: str | None = None, **changes: Any
+    ) -> JobRecord | None:
         """Apply `changes` (JobRecord field names, `status` included) iff the job's current status
-        is in `expect`. Returns the updated record, or None when the job is missing or its status
-        was not expected. Wakes `wait_final` waiters when the new status is final."""
+        is in `expect` and, when `holder` is given, its `worker_id` is `holder`. Returns the
+        updated record, or None when the job is missing or not as expected. Wakes `wait_final`
+        waiters when the new status is final."""
 
     async def delete(self, job_id: str) -> None:
         """Remove the job and its stream."""

@@ -111,20 +111,22 @@ return 1
 """
 )
 
-# KEYS: job, stream. ARGV: prefix, id, now, grace, n, expected status x n, field, value, ...
+# KEYS: job, stream. ARGV: prefix, id, now, grace, holder (encoded worker_id, or "" for any), n,
+# expected status x n, field, value, ...
 _TRANSITION = (
     _LUA_PRELUDE
     + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
-local n = tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
 local expected = false
-for i = 6, 5 + n do
+for i = 7, 6 + n do
   if ARGV[i] == current then expected = true break end
 end
 if not expected then return false end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'worker_id') ~= ARGV[5] then return false end
 local old = snapshot(KEYS[1])
-if #ARGV >= 6 + n then redis.call('HSET', KEYS[1], unpack(ARGV, 6 + n)) end
+if #ARGV >= 7 + n then redis.call('HSET', KEYS[1], unpack(ARGV, 7 + n)) end
 reindex(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), old)
 return redis.call('HGETALL', KEYS[1])
 """
@@ -255,7 +257,9 @@ class RedisStore:
         flat = cast(dict[str, str], await self._redis.hgetall(f"{self._p}job:{job_id}"))
         return _job_from_hash(flat) if flat else None
 
-    async def transition(self, job_id: str, *, expect: Collection[JobStatus], **changes: Any) -> JobRecord | None:
+    async def transition(
+        self, job_id: str, *, expect: Collection[JobStatus], holder: str | None = None, **changes: Any
+    ) -> JobRecord | None:
         unknown = changes.keys() - _FIELD_ADAPTERS.keys()
         if unknown:
             raise ValueError(f"not JobRecord fields: {', '.join(sorted(unknown))}")
@@ -271,7 +275,16 @@ class RedisStore:
         expected = [_dumps(JobStatus(status).value) for status in expect]
         flat = await self._transition(
             keys=self._job_keys(job_id),
-            args=[self._p, job_id, time.time(), self._grace, len(expected), *expected, *fields],
+            args=[
+                self._p,
+                job_id,
+                time.time(),
+                self._grace,
+                "" if holder is None else _dumps(holder),
+                len(expected),
+                *expected,
+                *fields,
+            ],
         )
         if not flat:
             return None

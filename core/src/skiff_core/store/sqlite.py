@@ -122,7 +122,9 @@ class SqliteStore:
         row = self._conn.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else JobRecord.model_validate_json(row[0])
 
-    async def transition(self, job_id: str, *, expect: Collection[JobStatus], **changes: Any) -> JobRecord | None:
+    async def transition(
+        self, job_id: str, *, expect: Collection[JobStatus], holder: str | None = None, **changes: Any
+    ) -> JobRecord | None:
         unknown = changes.keys() - _JOB_FIELDS
         if unknown:
             raise ValueError(f"not JobRecord fields: {', '.join(sorted(unknown))}")
@@ -130,11 +132,11 @@ class SqliteStore:
             raise ValueError("transition cannot change a job's id")
         conn = self._conn
         with WriteTransaction(conn):
-            row = conn.execute("SELECT status, record FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None or _STATUS[row[0]] not in expect:
+            row = conn.execute("SELECT status, worker_id, record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or _STATUS[row[0]] not in expect or (holder is not None and row[1] != holder):
                 return None
             # Validating the merged fields checks the changes too (a bad value raises, nothing is written).
-            job = JobRecord.model_validate({**orjson.loads(row[1]), **changes})
+            job = JobRecord.model_validate({**orjson.loads(row[2]), **changes})
             conn.execute(_UPDATE_JOB, (*_columns(job), job.model_dump_json(), job_id))
         if job.status in FINAL_STATUSES:  # the only change wait_final and wait_stream wait for
             self._db.waiter.notify(("job", job_id))
