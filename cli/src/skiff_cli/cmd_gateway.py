@@ -54,7 +54,11 @@ def gateway(
 
 def _bind(host: str, port: int) -> socket.socket:
     """Bound here rather than by uvicorn, whose bind failure is a SystemExit from inside its task."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # sockets whose proto says TCP, and accepted sockets inherit the listener's. With Nagle on,
+    # a response whose body follows its headers in a second write waits for the client's
+    # delayed ACK (40 ms on Linux).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

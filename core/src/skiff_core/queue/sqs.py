@@ -404,7 +404,11 @@ class SqsQueue:
             # CreateQueue is idempotent for equal attributes; a racing replica makes the same ones.
             url = (await self._call(self._client.create_queue, QueueName=name, Attributes=attributes))["QueueUrl"]
         else:
-            await self._call(self._client.set_queue_attributes, QueueUrl=url, Attributes=attributes)
+            # A found queue keeps the encryption it has: an operator may have chosen a KMS key,
+            # which SQS refuses to combine with SqsManagedSseEnabled (and some SQS-compatible
+            # servers do not know that attribute at all).
+            kept = {k: v for k, v in attributes.items() if k != "SqsManagedSseEnabled"}
+            await self._call(self._client.set_queue_attributes, QueueUrl=url, Attributes=kept)
         self._urls[(endpoint, lane)] = url
         return url
 
