@@ -291,6 +291,24 @@ async def test_take_stops_long_poll_wakes(store: JobStore, uid: Uid) -> None:
     assert await asyncio.wait_for(waiting, timeout=5) == ["job-1"]
 
 
+async def test_many_parked_stop_polls_outlast_socket_timeouts_and_leave_the_store_usable(
+    store: JobStore, make_job: Callable[..., JobRecord], uid: Uid
+) -> None:
+    """Every worker parks a job-stop poll for the whole take wait (20 s by default). Hundreds of
+    them must neither take the store's connections from the requests in flight nor fail when the
+    wait is longer than a client-side read timeout (redis-py's default is 5 s)."""
+    workers = [uid("w") for _ in range(300)]
+    parked = [asyncio.create_task(store.take_stops(w, wait=6)) for w in workers]
+    await asyncio.sleep(0.5)
+    jobs = [make_job() for _ in range(50)]
+    await asyncio.gather(*(store.create(job) for job in jobs))
+    assert all(stored is not None for stored in await asyncio.gather(*(store.get(job.id) for job in jobs)))
+    await store.signal_stop(workers[7], "job-x")
+    assert await asyncio.wait_for(parked[7], timeout=5) == ["job-x"]
+    results = await asyncio.gather(*parked)
+    assert [r for r in results if r] == [["job-x"]]
+
+
 async def test_take_stops_times_out_empty(store: JobStore, uid: Uid) -> None:
     started = time.monotonic()
     assert await store.take_stops(uid("w"), wait=0.5) == []

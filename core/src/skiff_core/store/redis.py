@@ -49,6 +49,11 @@ from skiff_core.keys import ClientKeyRecord
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
+# Connections per store (per gateway or controller process). Long polls park on pub/sub, not on a
+# connection, so only requests in flight hold one; past the limit a request waits up to
+# POOL_WAIT_S for one to come free.
+MAX_CONNECTIONS = 256
+POOL_WAIT_S = 10.0
 
 _FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(info.annotation if info.annotation is not None else Any)
@@ -203,6 +208,11 @@ end
 """
 
 
+def _stops_event(worker_id: str) -> str:
+    # On the events channel beside job ids, which never contain a space.
+    return f"stops {worker_id}"
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -222,9 +232,17 @@ class RedisStore:
         expiry_grace_s: float = 3600.0,
         recheck_s: float = 5.0,
     ) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, decode_responses=True, health_check_interval=30, socket_keepalive=True
+        # A burst of requests beyond the pool waits for a connection instead of failing with
+        # "Too many connections" (redis-py's plain pool refuses at its limit).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            socket_keepalive=True,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_S,
         )
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._p = prefix
         self._grace = expiry_grace_s
         # Pub/sub is at-most-once: waiters also re-read now and then in case a message was lost.
@@ -482,17 +500,20 @@ class RedisStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(key, job_id)
             pipe.expire(key, _STOP_SIGNAL_TTL_S)  # a worker that never asks again must not leak keys
+            pipe.publish(f"{self._p}events", _stops_event(worker_id))
             await pipe.execute()
 
     async def take_stops(self, worker_id: str, wait: float) -> list[str]:
+        # Parked on the shared pub/sub listener, not on a BLPOP: a blocking command would hold
+        # a pooled connection per parked worker for the whole wait.
         key = f"{self._p}stops:{worker_id}"
-        items: list[str] = list(await self._drain(keys=[key]))
-        if not items and wait > 0:
-            # BLPOP's timeout 0 means forever, hence the `wait > 0` guard.
-            popped = cast(list[str] | None, await self._redis.blpop([key], timeout=wait))
-            if popped is not None:
-                items = [popped[1], *await self._drain(keys=[key])]
-        return list(dict.fromkeys(items))  # one signal per job, as often as it was sent
+        async with self._waiter(_stops_event(worker_id)) as wake:
+            deadline = time.monotonic() + max(0.0, wait)
+            while True:
+                wake.clear()
+                items: list[str] = list(await self._drain(keys=[key]))
+                if items or not await self._sleep(wake, deadline):
+                    return list(dict.fromkeys(items))  # one signal per job, as often as it was sent
 
     # Notes.
 
