@@ -52,6 +52,9 @@ PAYLOAD_EXPIRY_MARGIN_S = 3600.0
 # its SIGTERM only between takes (runpod's) notices it promptly.
 DRAINING_TAKE_WAIT_S = 1.0
 _NOT_GIVEN: Any = object()
+# Retries of removing the record of a job whose enqueue failed, when the store failed too:
+# about ten minutes in all.
+UNQUEUED_REMOVAL_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, *([10.0] * 59))
 
 
 class JobServiceStore(JobRecords, JobStreams, StopSignals, Protocol):
@@ -140,13 +143,30 @@ class JobService:
 
     async def _forget_unqueued(self, job: JobRecord) -> None:
         try:
-            await self.store.delete(job.id)
-            if payload_ref(job.input) is not None:
-                await self.payloads.delete(job.id)
+            await self._remove(job)
         except Exception as exc:
-            # The store is down too: the record expires at its deadline, and the sweeper then
-            # finds it IN_QUEUE and times it out.
-            log.warning("could not remove job %s after its enqueue failed: %r", job.id, exc)
+            # The store is down or its disk full too: keep trying in the background, so the
+            # record is gone once the store is back instead of counted as queued until its TTL.
+            log.warning("could not remove job %s after its enqueue failed (%r); retrying", job.id, exc)
+            task = asyncio.create_task(self._remove_later(job))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _remove(self, job: JobRecord) -> None:
+        await self.store.delete(job.id)
+        if payload_ref(job.input) is not None:
+            await self.payloads.delete(job.id)
+
+    async def _remove_later(self, job: JobRecord) -> None:
+        for delay in UNQUEUED_REMOVAL_BACKOFF_S:
+            await asyncio.sleep(delay)
+            try:
+                await self._remove(job)
+                return
+            except Exception:
+                continue
+        # Past that, the sweeper times the record out at its deadline (its TTL).
+        log.error("gave up removing job %s after its enqueue failed; it times out at its TTL", job.id)
 
     async def get(self, spec: EndpointSpec, job_id: str) -> JobRecord:
         """The job as a client sees it: a stored output is fetched back."""
