@@ -4,16 +4,17 @@
     .venv/bin/python benchmarks/gateway.py --modes embedded    # SQLite only
     .venv/bin/python benchmarks/gateway.py --quick             # tiny run (the test uses it)
 
-Everything runs here, in this one run: a real `skiff up` process per (mode, worker count) on a
-free 127.0.0.1 port with a throw-away state dir, whose workers are benchmarks/workers/noop_skiff.py
-(Skiff SDK, returns its input). Modes:
-- embedded: the defaults, queue and job store on one SQLite file;
-- cluster: the job store on a private redis-server and the SQS queue on an SQS-compatible server,
-  both started here as processes (tests/support/services.py), with fresh queue and key prefixes
-  per run. Two SQS servers: moto (Python, ~5 ms a call, the one the contract tests use) and fauxqs
-  (Node.js, https://github.com/kibertoad/fauxqs, installed by scripts/install-fauxqs.sh), fast
-  enough that Skiff's own cost shows. Each is measured with Skiff's SQS batching off (one request
-  per message: the baseline, "before") and on (the default), in the same run.
+Everything runs here, in this one run, on free 127.0.0.1 ports with throw-away state dirs; the
+workers are benchmarks/workers/noop_skiff.py (Skiff SDK, returns its input). Modes:
+- embedded: one `skiff up` process per worker count, queue and job store on one SQLite file;
+- cluster: as a cluster runs it, a `skiff gateway` process and a `skiff controller` process (whose
+  local workers call the gateway), the job store on a private redis-server and the SQS queue on an
+  SQS-compatible server, both started here as processes (tests/support/services.py), with fresh
+  queue and key prefixes per run. Two SQS servers: moto (Python, ~5 ms a call, the one the
+  contract tests use) and fauxqs (Node.js, https://github.com/kibertoad/fauxqs, installed by
+  scripts/install-fauxqs.sh), fast enough that Skiff's own cost shows. Each is measured with
+  Skiff's SQS batching off (one request per message: the baseline, "before") and on (the
+  default), in the same run.
 
 Measured per mode, with 1 and with 8 workers (min_workers = max_workers = N):
 - /run jobs/s: N jobs submitted by many concurrent clients, clock stopped once /health shows no
@@ -25,8 +26,8 @@ local API server (`noop_runpod.py --rp_serve_api`) answering /runsync sequential
 
 The clients share the machine's cores with the gateway and the workers; CPU seconds per job of
 each process are printed under the table so the cost of each part is visible. SQS requests are
-counted inside `skiff up` by benchmarks/sqs_count/sitecustomize.py (a botocore hook; Skiff's code
-is unchanged), and priced at SQS_PRICE_PER_MILLION per million requests.
+counted inside the Skiff processes by benchmarks/sqs_count/sitecustomize.py (a botocore hook;
+Skiff's code is unchanged), and priced at SQS_PRICE_PER_MILLION per million requests.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks`, `skiff` and `
 # The benchmark reuses the test harness on purpose: the processes it measures are started exactly
 # as the end-to-end tests start them (same flags, same environment, same teardown).
 from tests.support.services import AWS_TEST_ENV, MotoServer, fauxqs_server, moto_server, redis_server
-from tests.support.stack import SkiffProcess, endpoint_hcl, free_port
+from tests.support.stack import SKIFF, TEST_KEY, GatewayReplica, SkiffProcess, endpoint_hcl, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 ENDPOINT = "noop"
@@ -123,13 +124,15 @@ def _ms(value: float) -> str:
 class Throughput:
     jobs: int
     seconds: float
-    # CPU seconds used during the measurement, by the gateway process, all workers, this client.
+    # CPU seconds used during the measurement, by the gateway process (`skiff up` in embedded
+    # mode: gateway and controller in one), all workers, the services, this client.
     gateway_cpu_s: float
     workers_cpu_s: float
     sqs_cpu_s: float
     redis_cpu_s: float
     client_cpu_s: float
     sqs_requests: dict[str, int] = field(default_factory=dict)  # per SQS action, during the run
+    controller_cpu_s: float | None = None  # cluster mode: the `skiff controller` process
 
     @property
     def jobs_per_s(self) -> float:
@@ -148,10 +151,11 @@ class Throughput:
         services = ""
         if sqs_server:
             services = f", {sqs_server} {self.sqs_cpu_s * per:.2f}, redis {self.redis_cpu_s * per:.2f}"
-        return (
-            f"skiff up (gateway+controller) {self.gateway_cpu_s * per:.2f}, workers {self.workers_cpu_s * per:.2f}"
-            f"{services}, client {self.client_cpu_s * per:.2f}"
-        )
+        if self.controller_cpu_s is None:
+            skiff = f"skiff up (gateway+controller) {self.gateway_cpu_s * per:.2f}"
+        else:
+            skiff = f"gateway {self.gateway_cpu_s * per:.2f}, controller {self.controller_cpu_s * per:.2f}"
+        return f"{skiff}, workers {self.workers_cpu_s * per:.2f}{services}, client {self.client_cpu_s * per:.2f}"
 
     def requests_detail(self) -> str:
         actions = ", ".join(f"{name} {n / self.jobs:.2f}" for name, n in sorted(self.sqs_requests.items()))
@@ -214,20 +218,26 @@ class CpuMeter:
     and SQS requests made (benchmarks/sqs_count), over one measurement."""
 
     def __init__(
-        self, gateway_pid: int, worker_pids: Sequence[int], services: Services | None, counts: Path | None
+        self,
+        gateway_pid: int,
+        worker_pids: Sequence[int],
+        services: Services | None,
+        counts: Path | None,
+        controller_pid: int = 0,
     ) -> None:
-        self.gateway_pid, self.worker_pids = gateway_pid, list(worker_pids)
+        self.gateway_pid, self.worker_pids, self.controller_pid = gateway_pid, list(worker_pids), controller_pid
         self.sqs_pid = services.sqs.pid if services else 0
         self.redis_pid = services.redis_pid if services else 0
         self.counts = counts
 
-    def _sample(self) -> tuple[float, float, float, float, float]:
+    def _sample(self) -> tuple[float, float, float, float, float, float]:
         return (
             _cpu_seconds(self.gateway_pid),
             sum(_cpu_seconds(p) for p in self.worker_pids),
             _cpu_seconds(self.sqs_pid) if self.sqs_pid else 0.0,
             _cpu_seconds(self.redis_pid) if self.redis_pid else 0.0,
             time.process_time(),
+            _cpu_seconds(self.controller_pid) if self.controller_pid else 0.0,
         )
 
     def measure(self) -> Callable[[int, float], Throughput]:
@@ -237,9 +247,10 @@ class CpuMeter:
             if self.counts is not None:
                 time.sleep(0.15)  # the counters are written every 50 ms
             after, requests_after = self._sample(), _sqs_counts(self.counts)
-            gw, wk, sq, rd, cl = (a - b for a, b in zip(after, before, strict=True))
+            gw, wk, sq, rd, cl, ct = (a - b for a, b in zip(after, before, strict=True))
             requests = {k: n - requests_before.get(k, 0) for k, n in requests_after.items()}
-            return Throughput(jobs, seconds, gw, wk, sq, rd, cl, {k: n for k, n in requests.items() if n})
+            counted = {k: n for k, n in requests.items() if n}
+            return Throughput(jobs, seconds, gw, wk, sq, rd, cl, counted, ct if self.controller_pid else None)
 
         return done
 
@@ -402,9 +413,21 @@ def sqs_call_latency(url: str, samples: int) -> list[float]:
     return times[5:]
 
 
-@contextmanager
-def skiff_up(tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag: str) -> Iterator[SkiffProcess]:
-    """`skiff up` with one no-op endpoint of exactly `workers` workers, all ready when yielded."""
+@dataclass(frozen=True)
+class Running:
+    """What a measurement needs of the Skiff processes it measures."""
+
+    url: str
+    key: str
+    gateway_pid: int  # `skiff up` in embedded mode
+    controller_pid: int  # 0 when the gateway process runs the controller too
+    worker_pids: list[int]
+
+
+def _endpoints_and_env(
+    tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag: str
+) -> tuple[Path, dict[str, str]]:
+    """One no-op endpoint of exactly `workers` workers; the environment of the Skiff processes."""
     endpoints = tmp / f"endpoints-{tag}"
     endpoints.mkdir()
     (endpoints / f"{ENDPOINT}.hcl").write_text(
@@ -418,13 +441,26 @@ def skiff_up(tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag
     # Fresh SQS queue names and Redis keys per run: nothing left over from the previous one.
     run_env = {**PRODUCTION_ENV, **env, "SKIFF_SQS_QUEUE_PREFIX": f"b{tag}-", "SKIFF_REDIS_PREFIX": f"b{tag}:"}
     if "SKIFF_BENCH_SQS_COUNTS" in env:
-        # benchmarks/sqs_count/sitecustomize.py counts the SQS requests of `skiff up`.
+        # benchmarks/sqs_count/sitecustomize.py counts the SQS requests of each Skiff process.
         run_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SQS_COUNTER), os.environ.get("PYTHONPATH")]))
+    return endpoints, run_env
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@contextmanager
+def skiff_up(tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag: str) -> Iterator[Running]:
+    """`skiff up` with one no-op endpoint of exactly `workers` workers, all ready when yielded."""
+    endpoints, run_env = _endpoints_and_env(tmp, env, workers, concurrency, tag)
     proc = SkiffProcess(endpoints, tmp / f"state-{tag}", extra_env=run_env)
     try:
         proc.start(timeout=180)
         proc.wait_ready_workers(ENDPOINT, workers, timeout=120)
-        yield proc
+        assert proc.proc is not None
+        yield Running(proc.url, proc.key, proc.proc.pid, 0, proc.worker_pids())
     except BaseException:
         # The gateway's own account of what went wrong, before its state dir is deleted.
         print(f"--- skiff up output ({tag}), last lines ---\n{proc.output()[-4000:]}", file=sys.stderr)
@@ -433,6 +469,57 @@ def skiff_up(tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag
         pids = proc.worker_pids() if proc.proc is not None and proc.proc.poll() is None else []
         try:
             proc.stop()
+        finally:
+            _kill_leftovers(pids)
+
+
+@contextmanager
+def gateway_and_controller(
+    tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag: str
+) -> Iterator[Running]:
+    """`skiff gateway` and `skiff controller` as two processes, as a cluster runs them; the
+    controller's local workers call the gateway. All `workers` ready when yielded."""
+    endpoints, run_env = _endpoints_and_env(tmp, env, workers, concurrency, tag)
+    gateway = GatewayReplica(endpoints, tmp / f"gateway-{tag}", run_env)
+    state = tmp / f"controller-{tag}"
+    state.mkdir()
+    log_path = state / "controller.log"
+    controller: subprocess.Popen[bytes] | None = None
+    try:
+        gateway.start(timeout=180)
+        with log_path.open("ab") as log:
+            controller = subprocess.Popen(
+                [SKIFF, "controller", "--endpoints", str(endpoints), "--state-dir", str(state)],
+                cwd=REPO,
+                env={**gateway.env, "SKIFF_PUBLIC_URL": gateway.url},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        with gateway.client() as client:
+            deadline = time.monotonic() + 180
+            while client.get(f"/v2/{ENDPOINT}/health").json()["workers"]["ready"] < workers:
+                if controller.poll() is not None or time.monotonic() > deadline:
+                    raise BenchmarkError(f"{workers} workers were not ready in time (controller: {controller.poll()})")
+                time.sleep(0.1)
+        assert gateway.proc is not None
+        yield Running(gateway.url, TEST_KEY, gateway.proc.pid, controller.pid, _children(controller.pid))
+    except BaseException:
+        tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
+        print(f"--- gateway ({tag}) ---\n{gateway.output()[-3000:]}\n--- controller ---\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        pids = _children(controller.pid) if controller is not None and controller.poll() is None else []
+        try:
+            if controller is not None and controller.poll() is None:
+                controller.send_signal(signal.SIGTERM)
+                try:
+                    controller.wait(30)
+                except subprocess.TimeoutExpired:
+                    controller.kill()
+                    controller.wait()
+            if gateway.proc is not None:
+                gateway.stop()
         finally:
             _kill_leftovers(pids)
 
@@ -515,10 +602,12 @@ def measure_mode(variant: Variant, services: Services | None, tmp: Path, opts: O
             counts = tmp / f"sqs-counts-{tag}"
             counts.mkdir()
             env["SKIFF_BENCH_SQS_COUNTS"] = str(counts)
-        print(f"[{mode}] {workers} worker(s): starting skiff up", file=sys.stderr, flush=True)
-        with skiff_up(tmp, env, workers, opts.concurrency, tag) as proc:
-            assert proc.proc is not None
-            meter = CpuMeter(proc.proc.pid, proc.worker_pids(), services, counts)
+        apart = variant.mode == "cluster"
+        what = "skiff gateway and skiff controller" if apart else "skiff up"
+        print(f"[{mode}] {workers} worker(s): starting {what}", file=sys.stderr, flush=True)
+        start = gateway_and_controller if apart else skiff_up
+        with start(tmp, env, workers, opts.concurrency, tag) as proc:
+            meter = CpuMeter(proc.gateway_pid, proc.worker_pids, services, counts, proc.controller_pid)
             headers = {"Authorization": f"Bearer {proc.key}"}
             base = f"{proc.url}/v2/{ENDPOINT}"
             if workers == 1:
@@ -622,7 +711,7 @@ def render(outcome: Results, opts: Options) -> str:
 
     under_load = f"/run / /runsync, {loaded} workers"
     row(f"SQS requests/job, {under_load} (target <= {TARGET_SQS_REQUESTS_PER_JOB:g})", cluster_only(requests))
-    row(f"skiff up CPU ms/job, {under_load} (target <= {TARGET_GATEWAY_CPU_MS:g})", cluster_only(gateway_cpu))
+    row(f"gateway CPU ms/job, {under_load} (target <= {TARGET_GATEWAY_CPU_MS:g})", cluster_only(gateway_cpu))
     row("SQS cost per 1M jobs (worse of the two)", cluster_only(cost))
 
     widths = [max(len(line[i]) for line in [headers, *rows]) for i in range(len(headers))]
@@ -652,7 +741,8 @@ def render(outcome: Results, opts: Options) -> str:
         lines.append(
             "Unbatched (before): SKIFF_SQS_BATCHING=false, one SQS request per send, receive and delete. Batched: the "
             "default (SendMessageBatch / DeleteMessageBatch with a short linger, receives of up to 10 shared by the "
-            "job-takes). SQS requests are every request `skiff up` made during the run, background polls included. "
+            "job-takes). SQS requests are every request the gateway and the controller made during the run, "
+            "background polls included. "
             f"Cost assumes ${SQS_PRICE_PER_MILLION:.2f} per million requests (standard queue, us-east-1, after the "
             "free tier's first million a month; one batch is one request)."
         )

@@ -1,6 +1,6 @@
 """Counts the SQS requests of every Python process started with this folder on PYTHONPATH.
 
-The gateway benchmark puts it there for `skiff up`, so Skiff's own code runs unchanged: each
+The gateway benchmark puts it there for the Skiff processes, so Skiff's own code runs unchanged: each
 boto3 SQS client gets a botocore `before-send` hook (one event per HTTP request, retries
 included), and a daemon thread writes this process's counts per action as JSON to
 $SKIFF_BENCH_SQS_COUNTS/<pid>.json every 50 ms.
