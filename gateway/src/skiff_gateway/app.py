@@ -52,6 +52,9 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # Skiff exports its own metrics and per-job traces; FastAPI's native OpenTelemetry hooks
+        # would otherwise look up the global providers (environment reads) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.ctx = ctx
     app.add_middleware(AccessMiddleware, ctx=ctx)
