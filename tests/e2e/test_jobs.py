@@ -94,6 +94,18 @@ def test_ttl_expiry_while_queued(client: httpx.Client) -> None:
     client.post(f"/v2/echo/cancel/{blocker}")
 
 
+def test_ttl_ends_a_running_job_too(client: httpx.Client) -> None:
+    """Runpod's TTL counts from submission and covers the run: a job still running when it
+    passes ends TIMED_OUT, its worker told to stop, well before its execution timeout."""
+    job = client.post(
+        "/v2/echo/run", json={"input": {"sleep": 30}, "policy": {"ttl": 2000, "executionTimeout": 60000}}
+    ).json()["id"]
+    wait_status(client, "echo", job, {"IN_PROGRESS"})
+    done = wait_status(client, "echo", job, {"TIMED_OUT"}, timeout=15)
+    assert "ttl of 2s" in done["error"] and "while it ran" in done["error"], done
+    assert client.post("/v2/echo/runsync", json={"input": 8}, timeout=20).json()["output"] == 8
+
+
 def test_low_priority_jobs_wait_for_normal_ones(client: httpx.Client) -> None:
     blocker = client.post("/v2/echo/run", json={"input": {"sleep": 1}}).json()["id"]
     wait_status(client, "echo", blocker, {"IN_PROGRESS"})

@@ -59,8 +59,9 @@ class JobRecord(BaseModel):
     # Trace and span ids when tracing is on (skiff_core.tracing): chosen at acceptance and take.
     trace: dict[str, Any] | None = None
     stream_read: int = 0  # stream items already handed to a /stream caller (Runpod returns only new ones)
-    # When the job must leave its current state: created_at + ttl while queued, started_at +
-    # execution timeout while running, completed_at + retention once final (then it is deleted).
+    # When the job must leave its current state: created_at + ttl while queued, the earlier of
+    # started_at + execution timeout and created_at + ttl while running, completed_at + retention
+    # once final (then it is deleted).
     deadline_at: float = 0.0
 
     def client_view(self) -> dict[str, Any]:

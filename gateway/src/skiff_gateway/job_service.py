@@ -57,6 +57,12 @@ _NOT_GIVEN: Any = object()
 UNQUEUED_REMOVAL_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, *([10.0] * 59))
 
 
+def _running_timeout_error(job: JobRecord, now: float) -> str:
+    if job.started_at is not None and now < job.started_at + job.execution_timeout_s:
+        return f"job expired: its ttl of {job.ttl_s:g}s (counted from submission) passed while it ran"
+    return f"execution timeout: the job ran longer than {job.execution_timeout_s:g}s"
+
+
 class JobServiceStore(JobRecords, JobStreams, StopSignals, Protocol):
     """What the job lifecycle needs of the job store: records, their streams, stop signals."""
 
@@ -287,7 +293,8 @@ class JobService:
                 "receipt": delivery.receipt,
                 "started_at": now,
                 "retries": delivery.receive_count - 1,
-                "deadline_at": now + job.execution_timeout_s,
+                # Runpod's TTL counts from submission and ends a running job too.
+                "deadline_at": min(now + job.execution_timeout_s, job.created_at + job.ttl_s),
             }
             if trace := tracing.taken(job):
                 changes["trace"] = trace
@@ -435,7 +442,7 @@ class JobService:
                     await self._delete(job)
             else:
                 changes = self._final_changes(job, JobStatus.TIMED_OUT)
-                changes["error"] = f"execution timeout: the job ran longer than {job.execution_timeout_s:g}s"
+                changes["error"] = _running_timeout_error(job, now)
                 updated = await self.store.transition(job.id, expect=(JobStatus.IN_PROGRESS,), **changes)
                 if updated is not None:
                     if job.worker_id:
