@@ -10,19 +10,6 @@ import pytest
 from tests.support.services import MotoServer, RedisServer, moto_server, redis_server
 from tests.support.stack import SkiffProcess
 
-# The suite runs whole files on several processes (scripts/test.sh): a file of many minutes that
-# starts last is the whole suite's tail, so the longest ones are scheduled first.
-LONGEST_FILES = (
-    "tests/e2e/test_terraform_apply.py",
-    "tests/e2e/test_gateway_benchmark.py",
-    "tests/e2e/test_faults_kill.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {path: i for i, path in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(LONGEST_FILES)))  # stable
-
 
 @pytest.fixture
 def skiff_stack(tmp_path: Path) -> Iterator[Callable[..., SkiffProcess]]:
