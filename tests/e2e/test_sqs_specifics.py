@@ -229,3 +229,35 @@ async def test_a_full_batch_goes_out_without_waiting_for_the_linger(moto: MotoSe
         assert "lone" in {d.job_id for d in got}
     finally:
         await queue.close()
+
+
+async def test_a_copy_delivered_while_a_lease_runs_is_not_handed_out(
+    queue: SqsQueue, moto: MotoServer, prefix: str
+) -> None:
+    """SQS delivers at least once (and moto hands one message to two concurrent receives): a copy
+    received while an earlier delivery's lease runs must not reach a second worker, and the
+    holder's later calls, made with its own receipt, must still act on the message (SQS heeds only
+    the newest receipt handle)."""
+    sqs = _sqs(moto)
+    await queue.ensure("dup", max_receives=10)  # each copy counts as a receive too
+    url = sqs.get_queue_url(QueueName=f"{prefix}dup")["QueueUrl"]
+    await queue.enqueue("dup", "job-a")
+    (first,) = await queue.receive("dup", max_messages=1, lease=30, wait=2)
+    handle = first.receipt.split(":", 2)[2]
+    # What a duplicate delivery looks like from here: the message visible again mid-lease.
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    assert await queue.receive("dup", max_messages=1, lease=30, wait=1) == []
+    # The holder re-queues it with its own receipt (a worker gone silent): handed out again.
+    await queue.extend("dup", first.receipt, 0)
+    (again,) = await queue.receive("dup", max_messages=1, lease=1, wait=2)
+    assert again.job_id == "job-a" and again.receive_count > first.receive_count
+    # A lease that runs out ends as well: the redelivery after it is no copy.
+    await asyncio.sleep(1.5)
+    (third,) = await queue.receive("dup", max_messages=1, lease=30, wait=3)
+    assert third.job_id == "job-a"
+    # A copy again, then the holder's delete with its own receipt removes the message.
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=third.receipt.split(":", 2)[2], VisibilityTimeout=0)
+    assert await queue.receive("dup", max_messages=1, lease=1, wait=1) == []
+    await queue.delete("dup", third.receipt)
+    await asyncio.sleep(1.5)  # past the copy's own lease
+    assert await queue.receive("dup", max_messages=1, lease=30, wait=1) == []

@@ -51,6 +51,7 @@ from botocore.exceptions import ClientError
 from skiff_core.outages import QueueMissing, log_failure
 from skiff_core.queue.base import Delivery, QueueStats
 from skiff_core.queue.sqs_batch import MAX_BATCH, Batcher
+from skiff_core.queue.sqs_copies import LeasedMessages
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class SqsQueue:
         self._max_receives: dict[str, int] = {}  # per ensured endpoint, to make vanished queues again
         self._recreating: dict[str, asyncio.Lock] = {}
         self._ages: dict[str, _AgeTracker] = {}
+        self._leased = LeasedMessages()
         self._closed = False
         self._closing = False
 
@@ -355,7 +357,8 @@ class SqsQueue:
         while inbox.held and (everything or inbox.held[0][1] <= cutoff):
             delivery = inbox.held.popleft()[0]
             lane, handle = _split_receipt(delivery.receipt)
-            stale.setdefault(lane, []).append(handle)
+            stale.setdefault(lane, []).append(self._leased.current(handle))
+            self._leased.ended(handle)
         for lane, handles in stale.items():
             self._count(endpoint).returned += len(handles)
             url = await self._url(endpoint, lane)
@@ -489,6 +492,8 @@ class SqsQueue:
         self, url: str, endpoint: str, lane: str, max_messages: int, lease: float, wait_s: int
     ) -> list[Delivery]:
         loop = asyncio.get_running_loop()
+        # Taken before the call: SQS starts the lease later, so the one recorded never outlasts it.
+        lease_end = time.monotonic() + lease
         future = loop.run_in_executor(
             self._pool,
             lambda: self._client.receive_message(
@@ -513,6 +518,12 @@ class SqsQueue:
                 log.warning("dropping a message that is not a Skiff job from %s: %r", url, message.get("Body"))
                 await self._call(self._client.delete_message, QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                 continue
+            handle = message["ReceiptHandle"]
+            if lane != DEAD and not self._leased.received(message.get("MessageId"), handle, lease_end):
+                log.info(
+                    "SQS delivered job %s again while it is out on lease; the copy is not handed out", delivery.job_id
+                )
+                continue
             deliveries.append(delivery)
         if lane != DEAD and deliveries:
             self._count(endpoint).received += len(deliveries)
@@ -534,7 +545,8 @@ class SqsQueue:
 
     async def delete(self, endpoint: str, receipt: str) -> None:
         lane, handle = _split_receipt(receipt)
-        await self._delete(endpoint, lane, handle)
+        await self._delete(endpoint, lane, self._leased.current(handle))
+        self._leased.ended(handle)
         self._count(endpoint).deleted += 1
 
     async def _delete(self, endpoint: str, lane: str, handle: str) -> None:
@@ -556,6 +568,8 @@ class SqsQueue:
         # from the receive (never earlier), so capping from the send time satisfies both.
         left = MAX_VISIBILITY_S - (time.time() - _sent_at(receipt))
         timeout = max(0, min(visibility_timeout(lease), math.floor(left)))
+        lease_end = time.monotonic() + min(lease, timeout)
+        current = self._leased.current(handle)
         try:
             await self._on_queue(
                 endpoint,
@@ -563,12 +577,16 @@ class SqsQueue:
                 lambda url: self._call(
                     self._client.change_message_visibility,
                     QueueUrl=url,
-                    ReceiptHandle=handle,
+                    ReceiptHandle=current,
                     VisibilityTimeout=timeout,
                 ),
             )
             if lease <= 0 and lane != DEAD:
                 self._count(endpoint).returned += 1
+            if timeout <= 0:
+                self._leased.ended(handle)
+            else:
+                self._leased.extended(handle, lease_end)
         except ClientError as exc:
             # A stale receipt: the delivery is gone, there is no lease left to extend.
             if _code(exc) not in {"ReceiptHandleIsInvalid", "MessageNotInflight"}:
