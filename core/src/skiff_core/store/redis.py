@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 from skiff.aio import wait_event
 from skiff_core.jobs import FINAL_STATUSES, JobRecord, JobStatus, WorkerRecord
 from skiff_core.keys import ClientKeyRecord
+from skiff_core.store.redis_batch import CommandBatcher
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,7 @@ class RedisStore:
         self._drain = self._redis.register_script(_DRAIN)
         self._admit = self._redis.register_script(_ADMIT)
         self._renew = self._redis.register_script(_RENEW)
+        self._batch = CommandBatcher(self._redis)
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listener_lock = asyncio.Lock()
@@ -265,14 +267,14 @@ class RedisStore:
 
     async def create(self, job: JobRecord) -> None:
         fields = [part for name, value in job.model_dump(mode="json").items() for part in (name, _dumps(value))]
-        created = await self._create(
-            keys=self._job_keys(job.id), args=[self._p, job.id, time.time(), self._grace, *fields]
+        created = await self._batch.script(
+            self._create, self._job_keys(job.id), [self._p, job.id, time.time(), self._grace, *fields]
         )
         if not created:
             raise ValueError(f"job {job.id!r} already exists")
 
     async def get(self, job_id: str) -> JobRecord | None:
-        flat = cast(dict[str, str], await self._redis.hgetall(f"{self._p}job:{job_id}"))
+        flat = cast(dict[str, str], await self._batch.command("HGETALL", f"{self._p}job:{job_id}"))
         return _job_from_hash(flat) if flat else None
 
     async def transition(
@@ -291,9 +293,10 @@ class RedisStore:
             # Validate before writing: a bad value raises here and nothing is stored.
             fields += [name, _dumps(adapter.dump_python(adapter.validate_python(value), mode="json"))]
         expected = [_dumps(JobStatus(status).value) for status in expect]
-        flat = await self._transition(
-            keys=self._job_keys(job_id),
-            args=[
+        flat = await self._batch.script(
+            self._transition,
+            self._job_keys(job_id),
+            [
                 self._p,
                 job_id,
                 time.time(),
@@ -309,7 +312,7 @@ class RedisStore:
         return _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def delete(self, job_id: str) -> None:
-        await self._delete(keys=self._job_keys(job_id), args=[self._p, job_id])
+        await self._batch.script(self._delete, self._job_keys(job_id), [self._p, job_id])
 
     # JobStreams.
 
@@ -604,6 +607,7 @@ class RedisStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        await _bounded_close(self._batch.close(), "command batches")
         await _bounded_close(self._redis.aclose(), "connection pool")
 
 
