@@ -1,9 +1,9 @@
 """Counts the SQS requests of every Python process started with this folder on PYTHONPATH.
 
-The gateway benchmark puts it there for the Skiff processes, so Skiff's own code runs unchanged: each
-boto3 SQS client gets a botocore `before-send` hook (one event per HTTP request, retries
-included), and a daemon thread writes this process's counts per action as JSON to
-$SKIFF_BENCH_SQS_COUNTS/<pid>.json every 50 ms.
+The gateway benchmark puts it there for the Skiff processes, so Skiff's own code runs unchanged:
+Skiff's SQS client (skiff_core.queue.sqs_api.SqsApi) sends each HTTP request, retries included,
+through its `_post`, which is wrapped here to count them per action; a daemon thread writes this
+process's counts as JSON to $SKIFF_BENCH_SQS_COUNTS/<pid>.json every 50 ms.
 """
 
 from __future__ import annotations
@@ -20,24 +20,21 @@ _DIR = os.environ.get("SKIFF_BENCH_SQS_COUNTS")
 
 
 def _install(folder: Path) -> None:
-    import botocore.session
+    try:
+        from skiff_core.queue.sqs_api import SqsApi
+    except ImportError:  # a process without Skiff's server side (a worker): nothing to count
+        return
 
     counts: Counter[str] = Counter()
     lock = threading.Lock()
+    original = SqsApi._post
 
-    def count(event_name: str, **_kwargs: Any) -> None:
+    async def counted(self: SqsApi, action: str, body: bytes) -> Any:
         with lock:
-            counts[event_name.rsplit(".", 1)[-1]] += 1
+            counts[action] += 1
+        return await original(self, action, body)
 
-    original = botocore.session.Session.create_client
-
-    def create_client(self: Any, service_name: str, *args: Any, **kwargs: Any) -> Any:
-        client = original(self, service_name, *args, **kwargs)
-        if service_name == "sqs":
-            client.meta.events.register("before-send.sqs", count)
-        return client
-
-    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+    SqsApi._post = counted  # type: ignore[method-assign]
     target = folder / f"{os.getpid()}.json"
 
     def write() -> None:

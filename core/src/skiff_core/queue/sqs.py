@@ -8,10 +8,8 @@ Queues that vanish later (deleted by hand, an SQS-compatible server restarted wi
 are made again by the next call that finds one missing, with the settings of the last `ensure`;
 an endpoint this process never ensured raises QueueMissing instead.
 
-boto3 is synchronous, so every call runs on a private thread pool (not asyncio's default one,
-whose ~6 threads on a small machine would be used up by a handful of 20 s long polls) with one
-shared client whose connection pool is as large as that thread pool (clients are thread-safe:
-https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html#multithreading-or-multiprocessing-with-clients).
+Calls go out through skiff_core.queue.sqs_api (SQS's JSON protocol on aiohttp, signed and
+configured by botocore), with one connection pool per process.
 
 AWS API reference pages relied on (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/):
 API_CreateQueue.html, API_GetQueueUrl.html, API_SetQueueAttributes.html (RedrivePolicy,
@@ -40,16 +38,14 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from skiff_core.outages import QueueMissing, log_failure
 from skiff_core.queue.base import Delivery, QueueStats
+from skiff_core.queue.sqs_api import SqsApi
 from skiff_core.queue.sqs_batch import MAX_BATCH, Batcher
 from skiff_core.queue.sqs_copies import LeasedMessages
 
@@ -174,21 +170,8 @@ class SqsQueue:
         self._counts: dict[str, _Counts] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._low_check_interval_s = max(1.0, low_check_interval_s)
-        self._pool = ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="skiff-sqs")
-        self._client: Any = boto3.session.Session().client(
-            "sqs",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            # Long polls hold a connection for up to 20 s: the read timeout must outlast them.
-            config=Config(
-                max_pool_connections=max_connections,
-                read_timeout=MAX_WAIT_S + 10,
-                retries={"mode": "standard", "max_attempts": 3},
-                # Every call's parameters are built here, not taken from users: checking them
-                # against the service model on each call is CPU spent for nothing.
-                parameter_validation=False,
-            ),
-        )
+        # Long polls hold a connection for up to 20 s: the read timeout must outlast them.
+        self._api = SqsApi(endpoint_url, region, max_connections=max_connections, read_timeout_s=MAX_WAIT_S + 10)
         self._urls: dict[tuple[str, str], str] = {}
         self._max_receives: dict[str, int] = {}  # per ensured endpoint, to make vanished queues again
         self._recreating: dict[str, asyncio.Lock] = {}
@@ -198,10 +181,6 @@ class SqsQueue:
         self._closing = False
 
     # Plumbing.
-
-    async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(**kwargs))
 
     def _name(self, endpoint: str, lane: str) -> str:
         suffix = {NORMAL: "", LOW: "-low", DEAD: "-dlq"}[lane]
@@ -217,7 +196,7 @@ class SqsQueue:
             # Another replica may have run `ensure`; look the queue up by name once and cache it.
             name = self._name(endpoint, lane)
             try:
-                reply = await self._call(self._client.get_queue_url, QueueName=name)
+                reply = await self._api.call("GetQueueUrl", {"QueueName": name})
             except ClientError as exc:
                 if not _missing(exc):
                     raise
@@ -251,10 +230,10 @@ class SqsQueue:
             await self.ensure(endpoint, max_receives=max_receives)
 
     async def _send_batch(self, url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        return await self._call(self._client.send_message_batch, QueueUrl=url, Entries=entries)
+        return await self._api.call("SendMessageBatch", {"QueueUrl": url, "Entries": entries})
 
     async def _delete_batch(self, url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        return await self._call(self._client.delete_message_batch, QueueUrl=url, Entries=entries)
+        return await self._api.call("DeleteMessageBatch", {"QueueUrl": url, "Entries": entries})
 
     def _count(self, endpoint: str) -> _Counts:
         counts = self._counts.get(endpoint)
@@ -365,12 +344,14 @@ class SqsQueue:
             for start in range(0, len(handles), MAX_BATCH):
                 chunk = handles[start : start + MAX_BATCH]
                 try:
-                    await self._call(
-                        self._client.change_message_visibility_batch,
-                        QueueUrl=url,
-                        Entries=[
-                            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)
-                        ],
+                    await self._api.call(
+                        "ChangeMessageVisibilityBatch",
+                        {
+                            "QueueUrl": url,
+                            "Entries": [
+                                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)
+                            ],
+                        },
                     )
                 except Exception as exc:
                     # They come back at the end of their lease instead.
@@ -391,7 +372,7 @@ class SqsQueue:
         retention = {"MessageRetentionPeriod": str(MAX_RETENTION_S), "SqsManagedSseEnabled": "true"}
         self._max_receives[endpoint] = max_receives
         dead_url = await self._create_or_find(endpoint, DEAD, retention)
-        attrs = await self._call(self._client.get_queue_attributes, QueueUrl=dead_url, AttributeNames=["QueueArn"])
+        attrs = await self._api.call("GetQueueAttributes", {"QueueUrl": dead_url, "AttributeNames": ["QueueArn"]})
         redrive = json.dumps({"deadLetterTargetArn": attrs["Attributes"]["QueueArn"], "maxReceiveCount": max_receives})
         for lane in (NORMAL, LOW):
             # Set the policy on found queues too: max_retries may have changed since they were made.
@@ -400,18 +381,18 @@ class SqsQueue:
     async def _create_or_find(self, endpoint: str, lane: str, attributes: dict[str, str]) -> str:
         name = self._name(endpoint, lane)
         try:
-            url = (await self._call(self._client.get_queue_url, QueueName=name))["QueueUrl"]
+            url = (await self._api.call("GetQueueUrl", {"QueueName": name}))["QueueUrl"]
         except ClientError as exc:
             if not _missing(exc):
                 raise
             # CreateQueue is idempotent for equal attributes; a racing replica makes the same ones.
-            url = (await self._call(self._client.create_queue, QueueName=name, Attributes=attributes))["QueueUrl"]
+            url = (await self._api.call("CreateQueue", {"QueueName": name, "Attributes": attributes}))["QueueUrl"]
         else:
             # A found queue keeps the encryption it has: an operator may have chosen a KMS key,
             # which SQS refuses to combine with SqsManagedSseEnabled (and some SQS-compatible
             # servers do not know that attribute at all).
             kept = {k: v for k, v in attributes.items() if k != "SqsManagedSseEnabled"}
-            await self._call(self._client.set_queue_attributes, QueueUrl=url, Attributes=kept)
+            await self._api.call("SetQueueAttributes", {"QueueUrl": url, "Attributes": kept})
         self._urls[(endpoint, lane)] = url
         return url
 
@@ -424,7 +405,7 @@ class SqsQueue:
             await self._on_queue(endpoint, lane, lambda url: self._sends.submit(url, {"MessageBody": body}))
         else:
             await self._on_queue(
-                endpoint, lane, lambda url: self._call(self._client.send_message, QueueUrl=url, MessageBody=body)
+                endpoint, lane, lambda url: self._api.call("SendMessage", {"QueueUrl": url, "MessageBody": body})
             )
         self._count(endpoint).sent += 1
         tracker = self._ages.setdefault(endpoint, _AgeTracker())
@@ -491,22 +472,24 @@ class SqsQueue:
     async def _receive_from(
         self, url: str, endpoint: str, lane: str, max_messages: int, lease: float, wait_s: int
     ) -> list[Delivery]:
-        loop = asyncio.get_running_loop()
         # Taken before the call: SQS starts the lease later, so the one recorded never outlasts it.
         lease_end = time.monotonic() + lease
-        future = loop.run_in_executor(
-            self._pool,
-            lambda: self._client.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=min(max_messages, MAX_BATCH),
-                VisibilityTimeout=visibility_timeout(lease),
-                WaitTimeSeconds=wait_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-            ),
+        future = asyncio.ensure_future(
+            self._api.call(
+                "ReceiveMessage",
+                {
+                    "QueueUrl": url,
+                    "MaxNumberOfMessages": min(max_messages, MAX_BATCH),
+                    "VisibilityTimeout": visibility_timeout(lease),
+                    "WaitTimeSeconds": wait_s,
+                    "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
+                },
+            )
         )
         try:
-            # A thread cannot be interrupted: shield the call so cancelling the caller (a client
-            # gone from job-take) leaves it running, and hand back what it receives later.
+            # Cancelling a receive that SQS may already have answered would lose its messages to
+            # their lease: shield the call so cancelling the caller (a client gone from job-take)
+            # leaves it running, and hand back what it receives later.
             reply = await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(lambda f: self._release_late(url, f))
@@ -516,7 +499,7 @@ class SqsQueue:
             delivery = _delivery(lane, message)
             if delivery is None:
                 log.warning("dropping a message that is not a Skiff job from %s: %r", url, message.get("Body"))
-                await self._call(self._client.delete_message, QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                await self._api.call("DeleteMessage", {"QueueUrl": url, "ReceiptHandle": message["ReceiptHandle"]})
                 continue
             handle = message["ReceiptHandle"]
             if lane != DEAD and not self._leased.received(message.get("MessageId"), handle, lease_end):
@@ -533,14 +516,14 @@ class SqsQueue:
         return deliveries
 
     def _release_late(self, url: str, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None or self._closed:
+        if future.cancelled() or future.exception() is not None or self._closing:
             return
         for message in future.result().get("Messages", []):
-            self._pool.submit(
-                self._client.change_message_visibility,
-                QueueUrl=url,
-                ReceiptHandle=message["ReceiptHandle"],
-                VisibilityTimeout=0,
+            self._spawn(
+                self._api.call(
+                    "ChangeMessageVisibility",
+                    {"QueueUrl": url, "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0},
+                )
             )
 
     async def delete(self, endpoint: str, receipt: str) -> None:
@@ -555,7 +538,7 @@ class SqsQueue:
             return
         try:
             await self._on_queue(
-                endpoint, lane, lambda url: self._call(self._client.delete_message, QueueUrl=url, ReceiptHandle=handle)
+                endpoint, lane, lambda url: self._api.call("DeleteMessage", {"QueueUrl": url, "ReceiptHandle": handle})
             )
         except ClientError as exc:
             # The lease was lost and the message re-delivered (or already deleted): nothing to do.
@@ -574,11 +557,9 @@ class SqsQueue:
             await self._on_queue(
                 endpoint,
                 lane,
-                lambda url: self._call(
-                    self._client.change_message_visibility,
-                    QueueUrl=url,
-                    ReceiptHandle=current,
-                    VisibilityTimeout=timeout,
+                lambda url: self._api.call(
+                    "ChangeMessageVisibility",
+                    {"QueueUrl": url, "ReceiptHandle": current, "VisibilityTimeout": timeout},
                 ),
             )
             if lease <= 0 and lane != DEAD:
@@ -602,7 +583,7 @@ class SqsQueue:
                 reply = await self._on_queue(
                     endpoint,
                     lane,
-                    lambda url: self._call(self._client.get_queue_attributes, QueueUrl=url, AttributeNames=names),
+                    lambda url: self._api.call("GetQueueAttributes", {"QueueUrl": url, "AttributeNames": names}),
                 )
                 attrs = reply["Attributes"]
                 queued += int(attrs.get("ApproximateNumberOfMessages", 0))
@@ -631,12 +612,14 @@ class SqsQueue:
                 batch = await self._receive_lane(endpoint, lane, MAX_BATCH, 60.0, 0)
                 if not batch:
                     break
-                await self._call(
-                    self._client.delete_message_batch,
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": _split_receipt(d.receipt)[1]} for i, d in enumerate(batch)
-                    ],
+                await self._api.call(
+                    "DeleteMessageBatch",
+                    {
+                        "QueueUrl": url,
+                        "Entries": [
+                            {"Id": str(i), "ReceiptHandle": _split_receipt(d.receipt)[1]} for i, d in enumerate(batch)
+                        ],
+                    },
                 )
                 self._count(endpoint).deleted += len(batch)
                 job_ids.extend(d.job_id for d in batch)
@@ -671,8 +654,7 @@ class SqsQueue:
         await self._sends.drain()
         await self._deletes.drain()
         self._closed = True
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        await self._api.close()
 
 
 def _settle_taker(taker: _Taker, deliveries: list[Delivery]) -> None:

@@ -1,0 +1,159 @@
+"""SQS's JSON protocol on asyncio: one signed HTTP POST per action, on a pooled aiohttp session.
+
+boto3 is synchronous and spends about a millisecond of CPU on each call (its event hooks, model
+driven serialisation and parsing), plus a thread hand-off each way; on a gateway that sends,
+receives and deletes a message for every job that was most of its CPU. This client keeps what
+matters of botocore and leaves the rest:
+- botocore resolves the endpoint (endpoint_url, AWS_ENDPOINT_URL_SQS, the region's endpoint), the
+  credentials (the usual chain: environment, shared files, web identity, container and instance
+  roles, refreshed before they expire) and the CA bundle, and signs each request (SigV4Auth);
+- parameters and replies are the JSON documents of the SQS API reference, the same field names
+  boto3 uses, so callers pass what they would pass to boto3 and read what it would return;
+- errors are raised as botocore's ClientError with SQS's error code (the query-compatible code
+  from the x-amzn-query-error header when given, else the type name), so callers handle them as
+  they would boto3's;
+- retries follow botocore's "standard" mode: up to 3 attempts for connection errors, 5xx answers
+  and throttling, with jittered exponential backoff.
+
+Protocol: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-making-api-requests-json.html
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from typing import Any
+
+import aiohttp
+import botocore.session
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
+from botocore.exceptions import ClientError, NoCredentialsError
+
+MAX_ATTEMPTS = 3  # botocore's standard retry mode
+MAX_BACKOFF_S = 20.0
+CONNECT_TIMEOUT_S = 10.0
+# Codes botocore's standard mode retries (botocore/retries/standard.py), as SQS spells them too.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "AWS.SimpleQueueService.RequestThrottled",
+    }
+)
+RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+TARGET_PREFIX = "AmazonSQS."
+CONTENT_TYPE = "application/x-amz-json-1.0"
+
+
+class SqsApi:
+    def __init__(self, endpoint_url: str | None, region: str, *, max_connections: int, read_timeout_s: float) -> None:
+        session = botocore.session.get_session()
+        # A client is made only to let botocore resolve the endpoint and region; it sends nothing.
+        resolver = session.create_client("sqs", endpoint_url=endpoint_url, region_name=region)
+        self._url: str = resolver.meta.endpoint_url
+        self._region: str = resolver.meta.region_name
+        resolver.close()
+        self._credentials: Credentials | None = session.get_credentials()
+        self._ca_bundle: str | None = session.get_config_variable("ca_bundle")
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=read_timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._url
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Made on first use: an aiohttp session belongs to the running event loop.
+        if self._http is None or self._http.closed:
+            ssl_context: ssl.SSLContext | bool = True
+            if self._ca_bundle:
+                ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=ssl_context),
+                timeout=self._timeout,
+                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as botocore honours them
+            )
+        return self._http
+
+    async def _frozen_credentials(self) -> ReadOnlyCredentials:
+        credentials = self._credentials
+        if credentials is None:
+            raise NoCredentialsError()
+        if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
+            # A refresh may call out (instance metadata, STS): not on the event loop.
+            return await asyncio.to_thread(credentials.get_frozen_credentials)
+        return credentials.get_frozen_credentials()
+
+    async def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One SQS action (e.g. "SendMessageBatch") with boto3's parameters; its reply as a dict."""
+        body = orjson.dumps(params)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                status, headers, raw = await self._post(action, body)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+                if attempt >= MAX_ATTEMPTS:
+                    raise
+            else:
+                if status < 300:
+                    return orjson.loads(raw) if raw.strip() else {}
+                error = _error(status, headers, raw)
+                code = error["Error"]["Code"]
+                if attempt >= MAX_ATTEMPTS or (status not in RETRIED_STATUSES and code not in THROTTLING_CODES):
+                    raise ClientError(error, action)
+            await asyncio.sleep(random.random() * min(MAX_BACKOFF_S, 2.0 ** (attempt - 1)))
+
+    async def _post(self, action: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One signed HTTP request."""
+        request = AWSRequest(
+            method="POST",
+            url=self._url,
+            data=body,
+            headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + action},
+        )
+        SigV4Auth(await self._frozen_credentials(), "sqs", self._region).add_auth(request)
+        async with self._session().post(self._url, data=body, headers=dict(request.headers.items())) as reply:
+            return reply.status, dict(reply.headers), await reply.read()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+def _error(status: int, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
+    """botocore's error shape from a JSON-protocol error reply."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        parsed = {}
+    code = str(parsed.get("__type") or parsed.get("code") or "").rsplit("#", 1)[-1]
+    # SQS keeps its older error codes (AWS.SimpleQueueService.NonExistentQueue) in this header.
+    query_error = next((v for k, v in headers.items() if k.lower() == "x-amzn-query-error"), "")
+    if query_error:
+        code = query_error.split(";", 1)[0]
+    message = str(parsed.get("message") or parsed.get("Message") or raw[:200].decode(errors="replace"))
+    return {
+        "Error": {"Code": code or str(status), "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers},
+    }
