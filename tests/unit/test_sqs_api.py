@@ -1,0 +1,117 @@
+"""SqsApi against a scripted SQS-like HTTP server on loopback: retries, error codes, signing.
+
+The happy paths run against moto in the queue contract tests; these are the answers moto does not
+give on demand (throttling, 5xx, dropped connections).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from botocore.exceptions import ClientError
+
+from skiff_core.queue import sqs_api
+from skiff_core.queue.sqs_api import SqsApi
+from tests.support.stack import free_port
+
+Reply = Callable[[web.Request], web.StreamResponse]
+
+
+@dataclass
+class Scripted:
+    url: str
+    replies: list[Reply] = field(default_factory=list)
+    seen: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+def ok(body: dict[str, object]) -> Reply:
+    return lambda _request: web.json_response(body, content_type="application/x-amz-json-1.0")
+
+
+def error(status: int, type_name: str, query_code: str | None = None) -> Reply:
+    headers = {"x-amzn-query-error": f"{query_code};Sender"} if query_code else {}
+    body = json.dumps({"__type": f"com.amazonaws.sqs#{type_name}", "message": f"{type_name} says no"})
+    return lambda _request: web.Response(status=status, body=body, headers=headers)
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqs_api, "MAX_BACKOFF_S", 0.0)
+
+
+@pytest.fixture
+async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Scripted]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    port = free_port()
+    scripted = Scripted(f"http://127.0.0.1:{port}")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        scripted.seen.append((dict(request.headers), await request.read()))
+        return scripted.replies.pop(0)(request)
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield scripted
+    await runner.cleanup()
+
+
+def _api(server: Scripted) -> SqsApi:
+    return SqsApi(server.url, "us-east-1", max_connections=4, read_timeout_s=5)
+
+
+async def test_a_call_is_signed_json_with_the_action_as_target(server: Scripted) -> None:
+    server.replies = [ok({"QueueUrl": "http://q/1"})]
+    api = _api(server)
+    assert await api.call("GetQueueUrl", {"QueueName": "a"}) == {"QueueUrl": "http://q/1"}
+    await api.close()
+    headers, body = server.seen[0]
+    assert headers["X-Amz-Target"] == "AmazonSQS.GetQueueUrl"
+    assert headers["Content-Type"] == "application/x-amz-json-1.0"
+    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/us-east-1/sqs/aws4_request" in headers["Authorization"]
+    assert json.loads(body) == {"QueueName": "a"}
+
+
+async def test_server_errors_and_throttling_are_retried_up_to_three_attempts(server: Scripted) -> None:
+    server.replies = [error(503, "ServiceUnavailable"), error(400, "RequestThrottled"), ok({"Messages": []})]
+    api = _api(server)
+    assert await api.call("ReceiveMessage", {"QueueUrl": "u"}) == {"Messages": []}
+    server.replies = [error(500, "InternalError")] * 3
+    with pytest.raises(ClientError) as raised:
+        await api.call("ReceiveMessage", {"QueueUrl": "u"})
+    await api.close()
+    assert raised.value.response["Error"]["Code"] == "InternalError"
+    assert len(server.seen) == 6
+
+
+async def test_a_client_error_is_not_retried_and_keeps_the_query_compatible_code(server: Scripted) -> None:
+    server.replies = [error(400, "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue")]
+    api = _api(server)
+    with pytest.raises(ClientError) as raised:
+        await api.call("GetQueueUrl", {"QueueName": "gone"})
+    await api.close()
+    assert raised.value.response["Error"]["Code"] == "AWS.SimpleQueueService.NonExistentQueue"
+    assert raised.value.response["Error"]["Message"] == "QueueDoesNotExist says no"
+    assert raised.value.operation_name == "GetQueueUrl"
+    assert len(server.seen) == 1
+
+
+async def test_a_dropped_connection_is_retried(server: Scripted) -> None:
+    def drop(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    server.replies = [drop, ok({"Successful": [], "Failed": []})]
+    api = _api(server)
+    assert await api.call("DeleteMessageBatch", {"QueueUrl": "u", "Entries": []}) == {"Successful": [], "Failed": []}
+    await api.close()
+    assert len(server.seen) == 2
