@@ -115,3 +115,11 @@ async def test_a_dropped_connection_is_retried(server: Scripted) -> None:
     assert await api.call("DeleteMessageBatch", {"QueueUrl": "u", "Entries": []}) == {"Successful": [], "Failed": []}
     await api.close()
     assert len(server.seen) == 2
+
+
+def test_the_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.corp.example")
+    assert sqs_api._env_proxy("https://sqs.eu-west-1.amazonaws.com") == "http://proxy.internal:3128"
+    assert sqs_api._env_proxy("https://sqs.corp.example") is None
+    assert sqs_api._env_proxy("http://localhost:9324") is None

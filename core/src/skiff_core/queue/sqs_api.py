@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import botocore.session
@@ -71,6 +73,7 @@ class SqsApi:
         resolver.close()
         self._credentials: Credentials | None = session.get_credentials()
         self._ca_bundle: str | None = session.get_config_variable("ca_bundle")
+        self._proxy = _env_proxy(self._url)
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=read_timeout_s)
         self._http: aiohttp.ClientSession | None = None
@@ -88,7 +91,6 @@ class SqsApi:
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=ssl_context),
                 timeout=self._timeout,
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as botocore honours them
             )
         return self._http
 
@@ -130,13 +132,24 @@ class SqsApi:
             headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + action},
         )
         SigV4Auth(await self._frozen_credentials(), "sqs", self._region).add_auth(request)
-        async with self._session().post(self._url, data=body, headers=dict(request.headers.items())) as reply:
+        async with self._session().post(
+            self._url, data=body, headers=dict(request.headers.items()), proxy=self._proxy
+        ) as reply:
             return reply.status, dict(reply.headers), await reply.read()
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy for `url` from HTTP(S)_PROXY and NO_PROXY, as botocore honours them; read once
+    (aiohttp's trust_env would read the environment again, on a thread, for every request)."""
+    parts = urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _error(status: int, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
