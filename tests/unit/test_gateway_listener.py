@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from skiff_cli.cmd_gateway import _bind
+from skiff_cli.cmd_gateway import _bind, _loop_factory
 
 
 async def _accepted_nodelay() -> int:
@@ -34,3 +34,10 @@ async def _accepted_nodelay() -> int:
 
 def test_connections_accepted_on_the_gateways_socket_have_nagle_off() -> None:
     assert asyncio.run(_accepted_nodelay()) != 0
+
+
+def test_the_gateways_event_loop_keeps_nagle_off_too() -> None:
+    factory = _loop_factory()
+    assert factory is not None, "uvloop (installed with uvicorn[standard]) is missing"
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(_accepted_nodelay()) != 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 import typer
 import uvicorn
@@ -47,9 +48,19 @@ def gateway(
     except OSError as exc:
         typer.echo(f"skiff: cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
-    with listener:
-        asyncio.run(_serve(settings, specs, listener))
+    with listener, asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(settings, specs, listener))
     typer.echo("skiff gateway: stopped.")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where uvicorn[standard] installed it (not on Windows): its transports and timers are
+    C, and the gateway spends a good part of each request in the event loop. None: asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _bind(host: str, port: int) -> socket.socket:
