@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
+from skiff_core import outages
 from skiff_core.queue import sqs_api
 from skiff_core.queue.sqs_api import SqsApi
 from tests.support.stack import free_port
@@ -123,3 +124,15 @@ def test_the_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPat
     assert sqs_api._env_proxy("https://sqs.eu-west-1.amazonaws.com") == "http://proxy.internal:3128"
     assert sqs_api._env_proxy("https://sqs.corp.example") is None
     assert sqs_api._env_proxy("http://localhost:9324") is None
+
+
+async def test_an_unreachable_server_is_botocores_connection_error_and_a_queue_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    api = SqsApi(f"http://127.0.0.1:{free_port()}", "us-east-1", max_connections=4, read_timeout_s=5)
+    with pytest.raises(EndpointConnectionError) as raised:
+        await api.call("SendMessage", {"QueueUrl": "u", "MessageBody": "{}"})
+    await api.close()
+    assert outages.classify(raised.value) is outages.QUEUE_DOWN

@@ -9,9 +9,10 @@ matters of botocore and leaves the rest:
   roles, refreshed before they expire) and the CA bundle, and signs each request (SigV4Auth);
 - parameters and replies are the JSON documents of the SQS API reference, the same field names
   boto3 uses, so callers pass what they would pass to boto3 and read what it would return;
-- errors are raised as botocore's ClientError with SQS's error code (the query-compatible code
-  from the x-amzn-query-error header when given, else the type name), so callers handle them as
-  they would boto3's;
+- errors are raised as botocore raises them, so callers (and skiff_core.outages) handle them as
+  they would boto3's: ClientError with SQS's error code (the query-compatible code from the
+  x-amzn-query-error header when given, else the type name), EndpointConnectionError,
+  ReadTimeoutError and ConnectionClosedError for the transport;
 - retries follow botocore's "standard" mode: up to 3 attempts for connection errors, 5xx answers
   and throttling, with jittered exponential backoff.
 
@@ -33,7 +34,13 @@ import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 MAX_ATTEMPTS = 3  # botocore's standard retry mode
 MAX_BACKOFF_S = 20.0
@@ -111,9 +118,9 @@ class SqsApi:
             attempt += 1
             try:
                 status, headers, raw = await self._post(action, body)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
                 if attempt >= MAX_ATTEMPTS:
-                    raise
+                    raise _transport_error(self._url, exc) from exc
             else:
                 if status < 300:
                     return orjson.loads(raw) if raw.strip() else {}
@@ -141,6 +148,15 @@ class SqsApi:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def _transport_error(url: str, exc: Exception) -> Exception:
+    """botocore's exception for a failed request, as a boto3 call would raise it."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return EndpointConnectionError(endpoint_url=url, error=exc)
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        return ReadTimeoutError(endpoint_url=url, error=exc)
+    return ConnectionClosedError(endpoint_url=url, error=exc)
 
 
 def _env_proxy(url: str) -> str | None:
