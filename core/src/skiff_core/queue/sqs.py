@@ -1,4 +1,4 @@
-"""JobQueue on any SQS-compatible service (AWS SQS, ElasticMQ, LocalStack, moto) through boto3.
+"""JobQueue on any SQS-compatible service (AWS SQS, ElasticMQ, LocalStack, moto, fauxqs).
 
 Per endpoint there are three queues, created or found by name in `ensure`:
   <prefix><endpoint>       normal priority
