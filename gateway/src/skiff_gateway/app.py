@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from skiff import __version__
 from skiff_gateway import (
@@ -25,11 +28,22 @@ from skiff_gateway import (
 from skiff_gateway.access import AccessMiddleware
 from skiff_gateway.context import GatewayContext
 from skiff_gateway.errors import ErrorMiddleware
+from skiff_gateway.hot_routes import HotRoutes
 from skiff_gateway.http import ApiError, error_response, json_response
 from skiff_gateway.metrics import RequestMetrics
 from skiff_gateway.openapi import DOCUMENT
 
 log = logging.getLogger("skiff.gateway")
+
+
+class _GatewayApp(FastAPI):
+    def __init__(self, hot: list[Route], ctx: GatewayContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hot = hot
+        self._ctx = ctx
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return HotRoutes(super().build_middleware_stack(), self._hot, self._ctx)
 
 
 def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
@@ -45,7 +59,10 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
             if manage_context:
                 await ctx.stop()
 
-    app = FastAPI(
+    hot = [*routes_worker.router.routes, *routes_client.router.routes, *routes_openai.router.routes]
+    app = _GatewayApp(
+        hot,
+        ctx,
         title="Skiff gateway",
         version=__version__,
         lifespan=lifespan,
@@ -94,10 +111,9 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
         # No key, like /healthz: the document is the repository's, it holds no data.
         return Response(openapi_body, media_type="application/json")
 
-    # Worker routes first: they carry most requests, and Starlette matches routes in order.
-    app.router.routes.extend(routes_worker.router.routes)
-    app.router.routes.extend(routes_client.router.routes)
-    app.router.routes.extend(routes_openai.router.routes)
+    # The hot routes are served by HotRoutes before the full stack; registered here too, first and
+    # in the same order, so a wrong method on their paths gets the full app's 405.
+    app.router.routes.extend(hot)
     app.include_router(routes_lb.router)
     app.include_router(routes_admin.router)
     app.router.routes.extend(routes_metrics.router.routes)

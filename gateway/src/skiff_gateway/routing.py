@@ -13,14 +13,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 Handler = Callable[..., Awaitable[Response]]
 
 
 class RouteTable:
     def __init__(self) -> None:
-        self.routes: list[BaseRoute] = []
+        self.routes: list[Route] = []
 
     def route(self, path: str, methods: Sequence[str]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
