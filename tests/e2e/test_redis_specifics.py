@@ -185,3 +185,43 @@ def test_missing_redis_server_is_named(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match="redis-server"), redis_server(tmp_path):
         pass
+
+
+async def test_batched_commands_each_get_their_own_reply_or_error(server: RedisServer, prefix: str) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ResponseError
+
+    from skiff_core.store.redis_batch import MAX_IN_FLIGHT, CommandBatcher
+
+    client = aioredis.Redis.from_url(server.url(), decode_responses=True)
+    batcher = CommandBatcher(client)
+    await client.set(f"{prefix}string", "x")
+    for i in range(300):
+        await client.hset(f"{prefix}h{i}", "n", str(i))
+    sent: list[int] = []
+    original = client.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object) -> object:
+        sent.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    replies = await asyncio.gather(
+        *(batcher.command("HGETALL", f"{prefix}h{i}") for i in range(300)),
+        batcher.command("HGETALL", f"{prefix}string"),  # the wrong type: an error for this one only
+        return_exceptions=True,
+    )
+    assert replies[:300] == [{"n": str(i)} for i in range(300)]
+    assert isinstance(replies[300], ResponseError) and "WRONGTYPE" in str(replies[300])
+    # 301 commands in one turn: full batches of 64 and the rest, not a round trip each.
+    assert len(sent) <= 301 // 64 + MAX_IN_FLIGHT + 1
+    await batcher.close()
+    await client.aclose()
+
+
+async def test_a_script_redis_forgot_is_loaded_again(stores: tuple[RedisStore, RedisStore]) -> None:
+    a, _b = stores
+    await a.create(_job("j-flush", status=S.IN_QUEUE))
+    await a._redis.script_flush()
+    updated = await a.transition("j-flush", expect=(S.IN_QUEUE,), status=S.CANCELLED)
+    assert updated is not None and updated.status is S.CANCELLED

@@ -1,5 +1,6 @@
-"""Automatic pipelining for the Redis store: commands issued in the same event-loop turn go to
-Redis together, as one pipeline (one write, one read, one pooled connection).
+"""Automatic pipelining for the Redis store: commands go to Redis together, as one pipeline (one
+write, one read, one pooled connection): those issued in the same event-loop turn, and those
+issued while MAX_IN_FLIGHT batches are on the wire.
 
 redis-py spends roughly as much CPU taking a pooled connection, arming its timeouts and parsing
 as a round trip takes on loopback; a gateway under load issues many independent commands per
@@ -23,6 +24,9 @@ from redis.exceptions import NoScriptError
 
 # A pipeline's replies are read one by one before any caller hears back: keep batches modest.
 MAX_BATCH = 64
+# Batches on the wire at once. Commands issued meanwhile wait for one to land and go out together:
+# the busier the gateway, the larger the batches, and a command waits at most about a round trip.
+MAX_IN_FLIGHT = 2
 
 Queue = Callable[[Any], Any]  # adds one command to a pipeline
 
@@ -32,6 +36,7 @@ class CommandBatcher:
         self._redis = redis
         self._pending: list[tuple[Queue, asyncio.Future[Any]]] = []
         self._flights: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     async def command(self, *args: Any) -> Any:
         """One Redis command, e.g. `await batch.command("HGETALL", key)`; the reply is decoded
@@ -49,8 +54,9 @@ class CommandBatcher:
     def _submit(self, queue: Queue) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
+        if not self._pending and len(self._flights) < MAX_IN_FLIGHT and not self._scheduled:
             # After every callback already due in this turn: they may add commands too.
+            self._scheduled = True
             loop.call_soon(self._flush)
         self._pending.append((queue, future))
         if len(self._pending) >= MAX_BATCH:
@@ -58,12 +64,19 @@ class CommandBatcher:
         return future
 
     def _flush(self) -> None:
+        self._scheduled = False
         if not self._pending:
             return
         batch, self._pending = self._pending, []
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._flights.add(task)
-        task.add_done_callback(self._flights.discard)
+        task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        self._flights.discard(task)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send(self, batch: list[tuple[Queue, asyncio.Future[Any]]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
