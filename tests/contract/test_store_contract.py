@@ -10,7 +10,7 @@ import pytest
 
 from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord, WorkerState
 from skiff_core.requeue import requeue_worker_jobs
-from skiff_core.store.base import JobStore
+from skiff_core.store.base import Claim, JobStore
 
 Uid = Callable[[str], str]
 
@@ -54,6 +54,71 @@ async def test_transition_is_compare_and_set(store: JobStore, make_job: Callable
     assert again is None
     stored = await store.get(job.id)
     assert stored is not None and (stored.status, stored.output) == (JobStatus.COMPLETED, "first")
+
+
+async def test_claim_hands_a_queued_job_to_a_worker(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    created = time.time() - 5
+    job = make_job(created_at=created, ttl_s=100.0, execution_timeout_s=30.0, deadline_at=created + 100)
+    await store.create(job)
+    now = time.time()
+    claim = await store.claim(job.id, worker_id="w-1", receipt="n:1:r", now=now, retries=2, execution_id=None)
+    assert claim.outcome == "claimed" and claim.job is not None
+    taken = claim.job
+    assert (taken.status, taken.worker_id, taken.receipt, taken.started_at, taken.retries) == (
+        JobStatus.IN_PROGRESS,
+        "w-1",
+        "n:1:r",
+        now,
+        2,
+    )
+    assert taken.deadline_at == now + 30.0  # the execution timeout ends first
+    assert taken.input == job.input and taken.trace is None
+    assert await store.get(job.id) == taken
+    assert [j.id for j in await store.jobs_of_worker("w-1")] == [job.id]
+    counts = await store.counts(job.endpoint)
+    assert (counts[JobStatus.IN_QUEUE], counts[JobStatus.IN_PROGRESS]) == (0, 1)
+    # A re-delivery (the first worker's lease ran out) goes to the next worker.
+    again = await store.claim(job.id, worker_id="w-2", receipt="n:1:s", now=now + 1, retries=3, execution_id=None)
+    assert again.outcome == "claimed" and again.job is not None and again.job.worker_id == "w-2"
+    assert await store.jobs_of_worker("w-1") == []
+
+
+async def test_claim_keeps_the_ttl_from_submission(store: JobStore, make_job: Callable[..., JobRecord]) -> None:
+    created = time.time() - 50
+    job = make_job(created_at=created, ttl_s=60.0, execution_timeout_s=600.0, deadline_at=created + 60)
+    await store.create(job)
+    claim = await store.claim(job.id, worker_id="w-1", receipt=None, now=time.time(), retries=0, execution_id=None)
+    assert claim.job is not None and claim.job.deadline_at == created + 60.0
+
+
+async def test_claim_refuses_gone_and_expired_jobs(
+    store: JobStore, make_job: Callable[..., JobRecord], uid: Uid
+) -> None:
+    assert await store.claim(
+        uid("missing"), worker_id="w", receipt=None, now=time.time(), retries=0, execution_id=None
+    ) == (Claim("gone", None))
+    final = make_job(status=JobStatus.CANCELLED)
+    await store.create(final)
+    gone = await store.claim(final.id, worker_id="w", receipt=None, now=time.time(), retries=0, execution_id=None)
+    assert gone == Claim("gone", final)
+    old = make_job(created_at=time.time() - 120, ttl_s=60.0)
+    await store.create(old)
+    expired = await store.claim(old.id, worker_id="w", receipt=None, now=time.time(), retries=0, execution_id=None)
+    assert expired == Claim("expired", old)
+    assert await store.get(old.id) == old  # untouched: expiring it is the caller's business
+
+
+async def test_claim_adds_the_execution_span_to_a_traced_job(
+    store: JobStore, make_job: Callable[..., JobRecord]
+) -> None:
+    trace = {"trace_id": "a" * 32, "span_id": "b" * 16, "parent_id": None}
+    traced, plain = make_job(trace=trace), make_job()
+    await store.create(traced)
+    await store.create(plain)
+    claim = await store.claim(traced.id, worker_id="w", receipt=None, now=time.time(), retries=0, execution_id="c" * 16)
+    assert claim.job is not None and claim.job.trace == {**trace, "execution_id": "c" * 16}
+    claim = await store.claim(plain.id, worker_id="w", receipt=None, now=time.time(), retries=0, execution_id="c" * 16)
+    assert claim.job is not None and claim.job.trace is None
 
 
 async def test_transition_can_expect_the_holder(store: JobStore, make_job: Callable[..., JobRecord]) -> None:

@@ -100,12 +100,12 @@ def accepted(job: JobRecord, traceparent: str | None) -> None:
     job.trace = {"trace_id": trace_id, "span_id": _new_id(64), "parent_id": parent[1] if parent else None}
 
 
-def taken(job: JobRecord) -> dict[str, Any] | None:
-    """The trace fields of a job being handed to a worker: a new execution span id. None when
-    the job is not traced."""
-    if _processor is None or not job.trace:
+def execution_id() -> str | None:
+    """A new execution span id for a job being handed to a worker (JobRecords.claim puts it in a
+    traced job's trace); None when tracing is off."""
+    if _processor is None:
         return None
-    return {**job.trace, "execution_id": _new_id(64)}
+    return _new_id(64)
 
 
 def worker_traceparent(job: JobRecord) -> str | None:

@@ -279,40 +279,33 @@ class JobService:
         handed: list[dict[str, Any]] = []
         now = time.time()
         for delivery in deliveries:
-            job = await self.store.get(delivery.job_id)
-            if job is None or job.status in FINAL_STATUSES:
+            claim = await self.store.claim(
+                delivery.job_id,
+                worker_id=worker_id,
+                receipt=delivery.receipt,
+                now=now,
+                retries=delivery.receive_count - 1,
+                execution_id=tracing.execution_id(),
+            )
+            if claim.outcome == "expired" and claim.job is not None:
+                await self._expire(spec, claim.job, delivery.receipt)
+                continue
+            if claim.outcome != "claimed" or claim.job is None:
                 # Cancelled, purged or expired while queued: the message has no more work in it.
                 await self.queue.delete(spec.name, delivery.receipt)
                 continue
-            if job.status is JobStatus.IN_QUEUE and now > job.created_at + job.ttl_s:
-                await self._expire(spec, job, delivery.receipt)
-                continue
-            changes: dict[str, Any] = {
-                "status": JobStatus.IN_PROGRESS,
-                "worker_id": worker_id,
-                "receipt": delivery.receipt,
-                "started_at": now,
-                "retries": delivery.receive_count - 1,
-                # Runpod's TTL counts from submission and ends a running job too.
-                "deadline_at": min(now + job.execution_timeout_s, job.created_at + job.ttl_s),
-            }
-            if trace := tracing.taken(job):
-                changes["trace"] = trace
-            updated = await self.store.transition(job.id, expect=ACTIVE_STATUSES, **changes)
-            if updated is None:
-                await self.queue.delete(spec.name, delivery.receipt)
-                continue
+            job = claim.job
             try:
                 job_input = await dereference(self.payloads, job.input)
             except PayloadMissing:
-                await self._fail(spec, updated, "the job's input is gone from the payload store")
+                await self._fail(spec, job, "the job's input is gone from the payload store")
                 continue
-            job_log.transition(updated)
+            job_log.transition(job)
             given = {"id": job.id, "input": job_input}
             if job.request_id:
                 given["requestId"] = job.request_id
-            if updated.trace:
-                given["traceparent"] = tracing.worker_traceparent(updated)
+            if job.trace:
+                given["traceparent"] = tracing.worker_traceparent(job)
             handed.append(given)
         if handed:
             self.workers.took(worker, [j["id"] for j in handed])

@@ -21,10 +21,20 @@ writes the change: in-process events plus polling for SQLite, pub/sub for Redis.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from skiff_core.jobs import JobRecord, JobStatus, WorkerRecord
 from skiff_core.keys import ClientKeyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `JobRecords.claim` did: "claimed" (`job` is the updated record), "gone" (`job` is the
+    final record, or None when missing) or "expired" (`job` is the record, untouched)."""
+
+    outcome: Literal["claimed", "gone", "expired"]
+    job: JobRecord | None
 
 
 @runtime_checkable
@@ -43,6 +53,15 @@ class JobRecords(Protocol):
         is in `expect` and, when `holder` is given, its `worker_id` is `holder`. Returns the
         updated record, or None when the job is missing or not as expected. Wakes `wait_final`
         waiters when the new status is final."""
+
+    async def claim(
+        self, job_id: str, *, worker_id: str, receipt: str | None, now: float, retries: int, execution_id: str | None
+    ) -> Claim:
+        """Hand a queued (or re-delivered) job to `worker_id`, in one atomic step: IN_PROGRESS
+        with `worker_id`, `receipt`, `started_at` = `now`, `retries`, and `deadline_at` the earlier
+        of `now` + its execution timeout and its creation + its TTL (Runpod's TTL counts from
+        submission); a traced job's trace gets `execution_id`. Not claimed: a job that is missing
+        or final ("gone"), or still queued past its TTL ("expired", with its record)."""
 
     async def delete(self, job_id: str) -> None:
         """Remove the job and its stream."""

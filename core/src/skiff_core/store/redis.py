@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 from skiff.aio import wait_event
 from skiff_core.jobs import FINAL_STATUSES, JobRecord, JobStatus, WorkerRecord
 from skiff_core.keys import ClientKeyRecord
+from skiff_core.store.base import Claim
 from skiff_core.store.redis_batch import CommandBatcher
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,34 @@ local old = snapshot(KEYS[1])
 if #ARGV >= 7 + n then redis.call('HSET', KEYS[1], unpack(ARGV, 7 + n)) end
 reindex(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), old)
 return redis.call('HGETALL', KEYS[1])
+"""
+)
+
+# KEYS: job, stream. ARGV: prefix, id, now, grace, worker_id, receipt, started_at, retries (each
+# JSON-encoded but now), execution id ("" for none). Returns {outcome} or {outcome, flat record}.
+_CLAIM = (
+    _LUA_PRELUDE
+    + """
+local status = field(KEYS[1], 'status')
+if not status then return {'gone'} end
+if FINAL[status] then return {'gone', redis.call('HGETALL', KEYS[1])} end
+local now = tonumber(ARGV[3])
+local created = field(KEYS[1], 'created_at')
+local ttl = field(KEYS[1], 'ttl_s')
+if status == 'IN_QUEUE' and now > created + ttl then return {'expired', redis.call('HGETALL', KEYS[1])} end
+local old = snapshot(KEYS[1])
+local deadline = math.min(now + field(KEYS[1], 'execution_timeout_s'), created + ttl)
+redis.call('HSET', KEYS[1], 'status', '"IN_PROGRESS"', 'worker_id', ARGV[5], 'receipt', ARGV[6],
+  'started_at', ARGV[7], 'retries', ARGV[8], 'deadline_at', string.format('%.17g', deadline))
+if ARGV[9] ~= '' then
+  local trace = field(KEYS[1], 'trace')
+  if type(trace) == 'table' and next(trace) ~= nil then
+    trace['execution_id'] = ARGV[9]
+    redis.call('HSET', KEYS[1], 'trace', cjson.encode(trace))
+  end
+end
+reindex(KEYS[1], KEYS[2], ARGV[1], ARGV[2], now, tonumber(ARGV[4]), old)
+return {'claimed', redis.call('HGETALL', KEYS[1])}
 """
 )
 
@@ -250,6 +279,7 @@ class RedisStore:
         self._recheck_s = recheck_s
         self._create = self._redis.register_script(_CREATE)
         self._transition = self._redis.register_script(_TRANSITION)
+        self._claim = self._redis.register_script(_CLAIM)
         self._delete = self._redis.register_script(_DELETE)
         self._append = self._redis.register_script(_APPEND)
         self._drain = self._redis.register_script(_DRAIN)
@@ -310,6 +340,28 @@ class RedisStore:
         if not flat:
             return None
         return _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    async def claim(
+        self, job_id: str, *, worker_id: str, receipt: str | None, now: float, retries: int, execution_id: str | None
+    ) -> Claim:
+        reply = await self._batch.script(
+            self._claim,
+            self._job_keys(job_id),
+            [
+                self._p,
+                job_id,
+                now,
+                self._grace,
+                _dumps(worker_id),
+                _dumps(receipt),
+                _dumps(now),
+                _dumps(retries),
+                execution_id or "",
+            ],
+        )
+        outcome, flat = reply[0], reply[1] if len(reply) > 1 else None
+        job = _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+        return Claim(outcome, job)
 
     async def delete(self, job_id: str) -> None:
         await self._batch.script(self._delete, self._job_keys(job_id), [self._p, job_id])

@@ -22,6 +22,7 @@ from skiff_core.embedded_db import EmbeddedDb, WriteTransaction
 from skiff_core.jobs import FINAL_STATUSES, JobRecord, JobStatus, WorkerRecord
 from skiff_core.keys import ClientKeyRecord
 from skiff_core.spec import MAX_RATE_WINDOW_S
+from skiff_core.store.base import Claim
 
 _FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 _STATUS = {status.value: status for status in JobStatus}
@@ -141,6 +142,33 @@ class SqliteStore:
         if job.status in FINAL_STATUSES:  # the only change wait_final and wait_stream wait for
             self._db.waiter.notify(("job", job_id))
         return job
+
+    async def claim(
+        self, job_id: str, *, worker_id: str, receipt: str | None, now: float, retries: int, execution_id: str | None
+    ) -> Claim:
+        conn = self._conn
+        with WriteTransaction(conn):
+            row = conn.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return Claim("gone", None)
+            job = JobRecord.model_validate_json(row[0])
+            if job.status in FINAL_STATUSES:
+                return Claim("gone", job)
+            if job.status is JobStatus.IN_QUEUE and now > job.created_at + job.ttl_s:
+                return Claim("expired", job)
+            changes: dict[str, Any] = {
+                "status": JobStatus.IN_PROGRESS,
+                "worker_id": worker_id,
+                "receipt": receipt,
+                "started_at": now,
+                "retries": retries,
+                "deadline_at": min(now + job.execution_timeout_s, job.created_at + job.ttl_s),
+            }
+            if execution_id is not None and job.trace:
+                changes["trace"] = {**job.trace, "execution_id": execution_id}
+            job = job.model_copy(update=changes)
+            conn.execute(_UPDATE_JOB, (*_columns(job), job.model_dump_json(), job_id))
+        return Claim("claimed", job)
 
     async def delete(self, job_id: str) -> None:
         with WriteTransaction(self._conn) as conn:
