@@ -58,7 +58,16 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks`, `skiff` and `
 # The benchmark reuses the test harness on purpose: the processes it measures are started exactly
 # as the end-to-end tests start them (same flags, same environment, same teardown).
 from tests.support.services import AWS_TEST_ENV, MotoServer, fauxqs_server, moto_server, redis_server
-from tests.support.stack import SKIFF, TEST_KEY, GatewayReplica, SkiffProcess, endpoint_hcl, free_port
+from tests.support.stack import (
+    SKIFF,
+    TEST_KEY,
+    GatewayReplica,
+    LoggedProcess,
+    SkiffProcess,
+    children,
+    endpoint_hcl,
+    free_port,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 ENDPOINT = "noop"
@@ -446,11 +455,6 @@ def _endpoints_and_env(
     return endpoints, run_env
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 @contextmanager
 def skiff_up(tmp: Path, env: dict[str, str], workers: int, concurrency: int, tag: str) -> Iterator[Running]:
     """`skiff up` with one no-op endpoint of exactly `workers` workers, all ready when yielded."""
@@ -483,41 +487,35 @@ def gateway_and_controller(
     gateway = GatewayReplica(endpoints, tmp / f"gateway-{tag}", run_env)
     state = tmp / f"controller-{tag}"
     state.mkdir()
-    log_path = state / "controller.log"
-    controller: subprocess.Popen[bytes] | None = None
+    controller = LoggedProcess(
+        [SKIFF, "controller", "--endpoints", str(endpoints), "--state-dir", str(state)],
+        {**gateway.env, "SKIFF_PUBLIC_URL": gateway.url},
+        state / "controller.log",
+        "leading after",
+    )
     try:
         gateway.start(timeout=180)
-        with log_path.open("ab") as log:
-            controller = subprocess.Popen(
-                [SKIFF, "controller", "--endpoints", str(endpoints), "--state-dir", str(state)],
-                cwd=REPO,
-                env={**gateway.env, "SKIFF_PUBLIC_URL": gateway.url},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        controller.start(timeout=180)
         with gateway.client() as client:
             deadline = time.monotonic() + 180
             while client.get(f"/v2/{ENDPOINT}/health").json()["workers"]["ready"] < workers:
-                if controller.poll() is not None or time.monotonic() > deadline:
-                    raise BenchmarkError(f"{workers} workers were not ready in time (controller: {controller.poll()})")
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(f"{workers} workers were not ready in time")
                 time.sleep(0.1)
         assert gateway.proc is not None
-        yield Running(gateway.url, TEST_KEY, gateway.proc.pid, controller.pid, _children(controller.pid))
+        yield Running(gateway.url, TEST_KEY, gateway.proc.pid, controller.pid, sorted(children(controller.pid)))
     except BaseException:
-        tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-        print(f"--- gateway ({tag}) ---\n{gateway.output()[-3000:]}\n--- controller ---\n{tail}", file=sys.stderr)
+        print(
+            f"--- gateway ({tag}) ---\n{gateway.output()[-3000:]}\n--- controller ---\n{controller.output()[-3000:]}",
+            file=sys.stderr,
+        )
         raise
     finally:
-        pids = _children(controller.pid) if controller is not None and controller.poll() is None else []
+        pids = (
+            sorted(children(controller.pid)) if controller.proc is not None and controller.proc.poll() is None else []
+        )
         try:
-            if controller is not None and controller.poll() is None:
-                controller.send_signal(signal.SIGTERM)
-                try:
-                    controller.wait(30)
-                except subprocess.TimeoutExpired:
-                    controller.kill()
-                    controller.wait()
+            controller.stop()
             if gateway.proc is not None:
                 gateway.stop()
         finally:

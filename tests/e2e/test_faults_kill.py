@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.stack import FAST_ENV, REPO, SKIFF, TEST_KEY, SkiffProcess, endpoint_hcl, free_port, stop_process
+from tests.support.stack import (
+    FAST_ENV,
+    SKIFF,
+    TEST_KEY,
+    LoggedProcess,
+    SkiffProcess,
+    children,
+    endpoint_hcl,
+    free_port,
+)
 from tests.support.wait import eventually, wait_final, wait_status
 
 WORKERS = {
@@ -121,11 +129,6 @@ def up(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], SkiffProcess]]:
             stack.kill9()
 
 
-def _children(pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
-
-
 # --------------------------------------------------------------------------- `skiff up`
 
 
@@ -198,56 +201,10 @@ def test_kill9_of_skiff_up_leaves_no_phantom_workers_and_loses_no_job(
 # --------------------------------------------------------------------------- gateway and controller apart
 
 
-class Proc:
-    """A `skiff gateway` or `skiff controller` process that can be killed and started again."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, ready: str) -> None:
-        self.args, self.env, self.log_path, self.ready = args, env, log_path, ready
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._offset = 0
-
-    def start(self, timeout: float = STARTUP_S) -> Proc:
-        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.args, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        eventually(
-            lambda: self.ready in self.output() or self.proc is None or self.proc.poll() is not None,
-            timeout=timeout,
-            what=f"{self.args[1]} to start",
-            context=self.output,
-        )
-        assert self.proc.poll() is None, self.output()
-        return self
-
-    def output(self) -> str:
-        """What this run printed."""
-        if not self.log_path.exists():
-            return ""
-        with self.log_path.open("rb") as handle:
-            handle.seek(self._offset)
-            return handle.read().decode(errors="replace")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_process(self.proc, signal.SIGTERM, self.output)
-
-
 @dataclass
 class Apart:
-    gateway: Proc
-    controller: Proc
+    gateway: LoggedProcess
+    controller: LoggedProcess
     url: str
 
     def client(self, timeout: float = 30) -> httpx.Client:
@@ -272,11 +229,11 @@ def apart(tmp_path: Path, hcl: str, env: dict[str, str] | None = None) -> Iterat
     url = f"http://127.0.0.1:{port}"
     common = {**os.environ, **FAST_ENV, "SKIFF_API_KEY": TEST_KEY, "SKIFF_PUBLIC_URL": url, **(env or {})}
     where = ["--endpoints", str(endpoints), "--state-dir", str(state)]
-    gateway = Proc([SKIFF, "gateway", *where, "--port", str(port)], common, state / "gateway.log", "is up at")
-    controller = Proc([SKIFF, "controller", *where], common, state / "controller.log", "leading after")
-    gateway.start()
+    gateway = LoggedProcess([SKIFF, "gateway", *where, "--port", str(port)], common, state / "gateway.log", "is up at")
+    controller = LoggedProcess([SKIFF, "controller", *where], common, state / "controller.log", "leading after")
+    gateway.start(STARTUP_S)
     try:
-        controller.start()
+        controller.start(STARTUP_S)
         try:
             yield Apart(gateway, controller, url)
         finally:
@@ -294,7 +251,7 @@ def test_kill9_of_the_gateway_under_load_loses_no_accepted_job(tmp_path: Path) -
         eventually(lambda: len(tally.accepted) >= 15, timeout=30, what="15 accepted jobs")
         split.gateway.kill9()  # its workers' calls fail until it is back; they keep trying
         time.sleep(1.0)  # submissions meanwhile find nobody
-        split.gateway.start()
+        split.gateway.start(STARTUP_S)
         sender.join(90)
         assert "refused" in tally.codes, "the load never met the dead gateway"
         with split.client() as client:
@@ -311,7 +268,7 @@ def test_kill9_of_the_controller_under_load_loses_no_accepted_job(tmp_path: Path
         eventually(lambda: len(tally.accepted) >= 10, timeout=30, what="10 accepted jobs")
         split.controller.kill9()  # its workers get SIGTERM with it (PR_SET_PDEATHSIG)
         time.sleep(1.0)  # the gateway keeps accepting meanwhile
-        split.controller.start()
+        split.controller.start(STARTUP_S)
         sender.join(60)
         with split.client() as client:
             tally.settle(client, "ep")
@@ -324,7 +281,7 @@ def test_a_paused_gateway_does_not_cost_its_healthy_workers(tmp_path: Path) -> N
     hcl = endpoint_hcl("ep", ECHO, max_retries=3, scaling={"min_workers": 2, "max_workers": 2})
     with apart(tmp_path, hcl, {"SKIFF_LEASE_S": "30"}) as split:
         eventually(lambda: split.ready_workers("ep") >= 2, timeout=40, what="2 ready workers")
-        workers = _children(split.controller.pid)
+        workers = children(split.controller.pid)
         assert len(workers) == 2
         tally = Tally("SIGSTOP/SIGCONT of the gateway for 8 s")
         with split.client() as client:
@@ -347,7 +304,7 @@ def test_a_paused_gateway_does_not_cost_its_healthy_workers(tmp_path: Path) -> N
             tally.settle(client, "ep")
         assert len(tally.accepted) == 7 and tally.codes == [200] * 7, tally.codes
         assert tally.retried == 0, "a job ran twice: the pause read as its worker going silent"
-        assert _children(split.controller.pid) == workers, split.controller.output()
+        assert children(split.controller.pid) == workers, split.controller.output()
     assert "stopped pinging" not in split.controller.output()
     assert "did not run for" in split.gateway.output()
 

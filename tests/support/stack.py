@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.wait import eventually
+
 REPO = Path(__file__).resolve().parents[2]
 SKIFF = str(Path(sys.executable).parent / "skiff")
 TEST_KEY = "sk_test_0123456789abcdef"
@@ -234,3 +236,56 @@ class GatewayReplica:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(10)
+
+
+def children(pid: int) -> set[int]:
+    """The process ids whose parent is `pid` (a `skiff up`'s or `skiff controller`'s workers)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+class LoggedProcess:
+    """A process (`skiff gateway`, `skiff controller`) whose output goes to a log file, started
+    again after a kill if need be; started once `ready` is in what this run printed."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, ready: str) -> None:
+        self.args, self.env, self.log_path, self.ready = args, env, log_path, ready
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self, timeout: float = 60.0) -> LoggedProcess:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.args, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        eventually(
+            lambda: self.ready in self.output() or self.proc is None or self.proc.poll() is not None,
+            timeout=timeout,
+            what=f"{self.args[1]} to start",
+            context=self.output,
+        )
+        assert self.proc.poll() is None, self.output()
+        return self
+
+    def output(self) -> str:
+        """What this run printed."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as handle:
+            handle.seek(self._offset)
+            return handle.read().decode(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc, signal.SIGTERM, self.output)
