@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from skiff_core import outages
@@ -79,6 +82,26 @@ async def test_a_call_is_signed_json_with_the_action_as_target(server: Scripted)
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/us-east-1/sqs/aws4_request" in headers["Authorization"]
     assert json.loads(body) == {"QueueName": "a"}
+    assert _signature_as_received(headers, body) == headers["Authorization"].rsplit("Signature=", 1)[1]
+
+
+def _signature_as_received(headers: dict[str, str], body: bytes) -> str:
+    """SigV4 recomputed from the request as it arrived (its Host, its bytes, the headers it says
+    it signed), as SQS checks it: what the client signed is what went on the wire."""
+    signed = headers["Authorization"].split("SignedHeaders=", 1)[1].split(",", 1)[0].split(";")
+    lower = {k.lower(): v for k, v in headers.items()}
+    request = AWSRequest(
+        method="POST",
+        url=f"http://{lower['host']}/",
+        data=body,
+        headers={name: lower[name] for name in signed if name != "host"},
+    )
+    request.context["timestamp"] = lower["x-amz-date"]
+    auth = SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), "sqs", "us-east-1")
+    canonical = auth.canonical_request(request)
+    assert "host" in signed and "x-amz-target" in signed and "content-type" in signed, canonical
+    signature: str = auth.signature(auth.string_to_sign(request, canonical), request)
+    return signature
 
 
 async def test_server_errors_and_throttling_are_retried_up_to_three_attempts(server: Scripted) -> None:
