@@ -26,8 +26,9 @@ local API server (`noop_runpod.py --rp_serve_api`) answering /runsync sequential
 
 The clients share the machine's cores with the gateway and the workers; CPU seconds per job of
 each process are printed under the table so the cost of each part is visible. SQS requests are
-counted inside the Skiff processes by benchmarks/sqs_count/sitecustomize.py (a botocore hook;
-Skiff's code is unchanged), and priced at SQS_PRICE_PER_MILLION per million requests.
+counted inside the Skiff processes by benchmarks/sqs_count/sitecustomize.py (it wraps the
+request method of Skiff's SQS client; Skiff's code is unchanged), and priced at
+SQS_PRICE_PER_MILLION per million requests.
 """
 
 from __future__ import annotations
