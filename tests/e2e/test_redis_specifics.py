@@ -225,3 +225,34 @@ async def test_a_script_redis_forgot_is_loaded_again(stores: tuple[RedisStore, R
     await a._redis.script_flush()
     updated = await a.transition("j-flush", expect=(S.IN_QUEUE,), status=S.CANCELLED)
     assert updated is not None and updated.status is S.CANCELLED
+
+
+async def test_a_waiter_gets_a_final_record_made_in_its_own_process_without_reading_it_back(
+    stores: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = stores
+    await a.create(_job("j-local", status=S.IN_PROGRESS, worker_id="w1"))
+    reads: list[str] = []
+    real_get = a.get
+
+    async def counted_get(job_id: str) -> JobRecord | None:
+        reads.append(job_id)
+        return await real_get(job_id)
+
+    monkeypatch.setattr(a, "get", counted_get)
+    waiting = asyncio.create_task(a.wait_final("j-local", 30))
+    while not reads:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    before = len(reads)  # the first look (and any re-check the listener's start caused)
+    done = await a.transition("j-local", expect=(S.IN_PROGRESS,), status=S.COMPLETED, output={"ok": 1})
+    final = await asyncio.wait_for(waiting, 5)
+    assert final == done and final is not None and final.output == {"ok": 1}
+    assert len(reads) == before  # nothing read back after the transition
+    # Another process's waiter still wakes, through the published event.
+    await a.create(_job("j-remote", status=S.IN_PROGRESS, worker_id="w1"))
+    remote = asyncio.create_task(b.wait_final("j-remote", 30))
+    await asyncio.sleep(0.2)
+    await a.transition("j-remote", expect=(S.IN_PROGRESS,), status=S.FAILED, error="boom")
+    got = await asyncio.wait_for(remote, 5)
+    assert got is not None and got.status is S.FAILED

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import orjson
+
 from skiff_core import tracing
 from skiff_core.config import Settings
 from skiff_core.jobs import (
@@ -31,7 +33,15 @@ from skiff_core.jobs import (
     JobStatus,
     new_job_id,
 )
-from skiff_core.payloads.base import PayloadKind, PayloadMissing, PayloadStore, dereference, payload_ref, reference
+from skiff_core.payloads.base import (
+    PayloadKind,
+    PayloadMissing,
+    PayloadStore,
+    dereference,
+    payload_ref,
+    reference,
+    should_inline,
+)
 from skiff_core.queue.base import Delivery, JobQueue
 from skiff_core.requeue import requeue_worker_jobs
 from skiff_core.spec import EndpointSpec
@@ -55,6 +65,9 @@ _NOT_GIVEN: Any = object()
 # Retries of removing the record of a job whose enqueue failed, when the store failed too:
 # about ten minutes in all.
 UNQUEUED_REMOVAL_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, *([10.0] * 59))
+# Handed-out records kept for job-done, at most (the oldest go first: a worker that died with a
+# job never reports on it).
+MAX_HANDED = 100_000
 
 
 def _running_timeout_error(job: JobRecord, now: float) -> str:
@@ -89,6 +102,9 @@ class JobService:
         self.on_final: Callable[[JobRecord], None] | None = None
         self.on_submit: Callable[[JobRecord], None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Records of the jobs this replica handed out, as claimed, until their result comes back:
+        # job-done reads its job from here instead of the store (see finish).
+        self._handed: dict[str, JobRecord] = {}
 
     # ----------------------------------------------------------------- client side
     async def submit(
@@ -301,6 +317,7 @@ class JobService:
                 await self._fail(spec, job, "the job's input is gone from the payload store")
                 continue
             job_log.transition(job)
+            self._remember_handed(job)
             given = {"id": job.id, "input": job_input}
             if job.request_id:
                 given["requestId"] = job.request_id
@@ -323,21 +340,44 @@ class JobService:
         )
         return [] if got is None else got
 
+    def _remember_handed(self, job: JobRecord) -> None:
+        self._handed.pop(job.id, None)  # re-inserted last: the oldest entries go first
+        self._handed[job.id] = job
+        while len(self._handed) > MAX_HANDED:
+            del self._handed[next(iter(self._handed))]
+
+    async def _job_for_result(self, spec: EndpointSpec, worker_id: str, job_id: str, inline: bool) -> JobRecord:
+        """The job a worker reports a result for: the record as this replica handed it to that
+        worker when it did, else the stored one. Only fields that never change after creation are
+        read from a handed record (its endpoint, sync, webhook); its status and holder are checked
+        again, atomically, by the result's compare-and-set. An output big enough for the payload
+        store is checked against the stored record first, so a late duplicate never overwrites the
+        payload of the result that stands."""
+        handed = self._handed.get(job_id)
+        if handed is not None and handed.worker_id == worker_id and handed.endpoint == spec.name:
+            del self._handed[job_id]
+            if inline:
+                return handed
+        return await self._stored(spec, job_id)
+
     async def finish(self, spec: EndpointSpec, worker_id: str, job_id: str, body: Any) -> None:
         if not isinstance(body, dict):
             raise ApiError(400, "job-done body must be a JSON object")
-        job = await self.store.get(job_id)
-        if job is None or job.endpoint != spec.name:
-            raise ApiError(404, f"job {job_id!r} not found on endpoint {spec.name!r}")
         output = body.get("output")
         if body.get("status") == JobStatus.IN_PROGRESS.value:
             # runpod.serverless.progress_update posts {"status": "IN_PROGRESS", "output": ...}.
+            job = await self._stored(spec, job_id)
             self._require_holder(job, worker_id, "progress")
             if job.status is JobStatus.IN_PROGRESS:
                 stored = await self._by_reference(job_id, "output", output, self._output_expiry(job))
                 await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), holder=worker_id, output=stored)
             await self._extend_lease(spec, job)
             return
+        encoded = None if output is None or isinstance(output, bool | int | float) else orjson.dumps(output)
+        inline = encoded is None or (
+            should_inline(len(encoded), self.settings.payload_inline_max_bytes) and payload_ref(output) is None
+        )
+        job = await self._job_for_result(spec, worker_id, job_id, inline)
         self._require_holder(job, worker_id, "result")
         self.workers.seen(worker_id, spec.name)
         self.workers.finished(worker_id, spec.name, job_id, by_worker=True)
@@ -354,12 +394,17 @@ class JobService:
         error = body.get("error")
         status = JobStatus.FAILED if error else JobStatus.COMPLETED
         changes = self._final_changes(job, status)
-        changes["output"] = await self._by_reference(job_id, "output", output, self._output_expiry(job))
+        changes["output"] = await self._by_reference(
+            job_id, "output", output, self._output_expiry(job), encoded=encoded
+        )
         changes["error"] = error
-        # Re-checks the holder: the job may have been re-queued and re-taken since the read above.
+        # Re-checks the status and the holder: the job may have been re-queued and re-taken, or
+        # cancelled, since it was read (or handed out).
         updated = await self.store.transition(job_id, expect=(JobStatus.IN_PROGRESS,), holder=worker_id, **changes)
         if updated is None:
-            self._ignore_result(job, worker_id)
+            current = await self._stored(spec, job_id)
+            self._require_holder(current, worker_id, "result")  # re-queued and re-taken meanwhile
+            self._ignore_result(current, worker_id)
             return
         await self._after_final(spec, job, updated, output=output)
 
@@ -463,8 +508,11 @@ class JobService:
         return failed
 
     # ----------------------------------------------------------------- helpers
-    async def _by_reference(self, job_id: str, kind: PayloadKind, value: Any, expires_at: float) -> Any:
-        """`value` itself when small (no I/O), else stored in the payload store and referenced."""
+    async def _by_reference(
+        self, job_id: str, kind: PayloadKind, value: Any, expires_at: float, *, encoded: bytes | None = None
+    ) -> Any:
+        """`value` itself when small (no I/O), else stored in the payload store and referenced.
+        `encoded`: its JSON, when the caller has it already."""
         if value is None or isinstance(value, bool | int | float):
             return value  # cannot reach the threshold: skip encoding on the hot path
         return await reference(
@@ -474,6 +522,7 @@ class JobService:
             value,
             inline_max_bytes=self.settings.payload_inline_max_bytes,
             expires_at=expires_at,
+            encoded=encoded,
         )
 
     @staticmethod

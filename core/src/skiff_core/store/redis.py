@@ -287,6 +287,9 @@ class RedisStore:
         self._renew = self._redis.register_script(_RENEW)
         self._batch = CommandBatcher(self._redis)
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        # Final records of waited-for jobs this process made final, kept until their last waiter leaves.
+        self._finals: dict[str, JobRecord] = {}
+        self._finishing: dict[str, int] = {}  # job id -> final changes of it in flight here
         self._listener: asyncio.Task[None] | None = None
         self._listener_lock = asyncio.Lock()
 
@@ -323,23 +326,47 @@ class RedisStore:
             # Validate before writing: a bad value raises here and nothing is stored.
             fields += [name, _dumps(adapter.dump_python(adapter.validate_python(value), mode="json"))]
         expected = [_dumps(JobStatus(status).value) for status in expect]
-        flat = await self._batch.script(
-            self._transition,
-            self._job_keys(job_id),
-            [
-                self._p,
-                job_id,
-                time.time(),
-                self._grace,
-                "" if holder is None else _dumps(holder),
-                len(expected),
-                *expected,
-                *fields,
-            ],
-        )
-        if not flat:
-            return None
-        return _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        # A final change made here reaches this process's waiters with its record (no read back);
+        # meanwhile the event it publishes is not theirs to act on (see _listen).
+        finishing = "status" in changes and JobStatus(changes["status"]).final
+        if finishing:
+            self._finishing[job_id] = self._finishing.get(job_id, 0) + 1
+        job: JobRecord | None = None
+        try:
+            flat = await self._batch.script(
+                self._transition,
+                self._job_keys(job_id),
+                [
+                    self._p,
+                    job_id,
+                    time.time(),
+                    self._grace,
+                    "" if holder is None else _dumps(holder),
+                    len(expected),
+                    *expected,
+                    *fields,
+                ],
+            )
+            if flat:
+                job = _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        finally:
+            if finishing:
+                self._finished_here(job_id, job)
+        return job
+
+    def _finished_here(self, job_id: str, job: JobRecord | None) -> None:
+        left = self._finishing.pop(job_id, 1) - 1
+        if left:
+            self._finishing[job_id] = left
+        waiters = self._waiters.get(job_id)
+        if not waiters:
+            return
+        if job is not None and job.status.final:
+            self._finals[job_id] = job
+        # Also when the change did not apply: another process may have made the job final, and
+        # its event was skipped while this change was in flight.
+        for event in waiters:
+            event.set()
 
     async def claim(
         self, job_id: str, *, worker_id: str, receipt: str | None, now: float, retries: int, execution_id: str | None
@@ -386,7 +413,7 @@ class RedisStore:
             deadline = time.monotonic() + max(0.0, timeout)
             while True:
                 wake.clear()  # before reading, so a change after the read still wakes us
-                job = await self.get(job_id)
+                job = self._finals.get(job_id) or await self.get(job_id)
                 if job is None or job.status.final or not await self._sleep(wake, deadline):
                     return job
 
@@ -425,6 +452,7 @@ class RedisStore:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[job_id]
+                    self._finals.pop(job_id, None)
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None:
@@ -451,6 +479,8 @@ class RedisStore:
                 try:
                     async for message in pubsub.listen():
                         if message["type"] == "message":
+                            if message["data"] in self._finishing:
+                                continue  # _finished_here wakes them, with the record
                             for event in self._waiters.get(message["data"], ()):
                                 event.set()
                         elif message["type"] == "subscribe":
