@@ -256,3 +256,30 @@ async def test_a_waiter_gets_a_final_record_made_in_its_own_process_without_read
     await a.transition("j-remote", expect=(S.IN_PROGRESS,), status=S.FAILED, error="boom")
     got = await asyncio.wait_for(remote, 5)
     assert got is not None and got.status is S.FAILED
+
+
+async def test_a_runsync_waiter_takes_the_job_it_just_created_for_its_first_look(
+    stores: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = stores
+    job = _job("j-fresh", status=S.IN_QUEUE)
+    await a.create(job)
+    reads: list[str] = []
+    real_get = a.get
+
+    async def counted_get(job_id: str) -> JobRecord | None:
+        reads.append(job_id)
+        return await real_get(job_id)
+
+    monkeypatch.setattr(a, "get", counted_get)
+    waiting = asyncio.create_task(a.wait_final("j-fresh", 30, fresh=job))
+    await asyncio.sleep(0.3)
+    assert reads == [] and not waiting.done()
+    # Finished by another process: its event wakes the waiter, which reads the outcome.
+    await b.transition("j-fresh", expect=(S.IN_QUEUE,), status=S.CANCELLED)
+    final = await asyncio.wait_for(waiting, 5)
+    assert final is not None and final.status is S.CANCELLED and reads == ["j-fresh"]
+    # With nothing happening, the wait ends with the record it was given.
+    other = _job("j-idle", status=S.IN_QUEUE)
+    await a.create(other)
+    assert await a.wait_final("j-idle", 0.2, fresh=other) == other

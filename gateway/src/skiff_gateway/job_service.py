@@ -194,9 +194,9 @@ class JobService:
         """The job as a client sees it: a stored output is fetched back."""
         return await self.resolved(await self._stored(spec, job_id))
 
-    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
+    async def wait_final(self, job_id: str, timeout: float, *, fresh: JobRecord | None = None) -> JobRecord | None:
         """JobStore.wait_final for a client (/runsync, /status?wait=): a stored output is fetched back."""
-        job = await self.store.wait_final(job_id, timeout)
+        job = await self.store.wait_final(job_id, timeout, fresh=fresh)
         return None if job is None else await self.resolved(job)
 
     async def resolved(self, job: JobRecord) -> JobRecord:

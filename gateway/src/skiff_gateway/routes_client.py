@@ -69,7 +69,7 @@ async def runsync(request: Request, endpoint: str) -> Response:
     body = parse_json(await read_body(request, ctx.settings.max_runsync_body_bytes))
     rid = job_log.request_id(request)
     job = await ctx.jobs.submit(spec, body, sync=True, request_id=rid, traceparent=request.headers.get("traceparent"))
-    final = await ctx.jobs.wait_final(job.id, wait)
+    final = await ctx.jobs.wait_final(job.id, wait, fresh=job)
     return json_response((final or job).client_view(), headers={job_log.HEADER: rid})
 
 

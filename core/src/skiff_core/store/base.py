@@ -66,8 +66,10 @@ class JobRecords(Protocol):
     async def delete(self, job_id: str) -> None:
         """Remove the job and its stream."""
 
-    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
-        """Return the job once its status is final, or its current record after `timeout` s."""
+    async def wait_final(self, job_id: str, timeout: float, *, fresh: JobRecord | None = None) -> JobRecord | None:
+        """Return the job once its status is final, or its current record after `timeout` s.
+        `fresh`: the job as its caller just created it (a /runsync), which no worker can have
+        changed yet: a store may take it for its first look instead of reading the job."""
 
     async def counts(self, endpoint: str) -> dict[JobStatus, int]:
         """Stored jobs of the endpoint by status (every status present, zero when none)."""

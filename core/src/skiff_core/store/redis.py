@@ -408,12 +408,17 @@ class RedisStore:
     # Waiting, for JobRecords.wait_final and JobStreams.wait_stream: one pub/sub connection per
     # store, waking per-job asyncio events.
 
-    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
+    async def wait_final(self, job_id: str, timeout: float, *, fresh: JobRecord | None = None) -> JobRecord | None:
         async with self._waiter(job_id) as wake:
             deadline = time.monotonic() + max(0.0, timeout)
             while True:
                 wake.clear()  # before reading, so a change after the read still wakes us
-                job = self._finals.get(job_id) or await self.get(job_id)
+                job: JobRecord | None
+                if fresh is not None:
+                    # Just created by the caller: no worker has seen it before this waiter was in place.
+                    job, fresh = fresh, None
+                else:
+                    job = self._finals.get(job_id) or await self.get(job_id)
                 if job is None or job.status.final or not await self._sleep(wake, deadline):
                     return job
 

@@ -176,7 +176,8 @@ class SqliteStore:
             conn.execute("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
         self._db.waiter.notify(("job", job_id))
 
-    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
+    async def wait_final(self, job_id: str, timeout: float, *, fresh: JobRecord | None = None) -> JobRecord | None:
+        # `fresh` is not needed: the first look is a local read of the file.
         def check() -> tuple[bool, None]:
             row = self._conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return row is None or row[0] in _FINAL_VALUES, None
