@@ -232,14 +232,7 @@ async def test_a_waiter_gets_a_final_record_made_in_its_own_process_without_read
 ) -> None:
     a, b = stores
     await a.create(_job("j-local", status=S.IN_PROGRESS, worker_id="w1"))
-    reads: list[str] = []
-    real_get = a.get
-
-    async def counted_get(job_id: str) -> JobRecord | None:
-        reads.append(job_id)
-        return await real_get(job_id)
-
-    monkeypatch.setattr(a, "get", counted_get)
+    reads = _count_reads(a, monkeypatch)
     waiting = asyncio.create_task(a.wait_final("j-local", 30))
     while not reads:
         await asyncio.sleep(0.01)
@@ -264,14 +257,7 @@ async def test_a_runsync_waiter_takes_the_job_it_just_created_for_its_first_look
     a, b = stores
     job = _job("j-fresh", status=S.IN_QUEUE)
     await a.create(job)
-    reads: list[str] = []
-    real_get = a.get
-
-    async def counted_get(job_id: str) -> JobRecord | None:
-        reads.append(job_id)
-        return await real_get(job_id)
-
-    monkeypatch.setattr(a, "get", counted_get)
+    reads = _count_reads(a, monkeypatch)
     waiting = asyncio.create_task(a.wait_final("j-fresh", 30, fresh=job))
     await asyncio.sleep(0.3)
     assert reads == [] and not waiting.done()
@@ -283,3 +269,16 @@ async def test_a_runsync_waiter_takes_the_job_it_just_created_for_its_first_look
     other = _job("j-idle", status=S.IN_QUEUE)
     await a.create(other)
     assert await a.wait_final("j-idle", 0.2, fresh=other) == other
+
+
+def _count_reads(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the jobs `store.get` is asked for from now on."""
+    reads: list[str] = []
+    real_get = store.get
+
+    async def counted_get(job_id: str) -> JobRecord | None:
+        reads.append(job_id)
+        return await real_get(job_id)
+
+    monkeypatch.setattr(store, "get", counted_get)
+    return reads
