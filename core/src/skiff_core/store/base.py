@@ -12,10 +12,11 @@ The parts are views of one store, not stores that can be mixed: a stream belongs
 (deleting the job drops its stream, `wait_stream` also ends when the job turns final, items for a
 missing job are dropped), and deleting a worker drops its pending stop signals.
 
-Every status change goes through `transition`, an atomic compare-and-set on the current status,
-so a job cannot be completed twice nor come back after a cancel, whichever gateway replica or
-worker races. Waiters (`wait_final`, `wait_stream`, `take_stops`) wake as soon as any process
-writes the change: in-process events plus polling for SQLite, pub/sub for Redis.
+Every status change goes through `transition` (or `claim`, the job-take's own form of it), an
+atomic compare-and-set on the current status, so a job cannot be completed twice nor come back
+after a cancel, whichever gateway replica or worker races. Waiters (`wait_final`, `wait_stream`,
+`take_stops`) wake as soon as any process writes the change: in-process events plus polling for
+SQLite, pub/sub for Redis.
 """
 
 from __future__ import annotations
