@@ -40,7 +40,7 @@ from skiff_core.payloads.base import (
     dereference,
     payload_ref,
     reference,
-    should_inline,
+    stays_inline,
 )
 from skiff_core.queue.base import Delivery, JobQueue
 from skiff_core.requeue import requeue_worker_jobs
@@ -374,9 +374,7 @@ class JobService:
             await self._extend_lease(spec, job)
             return
         encoded = None if output is None or isinstance(output, bool | int | float) else orjson.dumps(output)
-        inline = encoded is None or (
-            should_inline(len(encoded), self.settings.payload_inline_max_bytes) and payload_ref(output) is None
-        )
+        inline = encoded is None or stays_inline(output, encoded, self.settings.payload_inline_max_bytes)
         job = await self._job_for_result(spec, worker_id, job_id, inline)
         self._require_holder(job, worker_id, "result")
         self.workers.seen(worker_id, spec.name)

@@ -9,6 +9,7 @@ from skiff_core.payloads.base import (
     payload_ref,
     reference,
     should_inline,
+    stays_inline,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "payload_ref",
     "reference",
     "should_inline",
+    "stays_inline",
 ]

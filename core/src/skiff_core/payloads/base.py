@@ -45,6 +45,12 @@ def should_inline(size: int, inline_max_bytes: int) -> bool:
     return size < inline_max_bytes
 
 
+def stays_inline(value: Any, data: bytes, inline_max_bytes: int) -> bool:
+    """Whether `value` (whose JSON is `data`) stays in the record rather than the payload store.
+    A small value that merely looks like a reference is stored too, so reading stays unambiguous."""
+    return should_inline(len(data), inline_max_bytes) and payload_ref(value) is None
+
+
 def payload_ref(value: Any) -> str | None:
     """The ref when `value` is a payload reference, else None."""
     if isinstance(value, dict) and len(value) == 1 and isinstance(value.get(PAYLOAD_KEY), str):
@@ -68,8 +74,7 @@ async def reference(
     encoding again.
     """
     data = encoded if encoded is not None else orjson.dumps(value)
-    # A small value that merely looks like a reference is stored too, so reading stays unambiguous.
-    if should_inline(len(data), inline_max_bytes) and payload_ref(value) is None:
+    if stays_inline(value, data, inline_max_bytes):
         return value
     return {PAYLOAD_KEY: await store.put(job_id, kind, data, expires_at)}
 

@@ -25,6 +25,7 @@ import asyncio
 import random
 import ssl
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -85,10 +86,6 @@ class SqsApi:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=read_timeout_s)
         self._http: aiohttp.ClientSession | None = None
 
-    @property
-    def endpoint_url(self) -> str:
-        return self._url
-
     def _session(self) -> aiohttp.ClientSession:
         # Made on first use: an aiohttp session belongs to the running event loop.
         if self._http is None or self._http.closed:
@@ -130,7 +127,7 @@ class SqsApi:
                     raise ClientError(error, action)
             await asyncio.sleep(random.random() * min(MAX_BACKOFF_S, 2.0 ** (attempt - 1)))
 
-    async def _post(self, action: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    async def _post(self, action: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
         """One signed HTTP request."""
         request = AWSRequest(
             method="POST",
@@ -142,7 +139,7 @@ class SqsApi:
         async with self._session().post(
             self._url, data=body, headers=dict(request.headers.items()), proxy=self._proxy
         ) as reply:
-            return reply.status, dict(reply.headers), await reply.read()
+            return reply.status, reply.headers, await reply.read()
 
     async def close(self) -> None:
         if self._http is not None:
@@ -168,7 +165,7 @@ def _env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-def _error(status: int, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
+def _error(status: int, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
     """botocore's error shape from a JSON-protocol error reply."""
     try:
         parsed = orjson.loads(raw)
@@ -184,5 +181,5 @@ def _error(status: int, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
     message = str(parsed.get("message") or parsed.get("Message") or raw[:200].decode(errors="replace"))
     return {
         "Error": {"Code": code or str(status), "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers},
+        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": dict(headers)},
     }

@@ -251,6 +251,11 @@ def _job_from_hash(flat: dict[str, str]) -> JobRecord:
     return JobRecord.model_validate({name: orjson.loads(raw) for name, raw in flat.items()})
 
 
+def _job_from_pairs(flat: list[str]) -> JobRecord:
+    """A record from a script's HGETALL reply: field, value, field, value, ..."""
+    return _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
 class RedisStore:
     """JobStore (every part of it, see skiff_core.store.base) under `prefix` in one Redis."""
 
@@ -348,7 +353,7 @@ class RedisStore:
                 ],
             )
             if flat:
-                job = _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+                job = _job_from_pairs(flat)
         finally:
             if finishing:
                 self._finished_here(job_id, job)
@@ -387,7 +392,7 @@ class RedisStore:
             ],
         )
         outcome, flat = reply[0], reply[1] if len(reply) > 1 else None
-        job = _job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+        job = _job_from_pairs(flat) if flat else None
         return Claim(outcome, job)
 
     async def delete(self, job_id: str) -> None:
