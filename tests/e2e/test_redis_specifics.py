@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -199,22 +200,49 @@ async def test_batched_commands_each_get_their_own_reply_or_error(server: RedisS
     for i in range(300):
         await client.hset(f"{prefix}h{i}", "n", str(i))
     sent: list[int] = []
-    original = client.pipeline
+    original = client.connection_pool.get_connection
 
-    def counting_pipeline(*args: object, **kwargs: object) -> object:
+    async def counting_get_connection(*args: object, **kwargs: object) -> object:
         sent.append(1)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    client.connection_pool.get_connection = counting_get_connection  # type: ignore[method-assign]
     replies = await asyncio.gather(
         *(batcher.command("HGETALL", f"{prefix}h{i}") for i in range(300)),
         batcher.command("HGETALL", f"{prefix}string"),  # the wrong type: an error for this one only
         return_exceptions=True,
     )
-    assert replies[:300] == [{"n": str(i)} for i in range(300)]
+    assert replies[:300] == [{"n": str(i)} for i in range(300)]  # a RESP3 map, as Redis sent it
     assert isinstance(replies[300], ResponseError) and "WRONGTYPE" in str(replies[300])
     # 301 commands in one turn: full batches of 64 and the rest, not a round trip each.
     assert len(sent) <= 301 // 64 + MAX_IN_FLIGHT + 1
+    await batcher.close()
+    await client.aclose()
+
+
+async def test_batches_survive_a_dropped_connection_and_bad_values_fail_alone(server: RedisServer, prefix: str) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import DataError
+
+    from skiff_core.store.redis_batch import CommandBatcher
+
+    client = aioredis.Redis.from_url(server.url(), decode_responses=True)
+    batcher = CommandBatcher(client)
+    assert await batcher.command("SET", f"{prefix}k", "v1") == "OK"
+    # Redis drops every client connection, the pooled one included: the next batch finds it dead.
+    admin = aioredis.Redis.from_url(server.url())
+    await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await admin.aclose()
+    # The batch on the dead connection fails as redis-py's own pipelines fail there (this client
+    # has no retries configured); the next one goes out on a fresh connection.
+    with contextlib.suppress(RedisConnectionError):
+        await batcher.command("GET", f"{prefix}k")
+    assert await batcher.command("GET", f"{prefix}k") == "v1"
+    results = await asyncio.gather(
+        batcher.command("SET", f"{prefix}k", None), batcher.command("GET", f"{prefix}k"), return_exceptions=True
+    )
+    assert isinstance(results[0], DataError) and results[1] == "v1"
     await batcher.close()
     await client.aclose()
 

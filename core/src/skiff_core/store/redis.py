@@ -312,8 +312,11 @@ class RedisStore:
             raise ValueError(f"job {job.id!r} already exists")
 
     async def get(self, job_id: str) -> JobRecord | None:
-        flat = cast(dict[str, str], await self._batch.command("HGETALL", f"{self._p}job:{job_id}"))
-        return _job_from_hash(flat) if flat else None
+        reply = await self._batch.command("HGETALL", f"{self._p}job:{job_id}")
+        if not reply:
+            return None
+        # A map on RESP3 (redis-py's default), a flat list on RESP2.
+        return _job_from_hash(reply) if isinstance(reply, dict) else _job_from_pairs(reply)
 
     async def transition(
         self, job_id: str, *, expect: Collection[JobStatus], holder: str | None = None, **changes: Any
