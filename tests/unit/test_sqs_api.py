@@ -104,6 +104,46 @@ def _signature_as_received(headers: dict[str, str], body: bytes) -> str:
     return signature
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sqs.eu-west-1.amazonaws.com",
+        "https://sqs.eu-west-1.amazonaws.com:443/",
+        "http://127.0.0.1:9324",
+        "http://user@localhost:8080/a/../sqs proxy/",
+    ],
+)
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzEBYaDH  session/token=="])
+def test_requests_are_signed_as_botocore_signs_them(
+    url: str, token: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime
+
+    import botocore.auth
+
+    now = datetime.datetime(2026, 11, 29, 23, 59, 58)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: now)
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", token).get_frozen_credentials()
+    body = b'{"QueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q", "MaxNumberOfMessages": 10}'
+    expected = AWSRequest(
+        method="POST",
+        url=url,
+        data=body,
+        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.ReceiveMessage"},
+    )
+    SigV4Auth(credentials, "sqs", "eu-west-1").add_auth(expected)
+    signer = sqs_api.Signer(url, "eu-west-1")
+    stamp = now.replace(tzinfo=datetime.UTC).timestamp()
+    for _ in range(2):  # the second from the cached signing key
+        assert signer.headers(credentials, "AmazonSQS.ReceiveMessage", body, stamp) == dict(expected.headers.items())
+    # A new day, a new signing key.
+    tomorrow = now + datetime.timedelta(days=1)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: tomorrow)
+    SigV4Auth(credentials, "sqs", "eu-west-1").add_auth(expected)
+    later = signer.headers(credentials, "AmazonSQS.ReceiveMessage", body, stamp + 86400)
+    assert later == dict(expected.headers.items())
+
+
 async def test_server_errors_and_throttling_are_retried_up_to_three_attempts(server: Scripted) -> None:
     server.replies = [error(503, "ServiceUnavailable"), error(400, "RequestThrottled"), ok({"Messages": []})]
     api = _api(server)
