@@ -261,3 +261,36 @@ async def test_a_copy_delivered_while_a_lease_runs_is_not_handed_out(
     await queue.delete("dup", third.receipt)
     await asyncio.sleep(1.5)  # past the copy's own lease
     assert await queue.receive("dup", max_messages=1, lease=30, wait=1) == []
+
+
+async def test_a_trickle_of_normal_work_looks_at_the_low_queue_once_an_interval(queue: SqsQueue) -> None:
+    # One job every 50 ms for 1.5 s, taken by a job-take parked each time: every receive finds at
+    # most a message or two, and the low queue (interval 1 s here) is looked at a few times, not
+    # once for every empty look at the normal queue.
+    receives: list[str] = []
+    call = queue._api.call
+
+    async def counting(action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if action == "ReceiveMessage":
+            receives.append("low" if params["QueueUrl"].endswith("-low") else "normal")
+        return await call(action, params)
+
+    queue._api.call = counting  # type: ignore[method-assign]
+    jobs = [f"trickle-{i}" for i in range(30)]
+
+    async def produce() -> None:
+        for job_id in jobs:
+            await queue.enqueue("ep", job_id)
+            await asyncio.sleep(0.05)
+
+    producing = asyncio.create_task(produce())
+    taken: list[str] = []
+    while len(taken) < len(jobs):
+        got = await queue.receive("ep", max_messages=1, lease=30, wait=5)
+        for delivery in got:
+            taken.append(delivery.job_id)
+            await queue.delete("ep", delivery.receipt)
+    await producing
+    assert sorted(taken) == sorted(jobs)
+    assert receives.count("low") <= 4, receives
+    assert receives.count("normal") <= len(jobs) + 2, receives

@@ -141,6 +141,7 @@ class _Inbox:
     pollers: int = 0
     asked: int = 0  # messages asked for by receive calls in flight
     backlog: bool = False  # the last receive came back full: more pollers may help
+    low_due: float = 0.0  # monotonic time by which the low queue is to be looked at again
     lease: float = 30.0
     release_timer: asyncio.TimerHandle | None = None
 
@@ -258,7 +259,6 @@ class SqsQueue:
 
     async def _poll(self, endpoint: str, inbox: _Inbox) -> None:
         """Receive for the parked takers until none is left wanting more than other pollers ask."""
-        idle = False  # the last long poll came back empty: skip the quick look at the normal queue
         try:
             while True:
                 want = min(MAX_BATCH, inbox.demand() - inbox.asked)
@@ -266,17 +266,7 @@ class SqsQueue:
                     return
                 inbox.asked += want
                 try:
-                    got = [] if idle else await self._receive_lane(endpoint, NORMAL, want, inbox.lease, 0)
-                    if not got:
-                        got = await self._receive_lane(endpoint, LOW, want, inbox.lease, 0)
-                    if not got:
-                        remaining = max((t.deadline for t in inbox.takers), default=0.0) - time.monotonic()
-                        if remaining <= 0:
-                            await asyncio.sleep(0)  # the takers' own timers answer them
-                            continue
-                        slice_s = min(math.ceil(remaining), math.ceil(self._low_check_interval_s), MAX_WAIT_S)
-                        got = await self._receive_lane(endpoint, NORMAL, want, inbox.lease, slice_s)
-                        idle = not got
+                    got = await self._receive_for(endpoint, inbox, want)
                 finally:
                     inbox.asked -= want
                 inbox.backlog = len(got) >= MAX_BATCH
@@ -293,6 +283,30 @@ class SqsQueue:
             inbox.pollers -= 1
             if not self._closing and inbox.demand() > 0:
                 self._start_pollers(endpoint, inbox)
+
+    async def _receive_for(self, endpoint: str, inbox: _Inbox, want: int) -> list[Delivery]:
+        """One round for the inbox: the normal queue first, the low one when the normal one came
+        back empty. A long poll of the normal queue answers as soon as a message is there, so it
+        needs no quick look first while the low queue was looked at within `low_check_interval_s`:
+        a trickle of normal work then costs a receive per batch, not three (a quick look at each
+        queue, mostly empty, and the long poll)."""
+        remaining = max((t.deadline for t in inbox.takers), default=0.0) - time.monotonic()
+        # Whole seconds only; rounding up overshoots the takers' wait by under a second.
+        slice_s = min(math.ceil(remaining), math.ceil(self._low_check_interval_s), MAX_WAIT_S) if remaining > 0 else 0
+        low_due = time.monotonic() >= inbox.low_due
+        got = await self._receive_lane(endpoint, NORMAL, want, inbox.lease, 0 if low_due else slice_s)
+        if got:
+            return got
+        got = await self._receive_lane(endpoint, LOW, want, inbox.lease, 0)
+        inbox.low_due = time.monotonic() + self._low_check_interval_s
+        if got:
+            return got
+        if not slice_s:
+            await asyncio.sleep(0)  # the takers' own timers answer them
+            return []
+        if not low_due:
+            return []  # the normal queue was long-polled already
+        return await self._receive_lane(endpoint, NORMAL, want, inbox.lease, slice_s)
 
     def _take_held(self, inbox: _Inbox, n: int) -> list[Delivery]:
         got: list[Delivery] = []
