@@ -116,6 +116,16 @@ def test_key_and_body_are_checked(llm_stack: SkiffProcess) -> None:
         assert bad.json()["error"]["message"] == "request body must be a JSON object"
         unknown = http.get("/v2/nope/openai/v1/models")
         assert unknown.status_code == 404 and "not found" in unknown.json()["error"]["message"]
+        # Paths no route serves, and a wrong method, still answer in OpenAI's shape under /openai/.
+        for method, path, status in (
+            ("POST", "/v2/%2F/openai/v1/chat/completions", 404),
+            ("POST", "/v2/llm/openai/v1/embeddings", 404),
+            ("DELETE", "/v2/llm/openai/v1/models", 405),
+        ):
+            answer = http.request(method, path, headers={"Authorization": "Bearer wrong"})
+            assert answer.status_code == status, (path, answer.text)
+            error = answer.json()["error"]
+            assert isinstance(error["message"], str) and error["type"] == "invalid_request_error", (path, error)
 
 
 def test_client_that_leaves_mid_stream_cancels_the_job(llm_stack: SkiffProcess, tmp_path: Path) -> None:

@@ -36,12 +36,13 @@ class AccessMiddleware:
         try:
             caller = await resolver.resolve(presented_key(_header(scope, b"authorization")))
         except Exception:
-            await error_response(503, "API keys cannot be checked: the job store is unreachable")(scope, receive, send)
+            unchecked = "API keys cannot be checked: the job store is unreachable"
+            await error_response(503, unchecked, path=scope["path"])(scope, receive, send)
             return
         scope[CALLER] = caller
         slot = await self._admit(caller, route)
         if isinstance(slot, Refusal):
-            response = error_response(429, slot.message, {"Retry-After": str(slot.retry_after_s)})
+            response = error_response(429, slot.message, {"Retry-After": str(slot.retry_after_s)}, path=scope["path"])
             await response(scope, receive, send)
             return
         try:

@@ -79,25 +79,28 @@ def create_app(ctx: GatewayContext, *, manage_context: bool = True) -> FastAPI:
     app.add_middleware(ErrorMiddleware)
 
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.message, exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, exc.headers, path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return error_response(404, f"no route {request.method} {request.url.path}")
+            return error_response(404, f"no route {request.method} {request.url.path}", path=request.url.path)
         if exc.status_code == 405:
             # Starlette's router names the allowed methods in an Allow header (RFC 9110 section 15.5.6).
             return error_response(
-                405, f"method {request.method} not allowed on {request.url.path}", dict(exc.headers or {})
+                405,
+                f"method {request.method} not allowed on {request.url.path}",
+                dict(exc.headers or {}),
+                path=request.url.path,
             )
-        return error_response(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, str(exc.detail), path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return error_response(400, f"invalid request: {where}: {first.get('msg', 'invalid')}")
+        return error_response(400, f"invalid request: {where}: {first.get('msg', 'invalid')}", path=request.url.path)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

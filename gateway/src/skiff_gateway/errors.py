@@ -50,12 +50,13 @@ class ErrorMiddleware:
             outage = classify(exc)
             if outage is None:
                 log.exception("unexpected error in %s %s", scope["method"], scope["path"])
-                response = error_response(500, "internal error; see the gateway log")
+                response = error_response(500, "internal error; see the gateway log", path=scope["path"])
             else:
                 log.warning(
                     "%s %s: %d (%s: %s)", scope["method"], scope["path"], outage.status, type(exc).__name__, exc
                 )
-                response = error_response(outage.status, outage.message, {"Retry-After": str(RETRY_AFTER_S)})
+                retry = {"Retry-After": str(RETRY_AFTER_S)}
+                response = error_response(outage.status, outage.message, retry, path=scope["path"])
             await response(scope, exchange.receive, exchange.send)
 
 

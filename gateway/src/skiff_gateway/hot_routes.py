@@ -53,5 +53,5 @@ async def _dispatch(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         response = await scope[ROUTE_KEY].endpoint(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.message, exc.headers)
+        response = error_response(exc.status, exc.message, exc.headers, path=scope["path"])
     await response(scope, receive, send)

@@ -32,8 +32,26 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, *, path: str | None = None
+) -> Response:
+    """Runpod's error shape, `{"error": message}`; OpenAI's on a path under `/openai/` (given
+    `path`), where the openai client expects its own."""
+    if path is not None and "/openai/" in path:
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return openai_error(status, message, kind, None, headers)
     return json_response({"error": message}, status, headers)
+
+
+def openai_error(
+    status: int,
+    message: str,
+    kind: str = "invalid_request_error",
+    code: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """OpenAI's error object: https://platform.openai.com/docs/guides/error-codes"""
+    return json_response({"error": {"message": message, "type": kind, "param": None, "code": code}}, status, headers)
 
 
 async def read_body(request: Request, limit: int, *, what: str = "request body") -> bytes:

@@ -30,7 +30,7 @@ from starlette.responses import Response, StreamingResponse
 from skiff_core.jobs import JobRecord, JobStatus
 from skiff_core.spec import EndpointSpec
 from skiff_gateway.context import GatewayContext
-from skiff_gateway.http import ApiError, json_response, parse_json, read_body, unless_disconnected
+from skiff_gateway.http import ApiError, json_response, openai_error, parse_json, read_body, unless_disconnected
 from skiff_gateway.routes_client import MAX_RUNSYNC_WAIT_MS, client_endpoint
 from skiff_gateway.routing import RouteTable
 
@@ -48,10 +48,6 @@ JOB_ID_HEADER = "X-Skiff-Job-Id"
 # A worker's error string longer than this is not parsed as a Python literal.
 MAX_ERROR_PARSE_CHARS = 64 * 1024
 _background: set[asyncio.Task[Any]] = set()
-
-
-def openai_error(status: int, message: str, kind: str = "invalid_request_error", code: Any = None) -> Response:
-    return json_response({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
 
 
 @router.post("/v2/{endpoint}/openai/v1/chat/completions")
