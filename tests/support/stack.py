@@ -192,52 +192,6 @@ class SkiffProcess:
         return stop_process(self.proc, sig, self.output)
 
 
-class GatewayReplica:
-    """A real `skiff gateway` process on its own port."""
-
-    def __init__(self, endpoints_dir: Path, state_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.state_dir = state_dir
-        self.log_path = state_dir / "gateway.log"
-        self.args = [SKIFF, "gateway", "--endpoints", str(endpoints_dir), "--state-dir", str(state_dir)]
-        self.args += ["--port", str(self.port)]
-        self.env = {**os.environ, **FAST_ENV, **env, "SKIFF_API_KEY": TEST_KEY}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> GatewayReplica:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.args, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"skiff gateway exited with {self.proc.returncode}:\n{self.output()}")
-            if f"Skiff gateway is up at {self.url}" in self.output():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"skiff gateway did not start in {timeout}s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def client(self, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=timeout)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            stop_process(self.proc, sig, self.output)
-        return self.proc.returncode
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-
 def children(pid: int) -> set[int]:
     """The process ids whose parent is `pid` (a `skiff up`'s or `skiff controller`'s workers)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -286,6 +240,35 @@ class LoggedProcess:
         self.proc.kill()
         self.proc.wait(10)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_process(self.proc, signal.SIGTERM, self.output)
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """Its exit status (None if never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            stop_process(self.proc, sig, self.output)
+        return self.proc.returncode
+
+
+class GatewayReplica(LoggedProcess):
+    """A real `skiff gateway` process on its own port."""
+
+    def __init__(self, endpoints_dir: Path, state_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = state_dir
+        args = [SKIFF, "gateway", "--endpoints", str(endpoints_dir), "--state-dir", str(state_dir)]
+        super().__init__(
+            [*args, "--port", str(self.port)],
+            {**os.environ, **FAST_ENV, **env, "SKIFF_API_KEY": TEST_KEY},
+            state_dir / "gateway.log",
+            "",  # set by start, from the URL then (a test may move a replica to another's port)
+        )
+
+    def start(self, timeout: float = 30.0) -> GatewayReplica:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.ready = f"Skiff gateway is up at {self.url}"
+        super().start(timeout)
+        return self
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=timeout)

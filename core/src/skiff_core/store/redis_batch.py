@@ -11,7 +11,8 @@ and every job write is a Lua script, atomic by itself.
 A batch goes out on a pooled redis-py connection (its handshake, TLS, health checks and retry
 policy are redis-py's) but not through redis-py's Pipeline object, whose per-command staging,
 Python packing and response callbacks cost about as much again: hiredis packs the commands, and
-replies come back as Redis sent them (an HGETALL is a flat field, value, ... list).
+replies come back as Redis sent them (an HGETALL is a map on RESP3, redis-py's default, and a
+flat field, value, ... list on RESP2).
 
 A caller waits for its own command's reply or error only. A caller that goes away leaves its
 command in the batch (it may have been sent already), as a cancelled plain command may have run.
